@@ -1,0 +1,72 @@
+"""The class table: the single source of truth for names, colours, palettes and mask decoding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Class index written for pixels that must not count in loss or metrics.
+IGNORE_INDEX = 255
+
+RGB = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    """One row of ``[[classes]]``: its index is its position in the table."""
+
+    name: str
+    color: RGB
+
+
+@dataclass(frozen=True)
+class ClassTable:
+    """Ordered classes plus the optional ignore colour and the colour tolerance of ``[mask]``."""
+
+    classes: tuple[ClassInfo, ...]
+    ignore_color: RGB | None = None
+    tolerance: float = 60.0
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.classes)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def palette(self) -> np.ndarray:
+        """``(num_classes, 3)`` uint8 colours, index = class."""
+        return np.array([c.color for c in self.classes], dtype=np.uint8)
+
+    def colorize(self, indices: np.ndarray) -> np.ndarray:
+        """Class-index array ``(H, W)`` -> RGB ``(H, W, 3)``; ignored pixels become the ignore colour (or white)."""
+        lut = np.zeros((256, 3), dtype=np.uint8)
+        lut[: self.num_classes] = self.palette()
+        lut[IGNORE_INDEX] = self.ignore_color if self.ignore_color is not None else (255, 255, 255)
+        return lut[indices.astype(np.uint8)]
+
+    def decode(self, rgb: np.ndarray) -> tuple[np.ndarray, int]:
+        """RGB mask ``(H, W, 3)`` -> class indices ``(H, W)`` uint8 by nearest colour.
+
+        Returns the indices and how many pixels lay farther than ``tolerance`` from every colour
+        (they still get the nearest class; the caller reports the count). Pixels nearest to the
+        ignore colour get ``IGNORE_INDEX``.
+        """
+        colors = [c.color for c in self.classes]
+        targets = [*range(self.num_classes)]
+        if self.ignore_color is not None:
+            colors.append(self.ignore_color)
+            targets.append(IGNORE_INDEX)
+        flat = rgb.reshape(-1, 3).astype(np.int32)
+        # Most masks hold a handful of distinct colours: decode those once, not every pixel.
+        packed = (flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]
+        unique, inverse = np.unique(packed, return_inverse=True)
+        unique_rgb = np.stack([(unique >> 16) & 255, (unique >> 8) & 255, unique & 255], axis=1)
+        dist = np.linalg.norm(unique_rgb[:, None, :] - np.array(colors)[None, :, :], axis=2)
+        nearest = dist.argmin(axis=1)
+        far = dist.min(axis=1) > self.tolerance
+        counts = np.bincount(inverse.ravel(), minlength=len(unique))
+        lut = np.array(targets, dtype=np.uint8)[nearest]
+        return lut[inverse].reshape(rgb.shape[:2]), int(counts[far].sum())

@@ -1,0 +1,104 @@
+"""Reading images and categorized masks into uint8 arrays, whatever mode the file was saved in."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from segkit.classes import ClassTable
+from segkit.errors import DataError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+def is_image_file(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image = Image.open(path)
+            image.load()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise DataError(
+            f"{path}: cannot be read as an image ({exc.__class__.__name__}: {exc}); "
+            "re-export it or remove it from the folder"
+        ) from None
+    return image
+
+
+def _to_8bit(array: np.ndarray) -> np.ndarray:
+    """Scale 16-bit or float data to 0..255 by its own range, the usual microscopy convention."""
+    if array.dtype == np.uint8:
+        return array
+    array = array.astype(np.float64)
+    top = array.max() if array.size else 0.0
+    if array.dtype.kind == "f" and top <= 1.0:
+        top = 1.0
+    if top <= 255 and array.min() >= 0 and array.dtype.kind != "f":
+        return array.astype(np.uint8)
+    return np.clip(array / max(top, 1e-12) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _flatten_alpha(image: Image.Image) -> Image.Image:
+    """Composite transparent pixels onto white, as a viewer shows them."""
+    rgba = image.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def read_image(path: Path, channels: int = 3) -> np.ndarray:
+    """Decode ``path`` to ``(H, W, channels)`` uint8; ``channels`` is 1 or 3."""
+    image = _open(path)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        image = _flatten_alpha(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        gray = _to_8bit(np.asarray(image))
+        array = np.repeat(gray[:, :, None], 3, axis=2)
+    else:
+        array = np.asarray(image.convert("RGB"))
+    if channels == 1:
+        weights = np.array([0.299, 0.587, 0.114])
+        return (array @ weights + 0.5).clip(0, 255).astype(np.uint8)[:, :, None]
+    return np.ascontiguousarray(array)
+
+
+def read_mask(path: Path, table: ClassTable) -> tuple[np.ndarray, int]:
+    """Decode a categorized mask to class indices ``(H, W)`` uint8 plus its far-colour pixel count.
+
+    RGB(A) masks are decoded by nearest class colour. A single-channel mask whose values are all
+    below the number of classes is taken as class indices already; other single-channel masks are
+    read as gray colours and decoded like RGB.
+    """
+    image = _open(path)
+    if image.mode in ("L", "I;16", "I;16B", "I;16L", "I"):
+        values = np.asarray(image)
+        if values.size and int(values.max()) < table.num_classes:
+            return values.astype(np.uint8), 0
+        rgb = np.repeat(_to_8bit(values)[:, :, None], 3, axis=2)
+    else:
+        rgb = np.asarray(image.convert("RGB"))
+    return table.decode(rgb)
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """``(width, height)`` from the header alone."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot be read as an image ({exc}); re-export it or remove it") from None
+
+
+def write_png(path: Path, array: np.ndarray) -> None:
+    """Write uint8 ``(H, W)`` or ``(H, W, 3)`` atomically (temp file + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    squeezed = array[:, :, 0] if array.ndim == 3 and array.shape[2] == 1 else array
+    Image.fromarray(squeezed.astype(np.uint8)).save(tmp, format="PNG")
+    tmp.replace(path)
