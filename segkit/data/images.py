@@ -18,17 +18,25 @@ def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
+#: What Pillow raises for a file it cannot open or decode.
+_UNREADABLE = (UnidentifiedImageError, OSError, ValueError, SyntaxError)
+
+
+def _unreadable(path: Path, exc: Exception) -> DataError:
+    return DataError(
+        f"{path}: cannot be read as an image ({exc.__class__.__name__}: {exc}); "
+        "re-export it or remove it from the folder"
+    )
+
+
 def _open(path: Path) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             image = Image.open(path)
             image.load()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise DataError(
-            f"{path}: cannot be read as an image ({exc.__class__.__name__}: {exc}); "
-            "re-export it or remove it from the folder"
-        ) from None
+    except _UNREADABLE as exc:
+        raise _unreadable(path, exc) from None
     return image
 
 
@@ -54,7 +62,36 @@ def _flatten_alpha(image: Image.Image) -> Image.Image:
 
 def read_image(path: Path, channels: int = 3) -> np.ndarray:
     """Decode ``path`` to ``(H, W, channels)`` uint8; ``channels`` is 1 or 3."""
-    image = _open(path)
+    return _to_channels(_open(path), channels)
+
+
+def read_preview(
+    path: Path, max_side: int = 64, channels: int = 3
+) -> tuple[tuple[int, int], str, np.ndarray]:
+    """Header ``(width, height)`` and mode, plus the image shrunk to about ``max_side`` pixels a side.
+
+    The file is opened and decoded once. JPEGs decode straight at a reduced scale (Pillow ``draft``);
+    other formats decode fully and are then box-reduced by an integer factor, so the preview keeps
+    the aspect ratio and is between ``max_side`` and ``2 * max_side`` on its short side.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image = Image.open(path)
+            size, mode = image.size, image.mode
+            image.draft("L" if channels == 1 else "RGB", (max_side, max_side))
+            image.load()
+    except _UNREADABLE as exc:
+        raise _unreadable(path, exc) from None
+    array = _to_channels(image, 3)
+    factor = max(1, min(array.shape[:2]) // max_side)
+    if factor > 1:
+        array = np.asarray(Image.fromarray(array).reduce(factor))
+    return size, mode, _to_channels(Image.fromarray(array), channels)
+
+
+def _to_channels(image: Image.Image, channels: int) -> np.ndarray:
+    """Any Pillow mode -> ``(H, W, channels)`` uint8, alpha flattened onto white, 16-bit scaled."""
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         image = _flatten_alpha(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
@@ -75,15 +112,25 @@ def read_mask(path: Path, table: ClassTable) -> tuple[np.ndarray, int]:
     below the number of classes is taken as class indices already; other single-channel masks are
     read as gray colours and decoded like RGB.
     """
+    source = read_mask_source(path, table)
+    if source.ndim == 2:
+        return source, 0
+    return table.decode(source)
+
+
+def read_mask_source(path: Path, table: ClassTable) -> np.ndarray:
+    """The mask as stored: class indices ``(H, W)`` uint8 when the file holds them, else RGB ``(H, W, 3)``.
+
+    For callers that need the colours themselves (statistics of off-palette colours); ``read_mask``
+    decodes the RGB case by nearest class colour.
+    """
     image = _open(path)
     if image.mode in ("L", "I;16", "I;16B", "I;16L", "I"):
         values = np.asarray(image)
         if values.size and int(values.max()) < table.num_classes:
-            return values.astype(np.uint8), 0
-        rgb = np.repeat(_to_8bit(values)[:, :, None], 3, axis=2)
-    else:
-        rgb = np.asarray(image.convert("RGB"))
-    return table.decode(rgb)
+            return values.astype(np.uint8)
+        return np.repeat(_to_8bit(values)[:, :, None], 3, axis=2)
+    return np.asarray(image.convert("RGB"))
 
 
 def image_size(path: Path) -> tuple[int, int]:

@@ -1,0 +1,21 @@
+"""segkit's built-in model plugin: FlexUNet, the reference project's configurable U-Net."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import segkit
+from segkit.specs import ModelSpec
+from segkit_flexunet.flexunet_spec import FLEXUNET_OPTIONS, build_from_request
+
+
+@segkit.hookimpl
+def segkit_models() -> Iterable[ModelSpec]:
+    return [
+        ModelSpec(
+            name="flexunet",
+            description="U-Net with configurable depth, width, first-kernel size and dilation (reference FlexUNet)",
+            build=build_from_request,
+            options=FLEXUNET_OPTIONS,
+        )
+    ]

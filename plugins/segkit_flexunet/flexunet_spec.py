@@ -1,0 +1,44 @@
+"""FlexUNet's ``[model]`` keys and the bridge from a ModelRequest to :func:`build_flexunet`.
+
+Kept apart from ``flexunet.py`` so that registering the plugin imports no Keras.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from segkit.options import Option
+from segkit.specs import ModelRequest
+
+if TYPE_CHECKING:
+    import keras
+
+FLEXUNET_OPTIONS = (
+    Option("base_filters", "int", 16, "filters of the first encoder level (doubling per level)", minimum=1),
+    Option("base_kernels", "int_or_pair", [7, 7], "first kernel size, shrinking by 2 per level to 3"),
+    Option("num_layers", "int", 6, "encoder levels including the bridge; sizes must divide by 2**(n-1)",
+           minimum=2, maximum=10),
+    Option("dropout_rate", "float", 0.04, "dropout of level i is dropout_rate * i", minimum=0, maximum=0.5),
+    Option("dilation", "int_or_pair", [1, 1], "first dilation rate, shrinking by 1 per level to 1"),
+    Option("normalization", "bool", False, "batch normalization after each convolution"),
+    Option("activation", "str", "relu", "activation of the convolutions (a Keras activation name)"),
+)
+
+
+def build_from_request(request: ModelRequest) -> keras.Model:
+    from segkit_flexunet.flexunet import build_flexunet
+
+    options = request.options
+    return build_flexunet(
+        image_height=request.image_height,
+        image_width=request.image_width,
+        image_channels=request.image_channels,
+        num_classes=request.num_classes,
+        base_filters=options["base_filters"],
+        base_kernels=tuple(options["base_kernels"]),
+        num_layers=options["num_layers"],
+        dropout_rate=options["dropout_rate"],
+        dilation=tuple(options["dilation"]),
+        normalization=options["normalization"],
+        activation=options["activation"],
+    )

@@ -1,0 +1,21 @@
+"""segkit's built-in dataset plugin: folders of images with RGB categorized masks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import segkit
+from segkit.specs import DatasetSpec
+from segkit_masks.categorized_masks import SPLIT_OPTIONS, open_categorized_masks
+
+
+@segkit.hookimpl
+def segkit_datasets() -> Iterable[DatasetSpec]:
+    return [
+        DatasetSpec(
+            name="categorized-masks",
+            description="images/ and masks/ folders per split; RGB masks coloured by the class table",
+            build=open_categorized_masks,
+            options=SPLIT_OPTIONS,
+        )
+    ]

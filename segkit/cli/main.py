@@ -1,0 +1,62 @@
+"""The ``segkit`` Typer app and its entry point."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from segkit import __version__
+from segkit.cli import plugins_command, run_commands
+from segkit.cli.errors import one_line
+from segkit.plugins import DISABLE_ENV, get_registry
+from segkit.report.console import console, error_console
+
+app = typer.Typer(
+    name="segkit",
+    help="Semantic segmentation of microscopy and histology images; every part a plugin.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"segkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    disable_plugin: Annotated[
+        Optional[list[str]],
+        typer.Option("--disable-plugin", help=f"skip this plugin (entry-point or distribution name); also {DISABLE_ENV}"),
+    ] = None,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version")] = False,
+) -> None:
+    if disable_plugin:
+        current = [p for p in os.environ.get(DISABLE_ENV, "").split(",") if p]
+        os.environ[DISABLE_ENV] = ",".join([*current, *disable_plugin])
+        get_registry.cache_clear()
+
+
+run_commands.register(app)
+plugins_command.register(app)
+
+
+def main() -> None:
+    """Console-script entry point: commands map their own errors; this catches the rest."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        error_console.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - last line of defence: one line, not a traceback
+        if os.environ.get("SEGKIT_DEBUG"):
+            raise
+        message, code = one_line(exc)
+        error_console.print(message, markup=False)
+        sys.exit(code)

@@ -1,0 +1,71 @@
+"""A dataset made of ``images/`` and ``masks/`` folders per split: the reusable DatasetSource."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from segkit.classes import ClassTable
+from segkit.data.images import read_image, read_mask
+from segkit.data.pairing import Pair, pair_by_stem
+from segkit.errors import DataError
+
+
+@dataclass(frozen=True)
+class SplitFolders:
+    images: Path
+    masks: Path
+
+
+class FolderDataset:
+    """Pairs images with RGB categorized masks by stem and decodes them to class indices.
+
+    Mask pixels farther than the class table's tolerance from every class colour are counted
+    per file as they are decoded, so :meth:`notes` can report them once for the whole dataset.
+    """
+
+    def __init__(self, splits: Mapping[str, SplitFolders], classes: ClassTable, image_channels: int = 3) -> None:
+        self._splits = dict(splits)
+        self._classes = classes
+        self._channels = image_channels
+        self._far: dict[Path, int] = {}
+        self._lock = threading.Lock()
+
+    def splits(self) -> Sequence[str]:
+        return tuple(self._splits)
+
+    def pairs(self, split: str) -> list[Pair]:
+        if split not in self._splits:
+            raise DataError(
+                f"the dataset has no '{split}' split; add [dataset.{split}] with images and masks folders"
+            )
+        folders = self._splits[split]
+        return pair_by_stem(folders.images, folders.masks)
+
+    def load(self, pair: Pair) -> tuple[np.ndarray, np.ndarray]:
+        image = read_image(pair.image, self._channels)
+        mask, far = read_mask(pair.mask, self._classes)
+        if image.shape[:2] != mask.shape:
+            raise DataError(
+                f"{pair.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image {pair.image.name} is "
+                f"{image.shape[1]}x{image.shape[0]}; masks must have their image's size"
+            )
+        if far:
+            with self._lock:
+                self._far[pair.mask] = far
+        return image, mask
+
+    def notes(self) -> list[str]:
+        """One line about mask pixels far from every class colour, if any were seen."""
+        with self._lock:
+            if not self._far:
+                return []
+            total, files = sum(self._far.values()), len(self._far)
+        return [
+            f"{total} mask pixels in {files} file(s) lie farther than {self._classes.tolerance:g} from every "
+            "class colour and were given the nearest class (check the [[classes]] colours or [mask] tolerance)"
+        ]

@@ -1,0 +1,1 @@
+"""The parts of segkit that run TensorFlow: training, evaluation, inference. Imported lazily."""

@@ -1,0 +1,70 @@
+"""Building a project's model, data, loss, metrics and callbacks from the plugin registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from segkit.plugins import Registry
+from segkit.project import Project
+from segkit.specs import CallbackRequest, DatasetRequest, DatasetSource, LossRequest, MetricRequest, ModelRequest
+from segkit.engine.runtime import build_with
+
+
+def build_model(project: Project, registry: Registry) -> Any:
+    model = project.model
+    request = ModelRequest(model.image_height, model.image_width, model.image_channels,
+                           project.classes.num_classes, model.options)
+    return build_with(str(project.source), "model", registry.get("model", model.name).spec.build, request)
+
+
+def open_dataset(project: Project, registry: Registry) -> DatasetSource:
+    request = DatasetRequest(project.dataset.options, project.classes, project.output_dir,
+                             project.model.image_channels)
+    spec = registry.get("dataset", project.dataset.name).spec
+    return build_with(str(project.source), "dataset", spec.build, request)
+
+
+def build_loss(project: Project, registry: Registry) -> Any:
+    request = LossRequest(project.classes.num_classes, project.loss.options)
+    return build_with(str(project.source), "loss", registry.get("loss", project.loss.name).spec.build, request)
+
+
+def build_metrics(project: Project, registry: Registry) -> list[Any]:
+    """The metrics the project names, then every ``always`` metric group, each once."""
+    request = MetricRequest(project.classes)
+    names = list(project.metrics) + [r.name for r in registry.all("metric")
+                                      if getattr(r.spec, "always", False) and r.name not in project.metrics]
+    metrics: list[Any] = []
+    for name in names:
+        metrics.extend(build_with(str(project.source), "metrics.names", registry.get("metric", name).spec.build,
+                                  request))
+    return metrics
+
+
+def build_optimizer(project: Project) -> Any:
+    import keras
+
+    settings = project.optimizer
+    extra: dict[str, Any] = {"clipvalue": settings.clipvalue} if settings.clipvalue else {}
+    if settings.name == "adamw":
+        return keras.optimizers.AdamW(settings.learning_rate, weight_decay=settings.weight_decay, **extra)
+    return keras.optimizers.Adam(settings.learning_rate, **extra)
+
+
+def build_plugin_callbacks(project: Project, registry: Registry) -> list[Any]:
+    model = project.model
+    callbacks = []
+    for index, section in enumerate(project.callbacks):
+        request = CallbackRequest(section.options, project.classes, model.image_height, model.image_width,
+                                  model.image_channels, project.output_dir)
+        spec = registry.get("callback", section.name).spec
+        callbacks.append(build_with(str(project.source), f"callbacks.{index}", spec.build, request))
+    return callbacks
+
+
+def compile_model(model: Any, project: Project, registry: Registry, optimizer: Any | None = None) -> None:
+    model.compile(
+        optimizer=optimizer if optimizer is not None else build_optimizer(project),
+        loss=build_loss(project, registry),
+        metrics=build_metrics(project, registry),
+    )

@@ -1,0 +1,78 @@
+"""``segkit eval``: score the best model on the test split and write ``evaluation.csv``."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from segkit.engine import components
+from segkit.engine.runtime import import_tensorflow, seed_everything
+from segkit.errors import DataError, RunStateError
+from segkit.plugins import Registry
+from segkit.project import Project
+from segkit.report.history import metric_order
+from segkit.run_folder import BEST_MODEL, EVALUATION
+from segkit.toml_io import write_atomic
+
+
+def load_best_model(project: Project) -> Any:
+    """The checkpoint of the run, loaded without compiling (and never in unsafe mode)."""
+    import keras
+
+    path = project.output_dir / BEST_MODEL
+    if not path.exists():
+        raise RunStateError(f"{path}: no trained model yet; run `segkit train {project.source}` first")
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # noqa: BLE001 - a foreign or damaged file is the user's to replace
+        raise RunStateError(f"{path}: cannot be loaded ({exc.__class__.__name__}: {str(exc)[:200]}); "
+                            "train again with --overwrite") from None
+    _check_shape(model, project, path)
+    return model
+
+
+def _check_shape(model: Any, project: Project, path: Path) -> None:
+    expected_in = (project.model.image_height, project.model.image_width, project.model.image_channels)
+    got_in, got_out = tuple(model.input_shape[1:]), model.output_shape[-1]
+    if got_out != project.classes.num_classes or got_in != expected_in:
+        raise RunStateError(
+            f"{path}: model takes {got_in} and predicts {got_out} classes, but the project says {expected_in} "
+            f"and {project.classes.num_classes} classes; train again (--overwrite) or fix the project"
+        )
+
+
+def evaluate(project: Project, registry: Registry) -> dict[str, float]:
+    """Loss and every metric on the test split, written to ``<output_dir>/evaluation.csv``."""
+    import_tensorflow()
+    seed_everything(project.seed)
+    from segkit.data.pipeline import make_dataset
+
+    model = load_best_model(project)
+    components.compile_model(model, project, registry)
+    source = components.open_dataset(project, registry)
+    pairs = source.pairs("test")
+    if not pairs:
+        raise DataError("the test split has no image/mask pairs")
+    data = make_dataset(
+        source, pairs, height=project.model.image_height, width=project.model.image_width,
+        channels=project.model.image_channels, num_classes=project.classes.num_classes,
+        batch_size=project.train.batch_size, shuffle=False, seed=project.seed,
+        with_weights=project.classes.ignore_color is not None,
+    )
+    figures = {k: float(v) for k, v in model.evaluate(data, verbose=0, return_dict=True).items()}
+    loss = figures.pop("loss")
+    figures = {project.loss.name: loss, **{k: figures[k] for k in sorted(figures, key=metric_order)}}
+    write_evaluation(project.output_dir / EVALUATION, figures)
+    return figures
+
+
+def write_evaluation(path: Path, figures: dict[str, float]) -> None:
+    """``metric,value`` rows, the reference's layout with segkit's honest figures added."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["metric", "value"])
+    for name, value in figures.items():
+        writer.writerow([name, f"{value:.6f}"])
+    write_atomic(path, buffer.getvalue())

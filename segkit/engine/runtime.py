@@ -1,0 +1,66 @@
+"""Importing TensorFlow quietly, seeding, and turning plugin build failures into user errors."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from segkit.errors import ProjectError, SegkitError
+
+T = TypeVar("T")
+
+
+def import_tensorflow(verbose: bool = False) -> Any:
+    """``tensorflow``, with its C++ and Python logging hidden unless ``verbose``."""
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+        warnings.filterwarnings("ignore", module=r"(tensorflow|keras)(\..*)?$")
+    with _stderr_silenced(not verbose):
+        import tensorflow as tf
+
+    if not verbose:
+        tf.get_logger().setLevel(logging.ERROR)
+        logging.getLogger("absl").setLevel(logging.ERROR)
+    return tf
+
+
+@contextlib.contextmanager
+def _stderr_silenced(active: bool) -> Iterator[None]:
+    """Hide what TensorFlow's C++ side prints while loading (absl writes it before any log level applies)."""
+    if not active:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def seed_everything(seed: int) -> None:
+    """Same seed, same run on CPU: Python, NumPy and TensorFlow RNGs and deterministic kernels."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def build_with(source: str, key: str, builder: Callable[[Any], T], request: Any) -> T:
+    """Call a plugin builder; a ValueError from it becomes a one-line error on ``key``."""
+    try:
+        return builder(request)
+    except SegkitError:
+        raise
+    except ValueError as exc:
+        raise ProjectError(source, key, str(exc)) from None

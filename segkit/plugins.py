@@ -1,0 +1,182 @@
+"""Loading plugins from the ``segkit`` entry-point group into a registry of named builders.
+
+Each entry point is loaded and each hook called inside its own ``try``: a broken plugin is
+recorded with its reason and shown by ``segkit plugins``, and only a project that needs it fails
+(pluggy's ``load_setuptools_entrypoints`` would let one import error take the whole CLI down).
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import importlib.metadata as metadata
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+import pluggy
+
+from segkit import hookspecs
+from segkit.errors import PluginError
+from segkit.specs import Spec
+
+ENTRY_POINT_GROUP = "segkit"
+DISABLE_ENV = "SEGKIT_DISABLE_PLUGINS"
+
+Kind = Literal["model", "dataset", "loss", "metric", "callback", "preparer"]
+KINDS: tuple[Kind, ...] = get_args(Kind)
+_HOOK_OF_KIND: dict[Kind, str] = {
+    "model": "segkit_models", "dataset": "segkit_datasets", "loss": "segkit_losses",
+    "metric": "segkit_metrics", "callback": "segkit_callbacks", "preparer": "segkit_preparers",
+}
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """One entry point of the ``segkit`` group and what became of it."""
+
+    name: str
+    module: str
+    distribution: str
+    version: str
+    status: Literal["loaded", "failed", "disabled"] = "loaded"
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A spec with the kind it was registered as and the plugin that registered it."""
+
+    kind: Kind
+    spec: Spec
+    plugin: PluginInfo
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclass
+class Registry:
+    """Every plugin found, and the builders they registered, merged by kind and name."""
+
+    plugins: list[PluginInfo] = field(default_factory=list)
+    entries: dict[Kind, dict[str, Registered]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    #: (kind, name) -> why that name is unusable (a clash, or the plugin that had it failed)
+    unusable: dict[tuple[Kind, str], str] = field(default_factory=dict)
+
+    def all(self, kind: Kind) -> list[Registered]:
+        return sorted(self.entries[kind].values(), key=lambda r: r.name)
+
+    def names(self, kind: Kind) -> list[str]:
+        return sorted(self.entries[kind])
+
+    def get(self, kind: Kind, name: str) -> Registered:
+        """The entry called ``name``, or a PluginError that lists the names there are."""
+        if name in self.entries[kind]:
+            return self.entries[kind][name]
+        if (kind, name) in self.unusable:
+            raise PluginError(f"{kind} '{name}' cannot be used: {self.unusable[(kind, name)]}")
+        message = unknown_name_message(kind, name, self.names(kind))
+        failed = [p for p in self.plugins if p.status == "failed"]
+        if failed:
+            message += "; plugins that failed to load: " + "; ".join(f"{_describe(p)}: {p.reason}" for p in failed)
+        raise PluginError(message)
+
+    def add(self, kind: Kind, spec: Spec, plugin: PluginInfo) -> None:
+        """Register ``spec``; a second plugin claiming a taken name makes the name unusable."""
+        clash = self.unusable.get((kind, spec.name))
+        previous = self.entries[kind].pop(spec.name, None)
+        if previous is None and clash is None:
+            self.entries[kind][spec.name] = Registered(kind, spec, plugin)
+            return
+        owners = previous.plugin.distribution if previous else clash
+        self.unusable[(kind, spec.name)] = (
+            f"registered by both {_describe(previous.plugin) if previous else owners} and {_describe(plugin)}; "
+            f"uninstall one, or disable one with {DISABLE_ENV}"
+        )
+
+
+def _describe(plugin: PluginInfo) -> str:
+    return f"plugin '{plugin.name}' ({plugin.distribution} {plugin.version})"
+
+
+def unknown_name_message(kind: str, name: str, available: Iterable[str]) -> str:
+    names = sorted(available)
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    listing = ", ".join(names) if names else "none are installed"
+    return f"unknown {kind} '{name}' (available: {listing}){hint}"
+
+
+def disabled_plugins() -> set[str]:
+    """Names in ``SEGKIT_DISABLE_PLUGINS`` (comma separated; entry-point or distribution names)."""
+    raw = os.environ.get(DISABLE_ENV, "")
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+def _plugin_info(entry_point: metadata.EntryPoint, **extra: Any) -> PluginInfo:
+    dist = getattr(entry_point, "dist", None)
+    return PluginInfo(
+        name=entry_point.name,
+        module=entry_point.value,
+        distribution=dist.metadata["Name"] if dist is not None else "?",
+        version=dist.version if dist is not None else "?",
+        **extra,
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{exc.__class__.__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _collect(registry: Registry, manager: pluggy.PluginManager, plugin: object, info: PluginInfo) -> PluginInfo:
+    """Call each hook of one plugin on its own, so one bad hook costs only that plugin."""
+    found: list[tuple[Kind, Spec]] = []
+    try:
+        for kind, hook_name in _HOOK_OF_KIND.items():
+            caller = getattr(manager.hook, hook_name)
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin:
+                    found.extend((kind, spec) for spec in impl.function() or ())
+    except Exception as exc:  # noqa: BLE001 - any failure of third-party code is isolated
+        manager.unregister(plugin)
+        return _failed(info, f"hook raised {_one_line(exc)}")
+    for kind, spec in found:
+        registry.add(kind, spec, info)
+    return info
+
+
+def _failed(info: PluginInfo, reason: str) -> PluginInfo:
+    return PluginInfo(info.name, info.module, info.distribution, info.version, "failed", reason)
+
+
+def build_registry(entry_points: Iterable[metadata.EntryPoint] | None = None) -> Registry:
+    """Load every ``segkit`` entry point (or the ones given) into a fresh registry."""
+    manager = pluggy.PluginManager("segkit")
+    manager.add_hookspecs(hookspecs)
+    registry = Registry()
+    blocked = disabled_plugins()
+    points = entry_points if entry_points is not None else metadata.entry_points(group=ENTRY_POINT_GROUP)
+    for entry_point in sorted(points, key=lambda ep: ep.name):
+        info = _plugin_info(entry_point)
+        if info.name in blocked or info.distribution in blocked:
+            manager.set_blocked(info.name)
+            registry.plugins.append(PluginInfo(**{**info.__dict__, "status": "disabled", "reason": f"in {DISABLE_ENV}"}))
+            continue
+        try:
+            plugin = entry_point.load()
+            manager.register(plugin, name=info.name)
+        except Exception as exc:  # noqa: BLE001 - a plugin that fails to import is reported, not fatal
+            registry.plugins.append(_failed(info, f"import failed: {_one_line(exc)}"))
+            continue
+        registry.plugins.append(_collect(registry, manager, plugin, info))
+    return registry
+
+
+@functools.lru_cache(maxsize=1)
+def get_registry() -> Registry:
+    """The process-wide registry, built on first use; tests call ``get_registry.cache_clear()``."""
+    return build_registry()

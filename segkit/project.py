@@ -1,0 +1,282 @@
+"""A project file (TOML) -> a validated :class:`Project`, before any TensorFlow is imported."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from segkit import toml_io
+from segkit.classes import ClassInfo, ClassTable
+from segkit.errors import ProjectError
+from segkit.options import Option
+from segkit.overrides import apply_overrides
+from segkit.plugins import Kind, Registry, get_registry, unknown_name_message
+from segkit.validation import Context, suggestion, validate_table
+
+PROJECT_KEYS = (
+    Option("name", "str", help="name of the project, used for the default output folder"),
+    Option("output_dir", "path", None, "run folder (default runs/<name> beside the project file)"),
+    Option("seed", "int", 42, "seed of every random choice (weights, shuffling, augmentation)"),
+)
+MODEL_KEYS = (
+    Option("name", "str", help="model plugin, e.g. 'flexunet' (see `segkit plugins`)"),
+    Option("image_width", "int", help="model input width in pixels", minimum=8),
+    Option("image_height", "int", help="model input height in pixels", minimum=8),
+    Option("image_channels", "int", 3, "1 (grayscale) or 3 (RGB)", minimum=1, maximum=3),
+)
+CLASS_KEYS = (
+    Option("name", "str", help="class name"),
+    Option("color", "color", help="mask colour [r, g, b]"),
+)
+MASK_KEYS = (
+    Option("ignore_color", "color", None, "mask colour of pixels that count in no loss or metric"),
+    Option("tolerance", "float", 60.0, "colour distance beyond which a mask pixel is reported", minimum=0),
+)
+OPTIMIZER_KEYS = (
+    Option("name", "str", "adam", "optimizer", choices=("adam", "adamw")),
+    Option("learning_rate", "float", 1e-3, "initial learning rate", minimum=0),
+    Option("clipvalue", "float", None, "clip each gradient element to ±clipvalue", minimum=0),
+    Option("weight_decay", "float", 0.004, "decoupled weight decay (adamw only)", minimum=0),
+)
+METRICS_KEYS = (Option("names", "str_list", ["dice_coef_multiclass"], "metric plugins to compute"),)
+REDUCER_KEYS = (
+    Option("factor", "float", 0.4, "multiply the learning rate by this on a plateau", minimum=0, maximum=1),
+    Option("patience", "int", 4, "epochs without val_loss improvement before reducing (0 = off)", minimum=0),
+)
+TRAIN_KEYS = (
+    Option("epochs", "int", 100, "maximum number of epochs", minimum=1),
+    Option("batch_size", "int", 2, "images per step", minimum=1),
+    Option("patience", "int", 10, "early stopping patience in epochs (0 = off)", minimum=0),
+    Option("reducer", "table", None, "ReduceLROnPlateau settings", fields=REDUCER_KEYS),
+)
+INFER_KEYS = (
+    Option("images", "dir", None, "folder of images to segment"),
+    Option("output", "path", None, "folder for the masks (default <output_dir>/infer)"),
+)
+PLUGIN_NAME = (Option("name", "str", help="plugin name, see `segkit plugins`"),)
+SECTIONS = ("project", "model", "classes", "mask", "optimizer", "loss", "metrics", "dataset", "train",
+            "callbacks", "infer")
+REQUIRED_SECTIONS = ("project", "model", "classes")
+
+
+@dataclass(frozen=True)
+class PluginSection:
+    """A section that names a plugin: the name and the plugin's own validated keys."""
+
+    name: str
+    options: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ModelSection(PluginSection):
+    image_width: int
+    image_height: int
+    image_channels: int
+
+
+@dataclass(frozen=True)
+class OptimizerSection:
+    name: str
+    learning_rate: float
+    clipvalue: float | None
+    weight_decay: float
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    epochs: int
+    batch_size: int
+    patience: int
+    reducer_factor: float
+    reducer_patience: int
+
+
+@dataclass(frozen=True)
+class InferSection:
+    images: Path | None
+    output: Path
+
+
+@dataclass(frozen=True)
+class Project:
+    """Everything a command needs from a project file, validated, with every default filled in."""
+
+    source: Path
+    name: str
+    output_dir: Path
+    seed: int
+    model: ModelSection
+    classes: ClassTable
+    optimizer: OptimizerSection
+    loss: PluginSection
+    metrics: tuple[str, ...]
+    dataset: PluginSection
+    train: TrainSection
+    callbacks: tuple[PluginSection, ...]
+    infer: InferSection
+    #: the validated document, as written to ``project.resolved.toml``
+    resolved: Mapping[str, Any]
+
+    def resolved_toml(self) -> str:
+        return toml_io.dumps(_plain(self.resolved))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return str(value) if isinstance(value, Path) else value
+
+
+def read_document(path: Path) -> dict[str, Any]:
+    """Parse the TOML file; syntax errors name the line."""
+    if not path.exists():
+        raise ProjectError(str(path), "", "project file not found", "check the path")
+    if not path.is_file():
+        raise ProjectError(str(path), "", "is a folder, not a project file", "pass the .toml file inside it")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProjectError(str(path), "", f"is not UTF-8 text (byte {exc.start})", "save it as UTF-8") from None
+    try:
+        return toml_io.loads(text)
+    except toml_io.TOMLDecodeError as exc:
+        raise ProjectError(str(path), "", f"invalid TOML: {exc}", "fix the syntax at that line") from None
+
+
+def load_project(path: Path, overrides: Sequence[str] = (), registry: Registry | None = None) -> Project:
+    """Read, override and validate a project file. Raises :class:`ProjectError` on any problem."""
+    source = path.resolve() if path.exists() else path
+    document = read_document(path)
+    document, overridden = apply_overrides(document, overrides, str(path))
+    ctx = Context(source=source, overridden=frozenset(overridden))
+    return _validate(document, ctx, registry or get_registry())
+
+
+def _section(document: Mapping[str, Any], name: str, ctx: Context) -> Mapping[str, Any]:
+    value = document.get(name, {})
+    if not isinstance(value, Mapping):
+        raise ctx.fail(name, f"expected a table [{name}], got {type(value).__name__}")
+    return value
+
+
+def _plugin_table(
+    document: Mapping[str, Any], section: str, core: Sequence[Option], kind: Kind,
+    registry: Registry, ctx: Context, default: str | None = None,
+) -> dict[str, Any]:
+    raw = dict(_section(document, section, ctx))
+    if default is not None:
+        raw.setdefault("name", default)
+    return _plugin_entry(raw, section, core, kind, registry, ctx)
+
+
+def _plugin_entry(
+    raw: Mapping[str, Any], key: str, core: Sequence[Option], kind: Kind, registry: Registry, ctx: Context
+) -> dict[str, Any]:
+    """Validate a table naming a plugin: the core keys plus the keys that plugin declares."""
+    name = raw.get("name")
+    if not isinstance(name, str):
+        raise ctx.fail(f"{key}.name", "is required but missing" if name is None else "expected a string",
+                       f"a {kind} plugin name, see `segkit plugins`")
+    if name not in registry.entries[kind]:
+        try:
+            registry.get(kind, name)
+        except Exception as exc:  # a clash or a failed plugin explains itself
+            raise ctx.fail(f"{key}.name", str(exc)) from None
+    spec_options = registry.get(kind, name).spec.options
+    return validate_table(raw, (*core, *spec_options), key, ctx)
+
+
+def _classes(document: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
+    raw = document.get("classes")
+    if not isinstance(raw, list) or not all(isinstance(c, Mapping) for c in raw):
+        raise ctx.fail("classes", "expected [[classes]] tables", "one [[classes]] table per class, index order")
+    rows = [validate_table(c, CLASS_KEYS, f"classes.{i}", ctx) for i, c in enumerate(raw)]
+    if len(rows) < 2:
+        raise ctx.fail("classes", f"needs at least 2 classes (background first), got {len(rows)}")
+    for i, row in enumerate(rows):
+        for j in range(i):
+            for field_name in ("name", "color"):
+                if rows[j][field_name] == row[field_name]:
+                    raise ctx.fail(f"classes.{i}.{field_name}", f"same {field_name} as classes.{j} ({row[field_name]})",
+                                   "each class needs its own name and colour")
+    return rows
+
+
+def _check_sections(document: Mapping[str, Any], ctx: Context) -> None:
+    for name in document:
+        if name not in SECTIONS:
+            raise ctx.fail(name, "unknown section", suggestion(name, SECTIONS))
+    for name in REQUIRED_SECTIONS:
+        if name not in document:
+            raise ctx.fail(name, "is required but missing", f"add a [{name}] section" if name != "classes"
+                           else "add one [[classes]] table per class")
+
+
+def _validate(document: Mapping[str, Any], ctx: Context, registry: Registry) -> Project:
+    _check_sections(document, ctx)
+    resolved: dict[str, Any] = {"project": validate_table(_section(document, "project", ctx), PROJECT_KEYS, "project", ctx)}
+    resolved["model"] = _plugin_table(document, "model", MODEL_KEYS, "model", registry, ctx)
+    resolved["classes"] = _classes(document, ctx)
+    resolved["mask"] = validate_table(_section(document, "mask", ctx), MASK_KEYS, "mask", ctx)
+    resolved["optimizer"] = validate_table(_section(document, "optimizer", ctx), OPTIMIZER_KEYS, "optimizer", ctx)
+    resolved["loss"] = _plugin_table(document, "loss", PLUGIN_NAME, "loss", registry, ctx, "categorical_crossentropy")
+    resolved["metrics"] = validate_table(_section(document, "metrics", ctx), METRICS_KEYS, "metrics", ctx)
+    for i, name in enumerate(resolved["metrics"]["names"]):
+        if name not in registry.entries["metric"]:
+            raise ctx.fail(f"metrics.names.{i}", unknown_name_message("metric", name, registry.names("metric")))
+    resolved["dataset"] = _plugin_table(document, "dataset", PLUGIN_NAME, "dataset", registry, ctx, "categorized-masks")
+    resolved["train"] = validate_table(_section(document, "train", ctx), TRAIN_KEYS, "train", ctx)
+    callbacks = document.get("callbacks", [])
+    if not isinstance(callbacks, list) or not all(isinstance(c, Mapping) for c in callbacks):
+        raise ctx.fail("callbacks", "expected [[callbacks]] tables")
+    resolved["callbacks"] = [
+        _plugin_entry(c, f"callbacks.{i}", PLUGIN_NAME, "callback", registry, ctx) for i, c in enumerate(callbacks)
+    ]
+    resolved["infer"] = validate_table(_section(document, "infer", ctx), INFER_KEYS, "infer", ctx)
+    _fill_output_paths(resolved, ctx)
+    return _build(resolved, ctx)
+
+
+def _fill_output_paths(resolved: dict[str, Any], ctx: Context) -> None:
+    project = resolved["project"]
+    if project["output_dir"] is None:
+        project["output_dir"] = (ctx.source.parent / "runs" / project["name"]).resolve()
+    if resolved["infer"]["output"] is None:
+        resolved["infer"]["output"] = project["output_dir"] / "infer"
+
+
+def _without(table: Mapping[str, Any], core: Sequence[Option]) -> dict[str, Any]:
+    names = {o.name for o in core}
+    return {k: v for k, v in table.items() if k not in names}
+
+
+def _build(resolved: dict[str, Any], ctx: Context) -> Project:
+    model, train, mask = resolved["model"], resolved["train"], resolved["mask"]
+    table = ClassTable(
+        tuple(ClassInfo(c["name"], tuple(c["color"])) for c in resolved["classes"]),  # type: ignore[arg-type]
+        ignore_color=tuple(mask["ignore_color"]) if mask["ignore_color"] else None,  # type: ignore[arg-type]
+        tolerance=mask["tolerance"],
+    )
+    reducer = train["reducer"]
+    return Project(
+        source=ctx.source,
+        name=resolved["project"]["name"],
+        output_dir=resolved["project"]["output_dir"],
+        seed=resolved["project"]["seed"],
+        model=ModelSection(model["name"], _without(model, MODEL_KEYS), model["image_width"],
+                           model["image_height"], model["image_channels"]),
+        classes=table,
+        optimizer=OptimizerSection(**resolved["optimizer"]),
+        loss=PluginSection(resolved["loss"]["name"], _without(resolved["loss"], PLUGIN_NAME)),
+        metrics=tuple(resolved["metrics"]["names"]),
+        dataset=PluginSection(resolved["dataset"]["name"], _without(resolved["dataset"], PLUGIN_NAME)),
+        train=TrainSection(train["epochs"], train["batch_size"], train["patience"], reducer["factor"],
+                           reducer["patience"]),
+        callbacks=tuple(PluginSection(c["name"], _without(c, PLUGIN_NAME)) for c in resolved["callbacks"]),
+        infer=InferSection(resolved["infer"]["images"], resolved["infer"]["output"]),
+        resolved=resolved,
+    )

@@ -1,0 +1,1 @@
+"""What a run leaves for people: progress in the terminal, CSV histories, plots."""

@@ -1,0 +1,145 @@
+"""The records plugin hooks return, and the requests their builders receive.
+
+Every record is frozen and carries a ``name`` (what a project file uses), a one-line
+``description`` (what ``segkit plugins`` shows), a ``build`` callable and the ``options`` its
+TOML table accepts. Building is deferred: registering a record imports no TensorFlow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from segkit.classes import ClassTable
+from segkit.options import Option
+
+if TYPE_CHECKING:
+    from segkit.data.pairing import Pair
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """What a model builder gets: the input geometry, the classes and its own validated keys."""
+
+    image_height: int
+    image_width: int
+    image_channels: int
+    num_classes: int
+    options: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class DatasetRequest:
+    """What a dataset builder gets: its validated keys, the class table and the run folder."""
+
+    options: Mapping[str, Any]
+    classes: ClassTable
+    output_dir: Path
+    image_channels: int
+
+
+class DatasetSource(Protocol):
+    """What a dataset builder returns: file pairs per split and a way to decode one pair."""
+
+    def splits(self) -> Sequence[str]:
+        """Split names this dataset provides, e.g. ``("train", "valid", "test")``."""
+
+    def pairs(self, split: str) -> list[Pair]:
+        """Image/mask pairs of ``split``, paired by stem."""
+
+    def load(self, pair: Pair) -> tuple[Any, Any]:
+        """``(image (H, W, C) uint8, mask (H, W) uint8 class indices)`` of one pair."""
+
+
+@dataclass(frozen=True)
+class LossRequest:
+    """What a loss builder gets."""
+
+    num_classes: int
+    options: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class MetricRequest:
+    """What a metric builder gets: the class table drives per-class names."""
+
+    classes: ClassTable
+
+
+@dataclass(frozen=True)
+class CallbackRequest:
+    """What a callback builder gets: its keys, the classes, the model input size and the run folder."""
+
+    options: Mapping[str, Any]
+    classes: ClassTable
+    image_height: int
+    image_width: int
+    image_channels: int
+    output_dir: Path
+
+
+@dataclass(frozen=True)
+class PreparerRequest:
+    """What a preparer (``segkit prepare``) gets: source folder, output folder and its options."""
+
+    source: Path
+    output: Path
+    options: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class _Spec:
+    name: str
+    description: str
+    build: Callable[..., Any]
+    options: tuple[Option, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class ModelSpec(_Spec):
+    """A model: ``build(ModelRequest) -> keras.Model`` whose output is a per-pixel softmax."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec(_Spec):
+    """A dataset: ``build(DatasetRequest) -> DatasetSource``."""
+
+
+@dataclass(frozen=True)
+class LossSpec(_Spec):
+    """A loss: ``build(LossRequest) -> keras loss`` taking one-hot ``y_true`` and softmax ``y_pred``."""
+
+
+@dataclass(frozen=True)
+class MetricSpec(_Spec):
+    """A metric group: ``build(MetricRequest) -> list[keras.metrics.Metric]``.
+
+    ``always`` metrics are computed in every run whether or not the project names them (the
+    honest per-class figures); the others only when listed in ``[metrics] names``.
+    """
+
+    always: bool = False
+
+
+@dataclass(frozen=True)
+class CallbackSpec(_Spec):
+    """A training callback: ``build(CallbackRequest) -> keras.callbacks.Callback``."""
+
+
+@dataclass(frozen=True)
+class PreparerSpec(_Spec):
+    """A converter from a published layout to segkit's: ``build(PreparerRequest) -> PrepareReport``."""
+
+
+@dataclass(frozen=True)
+class PrepareReport:
+    """What a preparer did: files written per split and the project file it wrote (if any)."""
+
+    counts: Mapping[str, int]
+    project_file: Path | None = None
+    notes: tuple[str, ...] = ()
+
+
+Spec = ModelSpec | DatasetSpec | LossSpec | MetricSpec | CallbackSpec | PreparerSpec

@@ -1,0 +1,159 @@
+"""Checking a TOML table against a tuple of :class:`~segkit.options.Option` records."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from segkit.errors import ProjectError
+from segkit.options import Option
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where values come from: the project file (for messages and relative paths) and overrides."""
+
+    source: Path
+    #: key paths set with ``--set``; their relative paths resolve against the working folder
+    overridden: frozenset[str] = frozenset()
+
+    def fail(self, key: str, problem: str, hint: str = "") -> ProjectError:
+        return ProjectError(str(self.source), key, problem, hint)
+
+    def base_for(self, key: str) -> Path:
+        return Path.cwd() if key in self.overridden else self.source.parent
+
+
+def suggestion(name: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(sorted(known)) or 'none'}"
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array",
+            dict: "a table"}.get(type(value), type(value).__name__)
+
+
+def _integer(value: Any, key: str, ctx: Context) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ctx.fail(key, f"expected an integer, got {_type_name(value)} ({value!r})")
+    return value
+
+
+def _number(value: Any, key: str, ctx: Context) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ctx.fail(key, f"expected a number, got {_type_name(value)} ({value!r})")
+    return float(value)
+
+
+def _boolean(value: Any, key: str, ctx: Context) -> bool:
+    if not isinstance(value, bool):
+        raise ctx.fail(key, f"expected true or false, got {_type_name(value)} ({value!r})")
+    return value
+
+
+def _string(value: Any, key: str, ctx: Context) -> str:
+    if not isinstance(value, str):
+        raise ctx.fail(key, f"expected a string, got {_type_name(value)} ({value!r})")
+    return value
+
+
+def _int_or_pair(value: Any, key: str, ctx: Context) -> list[int]:
+    if isinstance(value, list) and len(value) == 2:
+        return [_integer(v, key, ctx) for v in value]
+    if isinstance(value, list):
+        raise ctx.fail(key, f"expected an integer or a pair [a, b], got an array of {len(value)}")
+    number = _integer(value, key, ctx)
+    return [number, number]
+
+
+def _color(value: Any, key: str, ctx: Context) -> list[int]:
+    if not (isinstance(value, list) and len(value) == 3):
+        raise ctx.fail(key, f"expected a colour [r, g, b], got {value!r}")
+    channels = [_integer(v, key, ctx) for v in value]
+    if any(not 0 <= c <= 255 for c in channels):
+        raise ctx.fail(key, f"colour channels must be 0..255, got {value!r}")
+    return channels
+
+
+def _str_list(value: Any, key: str, ctx: Context) -> list[str]:
+    if not isinstance(value, list):
+        raise ctx.fail(key, f"expected an array of strings, got {_type_name(value)} ({value!r})")
+    return [_string(v, key, ctx) for v in value]
+
+
+def _path(value: Any, key: str, ctx: Context) -> Path:
+    text = _string(value, key, ctx)
+    if not text:
+        raise ctx.fail(key, "expected a path, got an empty string")
+    path = Path(text).expanduser()
+    return (path if path.is_absolute() else ctx.base_for(key) / path).resolve()
+
+
+def _folder(value: Any, key: str, ctx: Context) -> Path:
+    path = _path(value, key, ctx)
+    if not path.exists():
+        raise ctx.fail(key, f"folder {path} does not exist", "create it or fix the path")
+    if not path.is_dir():
+        raise ctx.fail(key, f"{path} is a file, not a folder", "point it at the folder that holds the files")
+    return path
+
+
+_COERCE: dict[str, Callable[[Any, str, Context], Any]] = {
+    "int": _integer, "float": _number, "bool": _boolean, "str": _string, "int_or_pair": _int_or_pair,
+    "color": _color, "str_list": _str_list, "path": _path, "dir": _folder,
+}
+
+
+def _bounded(option: Option, value: Any, key: str, ctx: Context) -> Any:
+    if option.minimum is not None and value < option.minimum:
+        raise ctx.fail(key, f"must be at least {option.minimum:g}, got {value!r}")
+    if option.maximum is not None and value > option.maximum:
+        raise ctx.fail(key, f"must be at most {option.maximum:g}, got {value!r}")
+    if option.choices and value not in option.choices:
+        close = difflib.get_close_matches(str(value), option.choices, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else ""
+        raise ctx.fail(key, f"must be one of {', '.join(option.choices)}; got {value!r}", hint)
+    return value
+
+
+def coerce(option: Option, value: Any, key: str, ctx: Context) -> Any:
+    """One value checked against its option, normalised (pairs as lists, paths resolved)."""
+    if option.kind == "table":
+        if not isinstance(value, Mapping):
+            raise ctx.fail(key, f"expected a table, got {_type_name(value)} ({value!r})")
+        return validate_table(value, option.fields, key, ctx)
+    return _bounded(option, _COERCE[option.kind](value, key, ctx), key, ctx)
+
+
+def validate_table(
+    raw: Mapping[str, Any], options: Sequence[Option], prefix: str, ctx: Context
+) -> dict[str, Any]:
+    """Validated copy of ``raw`` with defaults filled in; unknown keys and bad values raise."""
+    known = {o.name: o for o in options}
+    for name in raw:
+        if name not in known:
+            raise ctx.fail(_join(prefix, name), "unknown key", suggestion(name, list(known)))
+    result: dict[str, Any] = {}
+    for option in options:
+        key = _join(prefix, option.name)
+        if option.name in raw:
+            result[option.name] = coerce(option, raw[option.name], key, ctx)
+        elif option.required:
+            raise ctx.fail(key, "is required but missing", option.help)
+        elif option.kind == "table" and option.default is None:
+            result[option.name] = validate_table({}, option.fields, key, ctx) if _all_defaulted(option) else None
+        else:
+            result[option.name] = option.default
+    return result
+
+
+def _all_defaulted(option: Option) -> bool:
+    return all(not f.required for f in option.fields)
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
