@@ -52,7 +52,7 @@ TRAIN_KEYS = (
     Option("reducer", "table", None, "ReduceLROnPlateau settings", fields=REDUCER_KEYS),
 )
 INFER_KEYS = (
-    Option("images", "dir", None, "folder of images to segment"),
+    Option("images", "path", None, "folder of images to segment (checked when `segkit infer` runs)"),
     Option("output", "path", None, "folder for the masks (default <output_dir>/infer)"),
 )
 PLUGIN_NAME = (Option("name", "str", help="plugin name, see `segkit plugins`"),)

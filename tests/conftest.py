@@ -6,16 +6,14 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from segkit.plugins import get_registry
+from tiny_data import write_tiny_project
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-COLOURS = {0: (0, 0, 0), 1: (0, 255, 0), 2: (255, 0, 0)}
 
 
 def shared_data(name: str) -> Path:
@@ -37,99 +35,6 @@ def fresh_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     get_registry.cache_clear()
 
 
-def blob_pair(seed: int, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """A pink image with dark discs (benign: small, malignant: big) and its RGB categorized mask."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size]
-    image = np.zeros((size, size, 3), np.float32) + (230, 170, 200)
-    labels = np.zeros((size, size), np.uint8)
-    for _ in range(4):
-        cls = int(rng.integers(1, 3))
-        radius = 4 if cls == 1 else 8
-        cy, cx = rng.integers(radius, size - radius, 2)
-        disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
-        labels[disc] = cls
-        image[disc] = (120, 60, 160) if cls == 1 else (60, 20, 110)
-    image += rng.normal(0, 6, image.shape)
-    mask = np.array([COLOURS[c] for c in range(3)], np.uint8)[labels]
-    return image.clip(0, 255).astype(np.uint8), mask
-
-
-def write_split(root: Path, count: int, first_seed: int, size: int = 64) -> Path:
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    (root / "masks").mkdir(parents=True, exist_ok=True)
-    for i in range(count):
-        image, mask = blob_pair(first_seed + i, size)
-        Image.fromarray(image).save(root / "images" / f"img_{i:02d}.png")
-        Image.fromarray(mask).save(root / "masks" / f"img_{i:02d}.png")
-    return root
-
-
-PROJECT_TEMPLATE = """
-[project]
-name = "tiny"
-output_dir = "run"
-seed = 7
-
-[model]
-name = "flexunet"
-image_width = 64
-image_height = 64
-base_filters = 4
-base_kernels = 5
-num_layers = 3
-dropout_rate = 0.0
-
-[[classes]]
-name = "background"
-color = [0, 0, 0]
-
-[[classes]]
-name = "benign"
-color = [0, 255, 0]
-
-[[classes]]
-name = "malignant"
-color = [255, 0, 0]
-
-[optimizer]
-name = "adam"
-learning_rate = 0.01
-clipvalue = 0.5
-
-[dataset]
-name = "categorized-masks"
-train = {{ images = "data/train/images", masks = "data/train/masks" }}
-valid = {{ images = "data/valid/images", masks = "data/valid/masks" }}
-test = {{ images = "data/test/images", masks = "data/test/masks" }}
-
-[train]
-epochs = {epochs}
-batch_size = 4
-patience = 0
-reducer = {{ factor = 0.5, patience = 1 }}
-
-[[callbacks]]
-name = "epoch-change-inferencer"
-images = "data/test/images"
-count = 2
-
-[infer]
-images = "data/infer"
-"""
-
-
 @pytest.fixture
 def tiny_project(tmp_path: Path) -> Path:
-    """A project folder with 8/4/4 generated 64x64 pairs, 3 odd-sized images to infer, 2 epochs."""
-    write_split(tmp_path / "data" / "train", 8, 0)
-    write_split(tmp_path / "data" / "valid", 4, 100)
-    write_split(tmp_path / "data" / "test", 4, 200)
-    infer = tmp_path / "data" / "infer"
-    infer.mkdir()
-    for i, (w, h) in enumerate([(64, 64), (97, 53), (40, 120)]):
-        image, _ = blob_pair(300 + i, max(w, h))
-        Image.fromarray(image[:h, :w]).save(infer / f"odd_{i}.png")
-    project = tmp_path / "tiny.toml"
-    project.write_text(PROJECT_TEMPLATE.format(epochs=2), encoding="utf-8")
-    return project
+    return write_tiny_project(tmp_path)

@@ -3,17 +3,10 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-try:
-    import segkit_flexunet  # noqa: F401  (installed, e.g. `pip install -e .`)
-except ImportError:  # running from a plain checkout
-    _ROOT = Path(__file__).resolve().parents[1]
-    sys.path[:0] = [str(_ROOT), str(_ROOT / "plugins")]
 
 import keras
 import numpy as np

@@ -43,7 +43,8 @@ class EpochChangeInferencer(keras.callbacks.Callback):
         colours = [self.classes.colorize(mask) for mask in masks]
         for path, colour in zip(self.files, colours):
             write_png(self.output_dir / f"epoch_{epoch + 1:03d}_{path.stem}.png", colour)
-        thumb = min(256, self.size[0]), min(256, int(256 * self.size[1] / self.size[0]))
+        thumb_height = min(256, self.size[0])
+        thumb = thumb_height, round(thumb_height * self.size[1] / self.size[0])
         inputs = [resize_image(image, *thumb) for image in self._images]
         predictions = [resize_image(colour, *thumb) for colour in colours]
         if inputs:

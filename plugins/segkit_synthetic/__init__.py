@@ -1,0 +1,21 @@
+"""segkit's built-in demo dataset: synthetic H&E tiles generated from a seed, no download."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import segkit
+from segkit.specs import DatasetSpec
+from segkit_synthetic.synthetic_dataset import SYNTHETIC_OPTIONS, open_synthetic_he
+
+
+@segkit.hookimpl
+def segkit_datasets() -> Iterable[DatasetSpec]:
+    return [
+        DatasetSpec(
+            name="synthetic-he",
+            description="generated H&E-like tiles: small even benign nuclei, large dark crowded malignant ones",
+            build=open_synthetic_he,
+            options=SYNTHETIC_OPTIONS,
+        )
+    ]
