@@ -110,8 +110,8 @@ def test_bad_override_syntax(tiny_project: Path) -> None:
 
 def test_a_path_that_is_a_file(tiny_project: Path) -> None:
     (tiny_project.parent / "afile").write_text("x")
-    _edit(tiny_project, 'images = "data/infer"', 'images = "afile"')
-    assert "infer.images: " in _error(tiny_project)
+    _edit(tiny_project, 'test = {{ images = "data/test/images"'.replace("{{", "{"), 'test = { images = "afile"')
+    assert "dataset.test.images: " in _error(tiny_project)
     assert "afile is a file, not a folder" in _error(tiny_project)
 
 

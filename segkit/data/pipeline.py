@@ -45,7 +45,8 @@ def make_dataset(
         y = tf.one_hot(tf.cast(mask, tf.int32), num_classes, dtype=tf.float32)
         if not with_weights:
             return x, y
-        return x, y, tf.cast(tf.not_equal(mask, IGNORE_INDEX), tf.float32)
+        # integer weights: Keras's confusion-matrix metrics count in int64 and warn on floats
+        return x, y, tf.cast(tf.not_equal(mask, IGNORE_INDEX), tf.int32)
 
     indices = tf.data.Dataset.range(len(pairs))
     if shuffle:

@@ -1,0 +1,135 @@
+"""Plugin discovery: entry points only, failures isolated, duplicate names refused naming both."""
+
+from __future__ import annotations
+
+import importlib.metadata as metadata
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import segkit
+from segkit import hookspecs
+from segkit.cli.main import app
+from segkit.errors import PluginError
+from segkit.plugins import build_registry, get_registry
+from segkit.specs import ModelSpec
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class FakeDist:
+    def __init__(self, name: str, version: str) -> None:
+        self.metadata = {"Name": name}
+        self.version = version
+
+
+def fake_entry_point(name: str, module: str, dist: str = "fake-dist") -> metadata.EntryPoint:
+    point = metadata.EntryPoint(name=name, value=module, group="segkit")
+    # EntryPoint is immutable; the dist attribute is what importlib sets for real ones.
+    object.__setattr__(point, "dist", FakeDist(dist, "9.9"))
+    return point
+
+
+def install_module(monkeypatch: pytest.MonkeyPatch, name: str, **hooks: object) -> None:
+    module = types.ModuleType(name)
+    for hook_name, function in hooks.items():
+        setattr(module, hook_name, segkit.hookimpl(function))
+    monkeypatch.setitem(sys.modules, name, module)
+
+
+def test_builtins_come_from_entry_points_with_their_distribution() -> None:
+    registry = get_registry()
+    for kind, name in [("model", "flexunet"), ("dataset", "categorized-masks"), ("loss", "categorical_crossentropy"),
+                       ("metric", "dice_coef_multiclass"), ("callback", "epoch-change-inferencer")]:
+        entry = registry.get(kind, name)
+        assert entry.plugin.distribution == "segkit"
+        assert entry.plugin.version == segkit.__version__
+
+
+def test_duplicate_names_are_refused_naming_both(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = ModelSpec("unet", "a unet", lambda request: None)
+    install_module(monkeypatch, "fake_a", segkit_models=lambda: [spec])
+    install_module(monkeypatch, "fake_b", segkit_models=lambda: [spec])
+    registry = build_registry([fake_entry_point("a", "fake_a", "dist-a"), fake_entry_point("b", "fake_b", "dist-b")])
+    with pytest.raises(PluginError) as info:
+        registry.get("model", "unet")
+    assert "plugin 'a' (dist-a 9.9)" in str(info.value) and "plugin 'b' (dist-b 9.9)" in str(info.value)
+
+
+def test_broken_plugins_are_isolated(monkeypatch: pytest.MonkeyPatch) -> None:
+    install_module(monkeypatch, "fake_good", segkit_models=lambda: [ModelSpec("good", "works", lambda r: None)])
+
+    def explode() -> list[ModelSpec]:
+        raise RuntimeError("boom in hook")
+
+    install_module(monkeypatch, "fake_raises", segkit_models=explode)
+    registry = build_registry([
+        fake_entry_point("good", "fake_good"), fake_entry_point("raises", "fake_raises"),
+        fake_entry_point("missing", "no_such_module_anywhere"),
+    ])
+    status = {p.name: (p.status, p.reason) for p in registry.plugins}
+    assert status["good"] == ("loaded", "")
+    assert status["raises"] == ("failed", "hook raised RuntimeError: boom in hook")
+    assert status["missing"][0] == "failed" and "No module named 'no_such_module_anywhere'" in status["missing"][1]
+    assert registry.names("model") == ["good"]
+    with pytest.raises(PluginError, match=r"plugins that failed to load: .*plugin 'raises' \(fake-dist 9.9\): hook raised"):
+        registry.get("model", "other")
+
+
+def test_disabled_plugin_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEGKIT_DISABLE_PLUGINS", "flexunet")
+    registry = build_registry()
+    assert "flexunet" not in registry.names("model")
+    assert {p.name: p.status for p in registry.plugins}["flexunet"] == "disabled"
+
+
+def test_with_entry_points_blocked_nothing_is_listed(monkeypatch: pytest.MonkeyPatch, tiny_project: Path) -> None:
+    """Invariant 1: the core knows no plugin by name; without entry points it has nothing."""
+    monkeypatch.setattr(metadata, "entry_points", lambda **kwargs: [])
+    get_registry.cache_clear()
+    result = runner.invoke(app, ["plugins", "--json"])
+    assert result.exit_code == 0
+    assert json.loads(result.output)["entries"] == []
+    result = runner.invoke(app, ["train", str(tiny_project)])
+    assert result.exit_code == 2
+    assert "model.name: unknown model 'flexunet' (available: none are installed)" in result.output
+
+
+def test_plugins_command_lists_builtins() -> None:
+    result = runner.invoke(app, ["plugins", "--json"])
+    assert result.exit_code == 0, result.output
+    entries = {(e["kind"], e["name"]): e for e in json.loads(result.output)["entries"]}
+    for key in [("model", "flexunet"), ("dataset", "categorized-masks"), ("callback", "epoch-change-inferencer"),
+                ("loss", "categorical_crossentropy"), ("metric", "dice_coef_multiclass")]:
+        assert entries[key]["distribution"] == "segkit"
+    assert "base_filters" in entries[("model", "flexunet")]["options"]
+    table = runner.invoke(app, ["plugins"], env={"COLUMNS": "200"})
+    assert "epoch-change-inferencer" in table.output and "segkit 0.1.0" in table.output
+
+
+def test_disable_plugin_option() -> None:
+    result = runner.invoke(app, ["--disable-plugin", "training", "plugins", "--json"])
+    report = json.loads(result.output)
+    assert {e["name"] for e in report["entries"]}.isdisjoint({"dice_coef_multiclass", "epoch-change-inferencer"})
+    assert {"plugin": "training", "status": "disabled"}.items() <= report["problems"][0].items()
+
+
+def test_core_never_imports_a_plugin_package() -> None:
+    plugin_packages = [p.name for p in (ROOT / "plugins").iterdir() if p.is_dir() and p.name.startswith("segkit_")]
+    for source in (ROOT / "segkit").rglob("*.py"):
+        text = source.read_text()
+        for package in plugin_packages:
+            assert f"import {package}" not in text and f"from {package}" not in text, (source, package)
+
+
+def test_every_hook_is_documented_with_an_example() -> None:
+    hooks = [name for name in dir(hookspecs) if name.startswith("segkit_")]
+    assert len(hooks) == 6
+    for name in hooks:
+        doc = getattr(hookspecs, name).__doc__ or ""
+        assert "Called" in doc and ":return:" in doc and "Example::" in doc, name
