@@ -50,14 +50,32 @@ TRAIN_KEYS = (
     Option("batch_size", "int", 2, "images per step", minimum=1),
     Option("patience", "int", 10, "early stopping patience in epochs (0 = off)", minimum=0),
     Option("reducer", "table", None, "ReduceLROnPlateau settings", fields=REDUCER_KEYS),
+    Option("cache", "str", "none", "keep decoded pairs in memory or on disk after the first epoch",
+           choices=("none", "memory", "disk")),
+    Option("jit_compile", "str", "auto", "XLA-compile the train step ('auto': off on CPU, on on GPU)",
+           choices=("auto", "on", "off")),
+    Option("precision", "str", "float32", "compute precision; the softmax stays float32",
+           choices=("float32", "mixed_float16", "mixed_bfloat16")),
+    Option("tensorboard", "bool", False, "write TensorBoard logs into <output_dir>/tensorboard"),
+)
+AUGMENT_KEYS = (
+    Option("enabled", "bool", False, "augment training pairs online (never valid/test)"),
+    Option("flips", "bool", True, "random horizontal and vertical flips"),
+    Option("rotate90", "bool", True, "random 90 degree turns (square inputs)"),
+    Option("crop", "bool", False, "train on random model-size crops of full-size images instead of resizing"),
+    Option("stain_jitter", "float", 0.05, "per-channel scale/shift strength (0 = off)", minimum=0, maximum=0.5),
 )
 INFER_KEYS = (
     Option("images", "path", None, "folder of images to segment (checked when `segkit infer` runs)"),
     Option("output", "path", None, "folder for the masks (default <output_dir>/infer)"),
+    Option("overlap", "float", 0.5, "overlap of sliding windows on images larger than the model input",
+           minimum=0, maximum=0.9),
+    Option("tta", "bool", False, "average the softmax over flipped copies (test-time augmentation)"),
+    Option("batch_size", "int", 8, "images or tiles per model call", minimum=1),
 )
 PLUGIN_NAME = (Option("name", "str", help="plugin name, see `segkit plugins`"),)
 SECTIONS = ("project", "model", "classes", "mask", "optimizer", "loss", "metrics", "dataset", "train",
-            "callbacks", "infer")
+            "augment", "callbacks", "infer")
 REQUIRED_SECTIONS = ("project", "model", "classes")
 
 
@@ -91,12 +109,28 @@ class TrainSection:
     patience: int
     reducer_factor: float
     reducer_patience: int
+    cache: str = "none"
+    jit_compile: str = "auto"
+    precision: str = "float32"
+    tensorboard: bool = False
+
+
+@dataclass(frozen=True)
+class AugmentSection:
+    enabled: bool
+    flips: bool
+    rotate90: bool
+    crop: bool
+    stain_jitter: float
 
 
 @dataclass(frozen=True)
 class InferSection:
     images: Path | None
     output: Path
+    overlap: float = 0.5
+    tta: bool = False
+    batch_size: int = 8
 
 
 @dataclass(frozen=True)
@@ -114,6 +148,7 @@ class Project:
     metrics: tuple[str, ...]
     dataset: PluginSection
     train: TrainSection
+    augment: AugmentSection
     callbacks: tuple[PluginSection, ...]
     infer: InferSection
     #: the validated document, as written to ``project.resolved.toml``
@@ -230,6 +265,7 @@ def _validate(document: Mapping[str, Any], ctx: Context, registry: Registry) -> 
             raise ctx.fail(f"metrics.names.{i}", unknown_name_message("metric", name, registry.names("metric")))
     resolved["dataset"] = _plugin_table(document, "dataset", PLUGIN_NAME, "dataset", registry, ctx, "categorized-masks")
     resolved["train"] = validate_table(_section(document, "train", ctx), TRAIN_KEYS, "train", ctx)
+    resolved["augment"] = validate_table(_section(document, "augment", ctx), AUGMENT_KEYS, "augment", ctx)
     callbacks = document.get("callbacks", [])
     if not isinstance(callbacks, list) or not all(isinstance(c, Mapping) for c in callbacks):
         raise ctx.fail("callbacks", "expected [[callbacks]] tables")
@@ -275,8 +311,10 @@ def _build(resolved: dict[str, Any], ctx: Context) -> Project:
         metrics=tuple(resolved["metrics"]["names"]),
         dataset=PluginSection(resolved["dataset"]["name"], _without(resolved["dataset"], PLUGIN_NAME)),
         train=TrainSection(train["epochs"], train["batch_size"], train["patience"], reducer["factor"],
-                           reducer["patience"]),
+                           reducer["patience"], train["cache"], train["jit_compile"], train["precision"],
+                           train["tensorboard"]),
+        augment=AugmentSection(**resolved["augment"]),
         callbacks=tuple(PluginSection(c["name"], _without(c, PLUGIN_NAME)) for c in resolved["callbacks"]),
-        infer=InferSection(resolved["infer"]["images"], resolved["infer"]["output"]),
+        infer=InferSection(**resolved["infer"]),
         resolved=resolved,
     )

@@ -78,6 +78,8 @@ class CallbackRequest:
     image_width: int
     image_channels: int
     output_dir: Path
+    #: "resize" when the model was trained on resized images, "tile" when on full-resolution crops
+    inference: str = "resize"
 
 
 @dataclass(frozen=True)

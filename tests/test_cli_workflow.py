@@ -96,7 +96,7 @@ def test_train_refuses_to_clobber_a_run(trained: Path) -> None:
     before = (trained.parent / "run" / "models" / "best_model.keras").read_bytes()
     result = runner.invoke(app, ["train", str(trained), "--set", "train.epochs=1"])
     assert result.exit_code == 2
-    assert "already holds a trained run; pass --overwrite" in result.output
+    assert "already holds a run; pass --resume to continue it, --overwrite to replace it" in result.output
     assert "Traceback" not in result.output
     assert (trained.parent / "run" / "models" / "best_model.keras").read_bytes() == before
 

@@ -28,4 +28,5 @@ def epoch_change_inferencer(request: CallbackRequest) -> keras.callbacks.Callbac
         width=request.image_width,
         channels=request.image_channels,
         output_dir=request.output_dir / EPOCH_CHANGE_DIR,
+        inference=request.inference,
     )

@@ -12,5 +12,6 @@ if TYPE_CHECKING:
 def categorical_crossentropy(request: LossRequest) -> keras.losses.Loss:
     import keras
 
-    return keras.losses.CategoricalCrossentropy(name="categorical_crossentropy")
+    # divide by the weight sum, not the pixel count, so ignored pixels change nothing
+    return keras.losses.CategoricalCrossentropy(name="categorical_crossentropy", reduction="mean_with_sample_weight")
 

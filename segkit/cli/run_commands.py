@@ -23,15 +23,21 @@ def _load(project: ProjectArg, overrides: list[str] | None, debug: bool) -> Proj
 def train(
     project: ProjectArg, set_: SetOpt = None, quiet: QuietOpt = False, debug: DebugOpt = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an earlier run in the output folder")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="continue an interrupted run from its last epoch")] = False,
 ) -> None:
     """Train the project's model; writes checkpoints, histories and plots into the output folder."""
     from segkit.engine.train import train as run_training
 
     loaded = _load(project, set_, debug)
-    console.print(f"training [bold]{loaded.name}[/] → {loaded.output_dir}")
-    result = run_training(loaded, get_registry(), None if quiet else console, overwrite=overwrite)
+    console.print(f"training [bold]{loaded.name}[/] → {loaded.output_dir}", markup=True)
+    result = run_training(loaded, get_registry(), None if quiet else console, overwrite=overwrite, resume=resume)
     for note in result.notes:
         console.print(f"note: {note}", markup=False, style="yellow")
+    if result.interrupted:
+        done = result.first_epoch + result.epochs_run
+        console.print(f"interrupted by {result.interrupted} after {done} complete epoch(s); the checkpoint of "
+                      f"epoch {done} is kept. Resume with: segkit train {project} --resume", markup=False)
+        raise typer.Exit(130 if result.interrupted == "SIGINT" else 143)
     logs = result.last_logs
     summary = {"epochs run": float(result.epochs_run), "best val_loss": result.best_val_loss,
                **{k: logs[k] for k in sorted(logs, key=metric_order)}}

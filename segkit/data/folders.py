@@ -38,6 +38,10 @@ class FolderDataset:
     def splits(self) -> Sequence[str]:
         return tuple(self._splits)
 
+    def folders(self) -> dict[str, SplitFolders]:
+        """The folders behind each split (``segkit stats`` reads them without pairing first)."""
+        return dict(self._splits)
+
     def pairs(self, split: str) -> list[Pair]:
         if split not in self._splits:
             raise DataError(

@@ -1,21 +1,54 @@
 """The tf.data input pipeline: file pairs in, ``(image, one-hot mask[, weights])`` batches out.
 
 Files are listed, decoded in parallel by the dataset plugin's ``load`` (Pillow releases the GIL
-while decoding), resized to the model size and batched; masks travel as uint8 class indices and
-become one-hot only at the end, so memory holds one small array per pixel, not ``num_classes``.
+while decoding) and brought to the model size; masks travel as uint8 class indices and become
+one-hot only at the end of the pipeline, so a cached pair costs ``H·W·(C+1)`` bytes, not a float
+per class. Augmentation runs after the cache, so every epoch sees new variants.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 
 from segkit.classes import IGNORE_INDEX
 from segkit.data.pairing import Pair
 from segkit.data.resize import resize_image, resize_mask
+from segkit.data.tiles import pad_to, tile_origins
 from segkit.specs import DatasetSource
+
+Cache = Literal["none", "memory", "disk"]
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Online augmentation of training pairs (``[augment]``); geometry is shared by image and mask."""
+
+    flips: bool = True
+    rotate90: bool = True
+    stain_jitter: float = 0.0
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """How pairs become batches. ``crop`` takes model-size windows instead of resizing whole images:
+    random windows when ``augment`` is set (training), a grid of tiles covering each image otherwise."""
+
+    height: int
+    width: int
+    channels: int
+    num_classes: int
+    batch_size: int
+    seed: int
+    with_weights: bool = False
+    crop: bool = False
+    cache: Cache = "none"
+    cache_dir: Path | None = None
+    augment: Augment | None = None
 
 
 def load_resized(source: DatasetSource, pair: Pair, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -24,33 +57,131 @@ def load_resized(source: DatasetSource, pair: Pair, height: int, width: int) -> 
     return resize_image(image, height, width), resize_mask(mask, height, width)
 
 
-def make_dataset(
-    source: DatasetSource, pairs: Sequence[Pair], *, height: int, width: int, channels: int,
-    num_classes: int, batch_size: int, shuffle: bool, seed: int, with_weights: bool = False,
-) -> Any:
-    """A batched ``tf.data.Dataset``; ``with_weights`` adds per-pixel weights (0 where ignored)."""
-    import tensorflow as tf
+def load_tiles(source: DatasetSource, pair: Pair, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """A grid of model-size tiles covering the whole pair; padding is ignored (IGNORE_INDEX)."""
+    image, mask = source.load(pair)
+    image, mask = pad_to(image, height, width, 0), pad_to(mask, height, width, IGNORE_INDEX)
+    origins = tile_origins(image.shape[:2], (height, width), overlap=0.0)
+    images = np.stack([image[y : y + height, x : x + width] for y, x in origins])
+    masks = np.stack([mask[y : y + height, x : x + width] for y, x in origins])
+    return images, masks
+
+
+def _decoded(source: DatasetSource, pairs: Sequence[Pair], settings: PipelineSettings, tf: Any) -> Any:
+    """Dataset of decoded uint8 ``(image, mask)`` pairs in file order."""
+    h, w, c = settings.height, settings.width, settings.channels
+    tiled = settings.crop and settings.augment is None
 
     def decode(index: Any) -> tuple[np.ndarray, np.ndarray]:
-        return load_resized(source, pairs[int(index)], height, width)
+        pair = pairs[int(index)]
+        if tiled:
+            return load_tiles(source, pair, h, w)
+        if settings.crop:
+            image, mask = source.load(pair)
+            return pad_to(image, h, w, 0), pad_to(mask, h, w, IGNORE_INDEX)
+        return load_resized(source, pair, h, w)
 
     def tf_decode(index: Any) -> tuple[Any, Any]:
         image, mask = tf.numpy_function(decode, [index], (tf.uint8, tf.uint8), stateful=False)
-        image.set_shape((height, width, channels))
-        mask.set_shape((height, width))
+        if tiled:
+            image.set_shape((None, h, w, c))
+            mask.set_shape((None, h, w))
+        else:
+            image.set_shape((None, None, c) if settings.crop else (h, w, c))
+            mask.set_shape((None, None) if settings.crop else (h, w))
         return image, mask
 
+    dataset = tf.data.Dataset.range(len(pairs)).map(tf_decode, num_parallel_calls=tf.data.AUTOTUNE,
+                                                     deterministic=True)
+    return dataset.unbatch() if tiled else dataset
+
+
+def _cached(dataset: Any, settings: PipelineSettings, name: str) -> Any:
+    if settings.cache == "memory":
+        return dataset.cache()
+    if settings.cache == "disk" and settings.cache_dir is not None:
+        settings.cache_dir.mkdir(parents=True, exist_ok=True)
+        return dataset.cache(str(settings.cache_dir / name))
+    return dataset
+
+
+def _augmented(image: Any, mask: Any, seed: Any, settings: PipelineSettings, tf: Any) -> tuple[Any, Any]:
+    """Random crop (crop mode), flips, 90° turns and stain jitter from one per-element seed."""
+    augment = settings.augment
+    assert augment is not None
+    seeds = tf.random.experimental.stateless_split(tf.stack([seed, tf.constant(0, tf.int64)]), 6)
+    if settings.crop:
+        stacked = tf.concat([image, tf.cast(mask, tf.uint8)[:, :, None]], axis=2)
+        stacked = tf.image.stateless_random_crop(stacked, (settings.height, settings.width, settings.channels + 1),
+                                                 seeds[0])
+        image, mask = stacked[:, :, : settings.channels], stacked[:, :, settings.channels]
+    mask = mask[:, :, None]
+    if augment.flips:
+        for i, flip in ((1, tf.image.flip_left_right), (2, tf.image.flip_up_down)):
+            do = tf.random.stateless_uniform((), seeds[i]) < 0.5
+            image, mask = tf.cond(do, lambda: (flip(image), flip(mask)), lambda: (image, mask))
+    if augment.rotate90 and settings.height == settings.width:
+        turns = tf.random.stateless_uniform((), seeds[3], 0, 4, dtype=tf.int32)
+        image, mask = tf.image.rot90(image, turns), tf.image.rot90(mask, turns)
+    if augment.stain_jitter > 0:
+        image = _stain_jitter(image, augment.stain_jitter, seeds[4], tf)
+    return image, mask[:, :, 0]
+
+
+def _stain_jitter(image: Any, strength: float, seed: Any, tf: Any) -> Any:
+    """Per-channel scale and shift, the usual cheap stand-in for H&E stain variation."""
+    channels = image.shape[-1]
+    scale = 1.0 + tf.random.stateless_uniform((channels,), seed, -strength, strength)
+    shift = tf.random.stateless_uniform((channels,), seed + 1, -strength, strength) * 255.0
+    jittered = tf.cast(image, tf.float32) * scale + shift
+    return tf.cast(tf.clip_by_value(jittered, 0.0, 255.0), tf.uint8)
+
+
+def _to_model(settings: PipelineSettings, tf: Any) -> Any:
     def to_model(image: Any, mask: Any) -> tuple[Any, ...]:
         x = tf.cast(image, tf.float32) / 255.0
-        y = tf.one_hot(tf.cast(mask, tf.int32), num_classes, dtype=tf.float32)
-        if not with_weights:
+        y = tf.one_hot(tf.cast(mask, tf.int32), settings.num_classes, dtype=tf.float32)
+        if not settings.with_weights:
             return x, y
         # integer weights: Keras's confusion-matrix metrics count in int64 and warn on floats
         return x, y, tf.cast(tf.not_equal(mask, IGNORE_INDEX), tf.int32)
 
-    indices = tf.data.Dataset.range(len(pairs))
-    if shuffle:
-        indices = indices.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=True)
-    dataset = indices.map(tf_decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    dataset = dataset.batch(batch_size).map(to_model, num_parallel_calls=tf.data.AUTOTUNE)
+    return to_model
+
+
+def make_dataset(source: DatasetSource, pairs: Sequence[Pair], settings: PipelineSettings, name: str = "data") -> Any:
+    """Batches of ``pairs`` in file order (validation, test): resized, or tiled in crop mode."""
+    import tensorflow as tf
+
+    dataset = _cached(_decoded(source, pairs, settings, tf), settings, name)
+    dataset = dataset.batch(settings.batch_size).map(_to_model(settings, tf), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def make_training_dataset(
+    source: DatasetSource, pairs: Sequence[Pair], settings: PipelineSettings, first_epoch: int, epochs: int,
+) -> tuple[Any, int]:
+    """Shuffled, augmented batches for epochs ``first_epoch..epochs-1`` and the steps per epoch.
+
+    Each epoch's order and augmentation depend only on ``(seed, epoch)``, so a run resumed at
+    epoch k sees exactly the batches an uninterrupted run would have seen from epoch k on.
+    """
+    import tensorflow as tf
+
+    # without [augment] the same path runs with every transform off (crop mode still crops)
+    augment = settings.augment or Augment(flips=False, rotate90=False)
+    augmenting = PipelineSettings(**{**settings.__dict__, "augment": augment})
+    decoded = _cached(_decoded(source, pairs, augmenting, tf), settings, "train")
+
+    def epoch_batches(epoch: Any) -> Any:
+        seed = tf.constant(settings.seed, tf.int64) * 100_003 + epoch
+        shuffled = decoded.shuffle(max(len(pairs), 1), seed=seed)
+        randoms = tf.data.Dataset.random(seed=seed)
+        varied = tf.data.Dataset.zip((shuffled, randoms)).map(
+            lambda pair, element_seed: _augmented(pair[0], pair[1], element_seed, augmenting, tf),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return varied.batch(settings.batch_size).map(_to_model(settings, tf), num_parallel_calls=tf.data.AUTOTUNE)
+
+    dataset = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches)
+    steps = -(-len(pairs) // settings.batch_size)
+    return dataset.prefetch(tf.data.AUTOTUNE), steps

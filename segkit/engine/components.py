@@ -56,15 +56,26 @@ def build_plugin_callbacks(project: Project, registry: Registry) -> list[Any]:
     callbacks = []
     for index, section in enumerate(project.callbacks):
         request = CallbackRequest(section.options, project.classes, model.image_height, model.image_width,
-                                  model.image_channels, project.output_dir)
+                                  model.image_channels, project.output_dir,
+                                  "tile" if project.augment.crop else "resize")
         spec = registry.get("callback", section.name).spec
         callbacks.append(build_with(str(project.source), f"callbacks.{index}", spec.build, request))
     return callbacks
 
 
-def compile_model(model: Any, project: Project, registry: Registry, optimizer: Any | None = None) -> None:
+def compile_model(model: Any, project: Project, registry: Registry, jit_compile: bool | str = "auto") -> None:
     model.compile(
-        optimizer=optimizer if optimizer is not None else build_optimizer(project),
+        optimizer=build_optimizer(project),
         loss=build_loss(project, registry),
         metrics=build_metrics(project, registry),
+        jit_compile=jit_compile,
     )
+
+
+def prediction_for(project: Project) -> Any:
+    """How ``infer``/``eval`` meet the model: tiles at full resolution when it was trained on crops."""
+    from segkit.engine.predict import Prediction
+
+    infer = project.infer
+    return Prediction(project.model.image_height, project.model.image_width,
+                      "tile" if project.augment.crop else "resize", infer.overlap, infer.batch_size, infer.tta)

@@ -1,4 +1,9 @@
-"""``segkit eval``: score the best model on the test split and write ``evaluation.csv``."""
+"""``segkit eval``: score the best model on the test split and write ``evaluation.csv``.
+
+A model trained on resized images is scored on resized test pairs through tf.data, as the
+reference does. A model trained on full-resolution crops is scored on the full images through
+the same sliding-window prediction as ``segkit infer``, every pixel counted once.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,9 @@ import io
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from segkit.classes import IGNORE_INDEX
 from segkit.engine import components
 from segkit.engine.runtime import import_tensorflow, seed_everything
 from segkit.errors import DataError, RunStateError
@@ -43,25 +51,51 @@ def _check_shape(model: Any, project: Project, path: Path) -> None:
         )
 
 
+def _resized_figures(model: Any, project: Project, source: Any, pairs: list[Any]) -> dict[str, float]:
+    from segkit.data.pipeline import make_dataset
+    from segkit.engine.train import pipeline_settings
+
+    data = make_dataset(source, pairs, pipeline_settings(project, training=False), "test")
+    return {k: float(v) for k, v in model.evaluate(data, verbose=0, return_dict=True).items()}
+
+
+def _full_resolution_figures(model: Any, project: Project, registry: Registry, source: Any,
+                             pairs: list[Any]) -> dict[str, float]:
+    import keras
+
+    from segkit.engine.predict import probabilities
+
+    how = components.prediction_for(project)
+    loss, metrics = components.build_loss(project, registry), components.build_metrics(project, registry)
+    mean_loss = keras.metrics.Mean()
+    for pair in pairs:
+        image, mask = source.load(pair)
+        probs = probabilities(model, [image], how)[0][None]
+        # an extra all-zero row of the identity makes ignored pixels one-hot nothing
+        truth = np.eye(project.classes.num_classes + 1, project.classes.num_classes, dtype=np.float32)[
+            np.where(mask == IGNORE_INDEX, project.classes.num_classes, mask)]
+        weights = (mask != IGNORE_INDEX).astype(np.int32)[None]
+        if weights.sum():
+            mean_loss.update_state(loss(truth[None], probs, sample_weight=weights), sample_weight=weights.sum())
+        for metric in metrics:
+            metric.update_state(truth[None], probs, sample_weight=weights)
+    return {"loss": float(mean_loss.result()), **{m.name: float(m.result()) for m in metrics}}
+
+
 def evaluate(project: Project, registry: Registry) -> dict[str, float]:
     """Loss and every metric on the test split, written to ``<output_dir>/evaluation.csv``."""
     import_tensorflow()
     seed_everything(project.seed)
-    from segkit.data.pipeline import make_dataset
-
     model = load_best_model(project)
     components.compile_model(model, project, registry)
     source = components.open_dataset(project, registry)
     pairs = source.pairs("test")
     if not pairs:
         raise DataError("the test split has no image/mask pairs")
-    data = make_dataset(
-        source, pairs, height=project.model.image_height, width=project.model.image_width,
-        channels=project.model.image_channels, num_classes=project.classes.num_classes,
-        batch_size=project.train.batch_size, shuffle=False, seed=project.seed,
-        with_weights=project.classes.ignore_color is not None,
-    )
-    figures = {k: float(v) for k, v in model.evaluate(data, verbose=0, return_dict=True).items()}
+    if project.augment.crop:
+        figures = _full_resolution_figures(model, project, registry, source, pairs)
+    else:
+        figures = _resized_figures(model, project, source, pairs)
     loss = figures.pop("loss")
     figures = {project.loss.name: loss, **{k: figures[k] for k in sorted(figures, key=metric_order)}}
     write_evaluation(project.output_dir / EVALUATION, figures)

@@ -8,6 +8,7 @@ from pathlib import Path
 from segkit.data.images import read_image, write_png
 from segkit.data.pairing import list_images
 from segkit.data.resize import blend
+from segkit.engine.components import prediction_for
 from segkit.engine.evaluate import load_best_model
 from segkit.engine.predict import segment
 from segkit.engine.runtime import import_tensorflow
@@ -26,7 +27,7 @@ def overlay_folder(output: Path) -> Path:
     return output.with_name(f"{output.name}_overlay")
 
 
-def infer(project: Project, batch_size: int = 8) -> InferResult:
+def infer(project: Project) -> InferResult:
     """Segment every image of ``[infer] images`` into ``[infer] output`` and ``<output>_overlay``."""
     folder = project.infer.images
     if folder is None:
@@ -38,11 +39,11 @@ def infer(project: Project, batch_size: int = 8) -> InferResult:
     import_tensorflow()
     model = load_best_model(project)
     output, overlays = project.infer.output, overlay_folder(project.infer.output)
-    height, width, channels = project.model.image_height, project.model.image_width, project.model.image_channels
-    for start in range(0, len(files), batch_size):
-        chunk = files[start : start + batch_size]
-        images = [read_image(path, channels) for path in chunk]
-        for path, image, mask in zip(chunk, images, segment(model, images, height, width, batch_size)):
+    how = prediction_for(project)
+    for start in range(0, len(files), how.batch_size):
+        chunk = files[start : start + how.batch_size]
+        images = [read_image(path, project.model.image_channels) for path in chunk]
+        for path, image, mask in zip(chunk, images, segment(model, images, how)):
             colours = project.classes.colorize(mask)
             write_png(output / f"{path.stem}.png", colours)
             write_png(overlays / f"{path.stem}.png", blend(image, colours, mask > 0))

@@ -1,14 +1,29 @@
-"""Turning uint8 images into class-index masks with a model, in batches."""
+"""Turning uint8 images into softmax maps and class-index masks with a model, in batches."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
 
 from segkit.data.resize import resize_image
+from segkit.engine.sliding_window import predict_full
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """How images meet the model: ``resize`` to its input (as trained on resized images) or
+    ``tile`` at full resolution (as trained on crops)."""
+
+    height: int
+    width: int
+    mode: Literal["resize", "tile"] = "resize"
+    overlap: float = 0.5
+    batch_size: int = 8
+    tta: bool = False
 
 
 def to_input(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -28,24 +43,28 @@ def resize_probabilities(probabilities: np.ndarray, height: int, width: int) -> 
     return np.stack(channels, axis=2)
 
 
-def predict_batches(model: Any, inputs: np.ndarray, batch_size: int) -> np.ndarray:
-    """Softmax for ``(N, h, w, C)`` inputs through the model, ``batch_size`` at a time."""
-    outputs = [
-        np.asarray(model(inputs[start : start + batch_size], training=False))
-        for start in range(0, len(inputs), batch_size)
-    ]
-    return np.concatenate(outputs, axis=0) if outputs else np.zeros((0,), np.float32)
+def _resized(model: Any, images: Sequence[np.ndarray], how: Prediction) -> list[np.ndarray]:
+    inputs = np.stack([to_input(image, how.height, how.width) for image in images])
+    outputs = [np.asarray(model.predict_on_batch(inputs[i : i + how.batch_size]))
+               for i in range(0, len(inputs), how.batch_size)]
+    probabilities = np.concatenate(outputs)
+    if how.tta:
+        flipped = [np.asarray(model.predict_on_batch(inputs[i : i + how.batch_size, :, ::-1]))[:, :, ::-1]
+                   for i in range(0, len(inputs), how.batch_size)]
+        probabilities = (probabilities + np.concatenate(flipped)) / 2
+    return [resize_probabilities(p, image.shape[0], image.shape[1]) for p, image in zip(probabilities, images)]
 
 
-def segment(
-    model: Any, images: Sequence[np.ndarray], height: int, width: int, batch_size: int = 8
-) -> list[np.ndarray]:
-    """Class indices ``(H, W)`` for each image at its own size, the model run at ``height x width``."""
+def probabilities(model: Any, images: Sequence[np.ndarray], how: Prediction) -> list[np.ndarray]:
+    """Softmax ``(H, W, K)`` for each image at its own size."""
     if not images:
         return []
-    inputs = np.stack([to_input(image, height, width) for image in images])
-    probabilities = predict_batches(model, inputs, batch_size)
-    return [
-        resize_probabilities(p, image.shape[0], image.shape[1]).argmax(axis=2).astype(np.uint8)
-        for p, image in zip(probabilities, images)
-    ]
+    if how.mode == "tile":
+        return [predict_full(model, image, (how.height, how.width), overlap=how.overlap,
+                             batch_size=how.batch_size, tta=how.tta) for image in images]
+    return _resized(model, images, how)
+
+
+def segment(model: Any, images: Sequence[np.ndarray], how: Prediction) -> list[np.ndarray]:
+    """Class indices ``(H, W)`` uint8 for each image at its own size."""
+    return [p.argmax(axis=2).astype(np.uint8) for p in probabilities(model, images, how)]

@@ -56,6 +56,18 @@ def seed_everything(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
+def configure_precision(policy: str) -> None:
+    """Keras's global dtype policy; models keep their softmax in float32 (FlexUNet does)."""
+    import keras
+
+    keras.mixed_precision.set_global_policy(policy)
+
+
+def jit_setting(choice: str) -> bool | str:
+    """``[train] jit_compile``: 'auto' lets Keras decide (XLA off on CPU), 'on'/'off' force it."""
+    return {"on": True, "off": False}.get(choice, "auto")
+
+
 def build_with(source: str, key: str, builder: Callable[[Any], T], request: Any) -> T:
     """Call a plugin builder; a ValueError from it becomes a one-line error on ``key``."""
     try:

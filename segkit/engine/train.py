@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
 
+from segkit.data.pipeline import Augment, PipelineSettings
 from segkit.engine import components
-from segkit.engine.runtime import import_tensorflow, seed_everything
+from segkit.engine.runtime import configure_precision, import_tensorflow, jit_setting, seed_everything
 from segkit.errors import DataError, RunStateError
 from segkit.plugins import Registry
 from segkit.project import Project
@@ -22,75 +24,107 @@ class TrainResult:
     best_val_loss: float
     last_logs: dict[str, float]
     notes: list[str]
+    interrupted: str = ""
+    first_epoch: int = 0
 
 
-def check_run_folder(project: Project, overwrite: bool) -> None:
-    """Refuse to clobber an earlier run unless asked to."""
-    if (project.output_dir / BEST_MODEL).exists() and not overwrite:
-        raise RunStateError(
-            f"{project.output_dir} already holds a trained run; pass --overwrite to replace it "
-            "or set project.output_dir to a new folder"
-        )
+def prepare_run_folder(project: Project, overwrite: bool, resume: bool) -> None:
+    """Refuse to clobber an earlier run unless asked to; ``--overwrite`` clears what training writes."""
+    output = project.output_dir
+    if output.exists() and not output.is_dir():
+        raise RunStateError(f"{output}: is a file; set project.output_dir to a folder")
+    has_run = (output / BEST_MODEL).exists() or (output / "checkpoints").exists()
+    if has_run and not (overwrite or resume):
+        raise RunStateError(f"{output} already holds a run; pass --resume to continue it, --overwrite to "
+                            "replace it, or set project.output_dir to a new folder")
+    if overwrite and not resume:
+        for name in ("models", "checkpoints", EVAL_DIR, "epoch_change_infer", "tensorboard", "cache"):
+            shutil.rmtree(output / name, ignore_errors=True)
 
 
-def _datasets(project: Project, registry: Registry) -> tuple[Any, Any, Any]:
-    source = components.open_dataset(project, registry)
-    weighted = project.classes.ignore_color is not None
-    built = []
-    for split, shuffle in (("train", True), ("valid", False)):
-        pairs = source.pairs(split)
-        if not pairs:
-            raise DataError(f"the {split} split has no image/mask pairs")
-        built.append(_pipeline(source, pairs, project, shuffle, weighted))
-    return source, built[0], built[1]
-
-
-def _pipeline(source: Any, pairs: Any, project: Project, shuffle: bool, weighted: bool) -> Any:
-    from segkit.data.pipeline import make_dataset
-
-    model = project.model
-    return make_dataset(
-        source, pairs, height=model.image_height, width=model.image_width, channels=model.image_channels,
-        num_classes=project.classes.num_classes, batch_size=project.train.batch_size, shuffle=shuffle,
-        seed=project.seed, with_weights=weighted,
+def pipeline_settings(project: Project, training: bool) -> PipelineSettings:
+    model, augment = project.model, project.augment
+    return PipelineSettings(
+        height=model.image_height, width=model.image_width, channels=model.image_channels,
+        num_classes=project.classes.num_classes, batch_size=project.train.batch_size, seed=project.seed,
+        with_weights=project.classes.ignore_color is not None, crop=augment.crop, cache=project.train.cache,
+        cache_dir=project.output_dir / "cache",
+        augment=Augment(augment.flips, augment.rotate90, augment.stain_jitter) if training and augment.enabled else None,
     )
 
 
-def _callbacks(project: Project, registry: Registry, console: Console | None) -> list[Any]:
+def _data(project: Project, registry: Registry, first_epoch: int) -> tuple[Any, Any, Any, int]:
+    from segkit.data.pipeline import make_dataset, make_training_dataset
+
+    source = components.open_dataset(project, registry)
+    train_pairs, valid_pairs = source.pairs("train"), source.pairs("valid")
+    if not train_pairs or not valid_pairs:
+        raise DataError("training needs image/mask pairs in both the train and the valid split")
+    train_data, steps = make_training_dataset(source, train_pairs, pipeline_settings(project, True),
+                                              first_epoch, project.train.epochs)
+    valid_data = make_dataset(source, valid_pairs, pipeline_settings(project, False), "valid")
+    return source, train_data, valid_data, steps
+
+
+def _callbacks(project: Project, registry: Registry, console: Console | None, flag: Any,
+               restored: dict[str, Any] | None, first_epoch: int) -> list[Any]:
     import keras
 
+    from segkit.engine.resume import EpochCheckpoint
     from segkit.report.keras_callbacks import HistoryWriter, RichProgress
 
-    train = project.train
-    output = project.output_dir
-    callbacks: list[Any] = [
-        keras.callbacks.ModelCheckpoint(str(output / BEST_MODEL), monitor="val_loss", save_best_only=True),
-    ]
+    train, output = project.train, project.output_dir
+    best = keras.callbacks.ModelCheckpoint(str(output / BEST_MODEL), monitor="val_loss", save_best_only=True)
+    stateful: list[Any] = [best]
     if train.reducer_patience > 0:
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+        stateful.append(keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=train.reducer_factor, patience=train.reducer_patience))
     if train.patience > 0:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=train.patience))
-    callbacks.extend(components.build_plugin_callbacks(project, registry))
-    callbacks.append(HistoryWriter(output / EVAL_DIR))
+        stateful.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=train.patience))
+    callbacks = [*stateful, *components.build_plugin_callbacks(project, registry)]
+    if train.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(str(output / "tensorboard")))
+    rows = HistoryWriter.existing_rows(output / EVAL_DIR)[:first_epoch] if restored else []
+    callbacks += [HistoryWriter(output / EVAL_DIR, rows), EpochCheckpoint(output, stateful, flag, restored)]
     if console is not None:
-        callbacks.append(RichProgress(console, train.epochs))
+        callbacks.append(RichProgress(console, train.epochs, first_epoch))
     return callbacks
 
 
-def train(project: Project, registry: Registry, console: Console | None, overwrite: bool = False) -> TrainResult:
-    """Fit, checkpointing the best validation loss; returns what the summary shows."""
-    check_run_folder(project, overwrite)
+def train(project: Project, registry: Registry, console: Console | None, *, overwrite: bool = False,
+          resume: bool = False) -> TrainResult:
+    """Fit, checkpointing the best validation loss and every epoch; returns what the summary shows."""
+    from segkit.engine.resume import InterruptFlag, TrainingInterrupted, interrupts_caught, read_state, restore_weights
+
+    prepare_run_folder(project, overwrite, resume)
+    restored = read_state(project.output_dir) if resume else None
+    first_epoch = int(restored["epoch"]) if restored else 0
     import_tensorflow()
     seed_everything(project.seed)
-    source, train_data, valid_data = _datasets(project, registry)
-    (project.output_dir / "models").mkdir(parents=True, exist_ok=True)
+    configure_precision(project.train.precision)
+    source, train_data, valid_data, steps = _data(project, registry, first_epoch)
     write_atomic(project.output_dir / RESOLVED_PROJECT, project.resolved_toml())
     model = components.build_model(project, registry)
-    components.compile_model(model, project, registry)
-    history = model.fit(train_data, validation_data=valid_data, epochs=project.train.epochs, verbose=0,
-                        callbacks=_callbacks(project, registry, console))
-    logs = {k: float(v[-1]) for k, v in history.history.items()}
-    notes = list(getattr(source, "notes", lambda: [])())
-    return TrainResult(len(history.history.get("loss", [])), float(min(history.history["val_loss"])), logs, notes)
+    components.compile_model(model, project, registry, jit_compile=jit_setting(project.train.jit_compile))
+    if restored:
+        restore_weights(model, project.output_dir)
+    flag = InterruptFlag()
+    callbacks = _callbacks(project, registry, console, flag, restored, first_epoch)
+    history: dict[str, list[float]] = {}
+    with interrupts_caught(flag):
+        try:
+            if first_epoch < project.train.epochs:
+                history = model.fit(train_data, validation_data=valid_data, epochs=project.train.epochs,
+                                    initial_epoch=first_epoch, steps_per_epoch=steps, verbose=0,
+                                    callbacks=callbacks).history
+        except TrainingInterrupted as stop:
+            history = model.history.history if model.history is not None else {}
+            flag.signal_name = stop.signal_name
+    return _result(history, source, flag.signal_name, first_epoch)
 
+
+def _result(history: dict[str, list[float]], source: Any, interrupted: str, first_epoch: int) -> TrainResult:
+    logs = {k: float(v[-1]) for k, v in history.items() if v}
+    notes = list(getattr(source, "notes", lambda: [])())
+    best = float(min(history["val_loss"])) if history.get("val_loss") else float("nan")
+    return TrainResult(len(history.get("loss", [])), best, logs, notes, interrupted, first_epoch)

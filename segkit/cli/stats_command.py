@@ -1,0 +1,80 @@
+"""``segkit stats``: what is in a dataset before anyone trains on it (no TensorFlow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from segkit.classes import ClassInfo, ClassTable
+from segkit.cli.errors import mapped
+from segkit.cli.options import DebugOpt, SetOpt, apply_debug
+from segkit.errors import DataError
+from segkit.plugins import get_registry
+from segkit.project import load_project
+from segkit.report.console import console
+from segkit.specs import DatasetRequest
+from segkit.stats import SplitFolders, collect_stats, render, write_charts
+from segkit.toml_io import write_atomic
+
+#: Used for a bare folder when no project gives the classes: the reference's breast-cancer table.
+DEFAULT_TABLE = ClassTable((ClassInfo("background", (0, 0, 0)), ClassInfo("benign", (0, 255, 0)),
+                            ClassInfo("malignant", (255, 0, 0))))
+
+
+def folder_splits(folder: Path) -> list[SplitFolders]:
+    """``folder/{images,masks}`` as one split, or ``folder/<split>/{images,masks}`` for each split."""
+    if (folder / "images").is_dir() and (folder / "masks").is_dir():
+        return [SplitFolders(folder.name, folder / "images", folder / "masks")]
+    splits = [SplitFolders(p.name, p / "images", p / "masks") for p in sorted(folder.iterdir())
+              if (p / "images").is_dir() and (p / "masks").is_dir()]
+    if not splits:
+        raise DataError(f"{folder}: no images/ and masks/ folders in it or in its subfolders "
+                        "(expected FOLDER/images + FOLDER/masks, or FOLDER/<split>/images + masks)")
+    return splits
+
+
+def project_splits(project_file: Path, overrides: list[str]) -> tuple[list[SplitFolders], ClassTable]:
+    project = load_project(project_file, overrides, get_registry())
+    spec = get_registry().get("dataset", project.dataset.name).spec
+    source = spec.build(DatasetRequest(project.dataset.options, project.classes, project.output_dir,
+                                       project.model.image_channels))
+    folders = getattr(source, "folders", None)
+    if folders is None:
+        raise DataError(f"dataset '{project.dataset.name}' does not expose its folders; run segkit stats on a folder")
+    return [SplitFolders(name, f.images, f.masks) for name, f in folders().items()], project.classes
+
+
+@mapped
+def stats(
+    target: Annotated[Path, typer.Argument(help="project file (TOML) or dataset folder", show_default=False)],
+    json_file: Annotated[Optional[Path], typer.Option("--json", help="also write the figures as JSON here")] = None,
+    plots: Annotated[Optional[Path], typer.Option("--plots", help="write PNG charts into this folder")] = None,
+    classes_from: Annotated[Optional[Path], typer.Option("--classes-from", help="take the class table from this project (folder targets)")] = None,
+    threshold: Annotated[Optional[float], typer.Option(help="near-duplicate distance threshold (default 0.1)")] = None,
+    set_: SetOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Count pairs, sizes, class pixels and near-duplicate/leaking images of a dataset."""
+    apply_debug(debug)
+    if not target.exists():
+        raise DataError(f"{target}: does not exist; pass a project file or a dataset folder")
+    if target.is_file():
+        splits, table = project_splits(target, set_ or [])
+    else:
+        splits = folder_splits(target)
+        table = load_project(classes_from, set_ or []).classes if classes_from else DEFAULT_TABLE
+    result = collect_stats(splits, table, duplicate_threshold=threshold)
+    render(result, console)
+    if json_file is not None:
+        write_atomic(json_file, json.dumps(result.to_json(), indent=2) + "\n")
+        console.print(f"written {json_file}")
+    if plots is not None:
+        for path in write_charts(result, plots):
+            console.print(f"written {path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("stats")(stats)

@@ -1,0 +1,117 @@
+"""Resumable training: an epoch-end checkpoint with the callbacks' state, and clean interruption.
+
+After every completed epoch, ``checkpoints/last.keras`` (weights and optimizer state) and
+``checkpoints/state.json`` (epoch, the reducer's, early stopping's and best-checkpoint's counters)
+are written atomically. SIGINT/SIGTERM abandon the running epoch at the next step, so the last
+checkpoint is always of a whole epoch and ``--resume`` repeats exactly what was lost.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from segkit.errors import RunStateError
+from segkit.toml_io import write_atomic
+
+LAST_MODEL = "checkpoints/last.keras"
+STATE = "checkpoints/state.json"
+
+
+class TrainingInterrupted(Exception):
+    """Raised inside ``fit`` to abandon the running epoch after a signal."""
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+class InterruptFlag:
+    """Set by the signal handler; checked by :class:`EpochCheckpoint` after every step."""
+
+    def __init__(self) -> None:
+        self.signal_name = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.signal_name)
+
+
+@contextmanager
+def interrupts_caught(flag: InterruptFlag) -> Iterator[None]:
+    """SIGINT and SIGTERM set ``flag`` instead of killing the process mid-write."""
+    def handle(number: int, frame: Any) -> None:
+        flag.signal_name = signal.Signals(number).name
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _counters(callback: Any) -> dict[str, Any]:
+    return {name: getattr(callback, name) for name in ("wait", "best", "cooldown_counter") if hasattr(callback, name)}
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Saves the resumable state after each epoch and restores the other callbacks' counters.
+
+    Must come after the callbacks whose state it keeps: their ``on_train_begin`` resets them,
+    and this one's runs afterwards to put the saved values back.
+    """
+
+    def __init__(self, output_dir: Path, stateful: Sequence[Any], flag: InterruptFlag,
+                 restored: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.output_dir = output_dir
+        self.stateful = list(stateful)
+        self.flag = flag
+        self.restored = restored
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        for callback, counters in zip(self.stateful, (self.restored or {}).get("callbacks", [])):
+            for name, value in counters.items():
+                setattr(callback, name, value)
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.flag:
+            raise TrainingInterrupted(self.flag.signal_name)
+
+    on_test_batch_end = on_train_batch_end
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        temporary = self.output_dir / "checkpoints" / ".last.tmp.keras"
+        temporary.parent.mkdir(parents=True, exist_ok=True)
+        self.model.save(temporary)
+        temporary.replace(self.output_dir / LAST_MODEL)
+        state = {"epoch": epoch + 1, "callbacks": [_counters(c) for c in self.stateful]}
+        write_atomic(self.output_dir / STATE, json.dumps(state, indent=2) + "\n")
+        if self.flag:
+            raise TrainingInterrupted(self.flag.signal_name)
+
+
+def read_state(output_dir: Path) -> dict[str, Any]:
+    """The saved state of an interrupted run, or a RunStateError saying there is none."""
+    path = output_dir / STATE
+    if not path.exists() or not (output_dir / LAST_MODEL).exists():
+        raise RunStateError(f"{output_dir}: no resumable checkpoint (checkpoints/state.json); "
+                            "train without --resume")
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        int(state["epoch"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RunStateError(f"{path}: damaged ({exc}); train again with --overwrite") from None
+    return state
+
+
+def restore_weights(model: Any, output_dir: Path) -> None:
+    """Weights and optimizer state of the last completed epoch into a freshly compiled model."""
+    model.optimizer.build(model.trainable_variables)
+    model.load_weights(output_dir / LAST_MODEL)

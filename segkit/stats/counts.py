@@ -1,0 +1,416 @@
+"""Per-split dataset statistics: files, pairing, sizes and modes, class pixels, off-palette colours.
+
+Every image is opened once (header plus a small decode for its near-duplicate fingerprint) and every
+mask once; with ``workers > 1`` that per-file work runs in a process pool. Problems with single files
+are recorded, never raised, so one broken export does not hide the statistics of the rest.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from itertools import zip_longest
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from PIL import Image
+
+from segkit.classes import IGNORE_INDEX, RGB, ClassTable
+from segkit.data.images import read_mask_source, read_preview
+from segkit.data.pairing import list_images
+from segkit.errors import DataError
+from segkit.stats.near_duplicates import DEFAULT_THRESHOLD, DuplicatePair, ImageFingerprint
+from segkit.stats.near_duplicates import find_near_duplicates, fingerprint
+
+#: Short side of the preview decoded for the fingerprint; JPEGs decode directly at about this scale.
+PREVIEW_SIDE = 64
+#: How many off-palette colours each split lists.
+TOP_FAR_COLORS = 5
+#: Image/mask pairs kept for the sample montage.
+SAMPLE_COUNT = 6
+
+_Tallied = TypeVar("_Tallied", tuple[int, int], str)
+
+
+@dataclass(frozen=True)
+class SplitFolders:
+    """Where one split's images and masks live; ``name`` is how reports call it (train, val, test)."""
+
+    name: str
+    images: Path
+    masks: Path
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A file (or folder) that could not be used, and why, in one line."""
+
+    file: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ClassCount:
+    """One class in one split: pixels, share of the non-ignored pixels, masks that contain it."""
+
+    name: str
+    color: RGB
+    pixels: int
+    fraction: float
+    images: int
+
+
+@dataclass(frozen=True)
+class Sample:
+    """An image/mask pair picked for the montage."""
+
+    split: str
+    image: Path
+    mask: Path
+
+
+@dataclass(frozen=True)
+class SplitStats:
+    """Everything reported about one split; tallies are ``(value, count)``, most frequent first."""
+
+    name: str
+    images: int
+    masks: int
+    pairs: int
+    images_without_mask: tuple[str, ...]
+    masks_without_image: tuple[str, ...]
+    image_sizes: tuple[tuple[tuple[int, int], int], ...]
+    image_modes: tuple[tuple[str, int], ...]
+    mask_sizes: tuple[tuple[tuple[int, int], int], ...]
+    classes: tuple[ClassCount, ...]
+    labelled_pixels: int
+    ignored_pixels: int
+    far_pixels: int
+    far_colors: tuple[tuple[RGB, int], ...]
+    problems: tuple[Problem, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """This split as plain JSON types; see ``DatasetStats.to_json``."""
+        return {
+            "name": self.name,
+            "images": self.images,
+            "masks": self.masks,
+            "pairs": self.pairs,
+            "images_without_mask": list(self.images_without_mask),
+            "masks_without_image": list(self.masks_without_image),
+            "image_sizes": [{"width": w, "height": h, "count": n} for (w, h), n in self.image_sizes],
+            "image_modes": [{"mode": mode, "count": n} for mode, n in self.image_modes],
+            "mask_sizes": [{"width": w, "height": h, "count": n} for (w, h), n in self.mask_sizes],
+            "labelled_pixels": self.labelled_pixels,
+            "ignored_pixels": self.ignored_pixels,
+            "classes": [vars(count) | {"color": list(count.color)} for count in self.classes],
+            "far_pixels": self.far_pixels,
+            "far_colors": [{"color": list(color), "pixels": n} for color, n in self.far_colors],
+            "problems": [vars(problem).copy() for problem in self.problems],
+        }
+
+
+@dataclass(frozen=True)
+class DatasetStats:
+    """All splits, the near-duplicate pairs found across them, and what charts need to draw samples."""
+
+    table: ClassTable
+    splits: tuple[SplitStats, ...]
+    duplicates: tuple[DuplicatePair, ...]
+    duplicate_threshold: float
+    samples: tuple[Sample, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain dicts/lists/numbers only, so ``json.dumps`` takes it as is; keys never depend on data."""
+        return {
+            "classes": [
+                {"index": index, "name": info.name, "color": list(info.color)}
+                for index, info in enumerate(self.table.classes)
+            ],
+            "ignore_color": list(self.table.ignore_color) if self.table.ignore_color else None,
+            "tolerance": self.table.tolerance,
+            "splits": [split.to_json() for split in self.splits],
+            "duplicates": {
+                "threshold": self.duplicate_threshold,
+                "leaks": sum(pair.leak for pair in self.duplicates),
+                "pairs": [vars(pair).copy() for pair in self.duplicates],
+            },
+        }
+
+
+@dataclass(frozen=True)
+class ImageScan:
+    """What one image file yields: header size and mode, and its near-duplicate fingerprint."""
+
+    path: Path
+    size: tuple[int, int]
+    mode: str
+    fingerprint: np.ndarray
+
+
+@dataclass(frozen=True)
+class MaskScan:
+    """What one mask yields: size, pixels per class index (256 bins), off-palette colour histogram."""
+
+    path: Path
+    size: tuple[int, int]
+    index_pixels: np.ndarray
+    far_colors: np.ndarray
+    far_counts: np.ndarray
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A file the scan could not decode, and the one-line reason."""
+
+    path: Path
+    reason: str
+
+
+def scan_image(path: Path) -> ImageScan | Unreadable:
+    """Module level so a process pool can pickle it."""
+    try:
+        size, mode, gray = read_preview(path, PREVIEW_SIDE, channels=1)
+    except (DataError, Image.DecompressionBombError) as exc:
+        return Unreadable(path, _reason(path, exc))
+    return ImageScan(path, size, mode, fingerprint(gray))
+
+
+def scan_mask(path: Path, table: ClassTable) -> MaskScan | Unreadable:
+    """Module level so a process pool can pickle it (with ``functools.partial`` for the table)."""
+    try:
+        source = read_mask_source(path, table)
+    except (DataError, Image.DecompressionBombError) as exc:
+        return Unreadable(path, _reason(path, exc))
+    size = (source.shape[1], source.shape[0])
+    if source.ndim == 2:  # stored as class indices: nothing can be off-palette
+        empty = np.zeros(0, dtype=np.int64)
+        return MaskScan(path, size, np.bincount(source.ravel(), minlength=256), empty, empty)
+    flat = source.reshape(-1, 3).astype(np.int32)
+    # Same packing as ClassTable.decode: a mask holds few colours, so work on the unique ones only.
+    colors, counts = np.unique((flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2], return_counts=True)
+    colors_rgb = _unpack(colors)
+    indices, _ = table.decode(colors_rgb[:, None, :])
+    index_pixels = np.bincount(indices[:, 0], weights=counts, minlength=256).astype(np.int64)
+    far = _far_from_palette(colors_rgb, table)
+    return MaskScan(path, size, index_pixels, colors[far].astype(np.int64), counts[far].astype(np.int64))
+
+
+def collect_stats(
+    splits: Sequence[SplitFolders],
+    table: ClassTable,
+    *,
+    workers: int = 2,
+    duplicate_threshold: float | None = None,
+) -> DatasetStats:
+    """Read every image and mask of ``splits`` once and summarise them; see ``SplitStats``.
+
+    ``workers > 1`` spreads the per-file work over that many processes. Near-duplicates are image
+    pairs at fingerprint distance ``<= duplicate_threshold`` (default ``DEFAULT_THRESHOLD``).
+    """
+    listings = [_list_split(split) for split in splits]
+    # dict.fromkeys: splits that share a folder still read each file once
+    image_paths = list(dict.fromkeys(path for listing in listings for path in listing.images))
+    mask_paths = list(dict.fromkeys(path for listing in listings for path in listing.masks))
+    image_scans, mask_scans = _scan_files(image_paths, mask_paths, table, workers)
+    threshold = DEFAULT_THRESHOLD if duplicate_threshold is None else duplicate_threshold
+    prints = [
+        ImageFingerprint(path.name, split.name, scan.fingerprint)
+        for split, listing in zip(splits, listings)
+        for path in listing.images
+        if isinstance(scan := image_scans[path], ImageScan)
+    ]
+    return DatasetStats(
+        table=table,
+        splits=tuple(
+            _split_stats(split, listing, image_scans, mask_scans, table)
+            for split, listing in zip(splits, listings)
+        ),
+        duplicates=tuple(find_near_duplicates(prints, threshold)),
+        duplicate_threshold=threshold,
+        samples=_pick_samples(splits, listings, image_scans, mask_scans),
+    )
+
+
+@dataclass(frozen=True)
+class _Listing:
+    images: list[Path]
+    masks: list[Path]
+    problems: list[Problem]
+
+
+def _list_split(split: SplitFolders) -> _Listing:
+    """Both folders' image files; a folder that cannot be listed is a problem and counts as empty."""
+    found: list[list[Path]] = []
+    problems: list[Problem] = []
+    for folder in (split.images, split.masks):
+        try:
+            found.append(list_images(folder))
+        except DataError as exc:
+            found.append([])
+            problems.append(Problem(str(folder), _reason(folder, exc)))
+    return _Listing(found[0], found[1], problems)
+
+
+def _scan_files(
+    image_paths: list[Path], mask_paths: list[Path], table: ClassTable, workers: int
+) -> tuple[dict[Path, ImageScan | Unreadable], dict[Path, MaskScan | Unreadable]]:
+    """Scan every file once, in ``workers`` processes when more than one (one pool for both kinds)."""
+    scan_table_mask = partial(scan_mask, table=table)
+    if workers <= 1 or len(image_paths) + len(mask_paths) < 2:
+        return {p: scan_image(p) for p in image_paths}, {p: scan_table_mask(p) for p in mask_paths}
+    # spawn, not fork: the caller (the CLI) may hold threads or a GPU runtime that must not be forked.
+    context = multiprocessing.get_context("spawn")
+    chunk = max(1, (len(image_paths) + len(mask_paths)) // (workers * 16))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        image_scans = pool.map(scan_image, image_paths, chunksize=chunk)
+        mask_scans = pool.map(scan_table_mask, mask_paths, chunksize=chunk)
+        return dict(zip(image_paths, image_scans)), dict(zip(mask_paths, mask_scans))
+
+
+def _split_stats(
+    split: SplitFolders,
+    listing: _Listing,
+    image_scans: dict[Path, ImageScan | Unreadable],
+    mask_scans: dict[Path, MaskScan | Unreadable],
+    table: ClassTable,
+) -> SplitStats:
+    images = [image_scans[path] for path in listing.images]
+    masks = [mask_scans[path] for path in listing.masks]
+    image_stems = {path.stem for path in listing.images}
+    mask_stems = {path.stem for path in listing.masks}
+    read_images = [scan for scan in images if isinstance(scan, ImageScan)]
+    read_masks = [scan for scan in masks if isinstance(scan, MaskScan)]
+    index_pixels = sum((scan.index_pixels for scan in read_masks), np.zeros(256, dtype=np.int64))
+    far_pixels, far_colors = _far_summary(read_masks)
+    return SplitStats(
+        name=split.name,
+        images=len(images),
+        masks=len(masks),
+        pairs=len(image_stems & mask_stems),
+        images_without_mask=tuple(p.name for p in listing.images if p.stem not in mask_stems),
+        masks_without_image=tuple(p.name for p in listing.masks if p.stem not in image_stems),
+        image_sizes=_tally(scan.size for scan in read_images),
+        image_modes=_tally(scan.mode for scan in read_images),
+        mask_sizes=_tally(scan.size for scan in read_masks),
+        classes=_class_counts(index_pixels, read_masks, table),
+        labelled_pixels=int(index_pixels[: table.num_classes].sum()),
+        ignored_pixels=int(index_pixels[IGNORE_INDEX]),
+        far_pixels=far_pixels,
+        far_colors=far_colors,
+        problems=tuple(listing.problems + _file_problems([*images, *masks], read_images, read_masks)),
+    )
+
+
+def _class_counts(
+    index_pixels: np.ndarray, masks: list[MaskScan], table: ClassTable
+) -> tuple[ClassCount, ...]:
+    labelled = int(index_pixels[: table.num_classes].sum())
+    return tuple(
+        ClassCount(
+            name=info.name,
+            color=info.color,
+            pixels=int(index_pixels[index]),
+            fraction=int(index_pixels[index]) / labelled if labelled else 0.0,
+            images=sum(1 for scan in masks if scan.index_pixels[index] > 0),
+        )
+        for index, info in enumerate(table.classes)
+    )
+
+
+def _far_summary(masks: list[MaskScan]) -> tuple[int, tuple[tuple[RGB, int], ...]]:
+    """Total off-palette pixels and the ``TOP_FAR_COLORS`` most frequent such colours (ties: lower colour)."""
+    none = np.zeros(0, np.int64)
+    colors = np.concatenate([none, *(scan.far_colors for scan in masks)])
+    counts = np.concatenate([none, *(scan.far_counts for scan in masks)])
+    unique, inverse = np.unique(colors, return_inverse=True)
+    totals = np.bincount(inverse.ravel(), weights=counts, minlength=len(unique)).astype(np.int64)
+    top = np.lexsort((unique, -totals))[:TOP_FAR_COLORS]
+    rgb = _unpack(unique[top])
+    return int(counts.sum()), tuple((_rgb(row), int(totals[i])) for row, i in zip(rgb, top))
+
+
+def _file_problems(
+    scans: list[ImageScan | MaskScan | Unreadable], images: list[ImageScan], masks: list[MaskScan]
+) -> list[Problem]:
+    """Unreadable files, then images whose mask has another size (named ``folder/file``, as both may)."""
+    unreadable = [scan for scan in scans if isinstance(scan, Unreadable)]
+    problems = [Problem(_short_path(scan.path), scan.reason) for scan in unreadable]
+    mask_sizes = {scan.path.stem: scan.size for scan in masks}
+    for scan in images:
+        mask_size = mask_sizes.get(scan.path.stem)
+        if mask_size and mask_size != scan.size:
+            reason = f"image is {_wxh(scan.size)} but its mask is {_wxh(mask_size)}"
+            problems.append(Problem(_short_path(scan.path), reason))
+    return problems
+
+
+def _pick_samples(
+    splits: Sequence[SplitFolders],
+    listings: list[_Listing],
+    image_scans: dict[Path, ImageScan | Unreadable],
+    mask_scans: dict[Path, MaskScan | Unreadable],
+) -> tuple[Sample, ...]:
+    """Up to ``SAMPLE_COUNT`` readable pairs, spread evenly over the splits and over each split's files."""
+    per_split: list[list[Sample]] = []
+    for split, listing in zip(splits, listings):
+        masks = {p.stem: p for p in listing.masks if isinstance(mask_scans[p], MaskScan)}
+        pairs = [
+            Sample(split.name, p, masks[p.stem])
+            for p in listing.images
+            if p.stem in masks and isinstance(image_scans[p], ImageScan)
+        ]
+        step = max(1, len(pairs) // SAMPLE_COUNT)
+        per_split.append(pairs[::step])
+    interleaved = [sample for row in zip_longest(*per_split) for sample in row if sample is not None]
+    return tuple(interleaved[:SAMPLE_COUNT])
+
+
+def _far_from_palette(colors_rgb: np.ndarray, table: ClassTable) -> np.ndarray:
+    """Which colours lie farther than ``table.tolerance`` from every class colour and the ignore colour.
+
+    ``ClassTable.decode`` only returns the total, and the report needs the colours themselves.
+    """
+    references = [c.color for c in table.classes]
+    if table.ignore_color is not None:
+        references.append(table.ignore_color)
+    distances = np.linalg.norm(colors_rgb[:, None, :] - np.array(references)[None, :, :], axis=2)
+    far: np.ndarray = distances.min(axis=1) > table.tolerance
+    return far
+
+
+def _unpack(packed: np.ndarray) -> np.ndarray:
+    """Inverse of the ``(r << 16) | (g << 8) | b`` packing: ``(N,)`` -> ``(N, 3)`` int64."""
+    channels = [(packed >> 16) & 255, (packed >> 8) & 255, packed & 255]
+    unpacked: np.ndarray = np.stack(channels, axis=1).astype(np.int64)
+    return unpacked
+
+
+def _rgb(row: np.ndarray) -> RGB:
+    return (int(row[0]), int(row[1]), int(row[2]))
+
+
+def _tally(values: Iterable[_Tallied]) -> tuple[tuple[_Tallied, int], ...]:
+    """Distinct values with counts, most frequent first, then by value for a stable order."""
+    counts = Counter(values)
+    return tuple(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+def _wxh(size: tuple[int, int]) -> str:
+    return f"{size[0]}x{size[1]}"
+
+
+def _short_path(path: Path) -> str:
+    return f"{path.parent.name}/{path.name}"
+
+
+def _reason(path: Path, exc: Exception) -> str:
+    """The error as one line, without the path the report already shows next to it."""
+    message = " ".join(str(exc).split())
+    prefix = f"{path}: "
+    return message[len(prefix) :] if message.startswith(prefix) else message
