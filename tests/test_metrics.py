@@ -93,3 +93,31 @@ def test_model_compiled_with_segkit_metrics_saves_and_reloads(tmp_path) -> None:
     model.save(tmp_path / "m.keras")
     reloaded = keras.saving.load_model(tmp_path / "m.keras")
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_ignored_pixels_change_neither_loss_nor_metrics() -> None:
+    """A batch with ignored pixels scores exactly like the same batch with those pixels cropped away."""
+    from segkit.specs import LossRequest
+    from segkit_training.loss_builders import categorical_crossentropy
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 3, (2, 4, 6))
+    logits = rng.normal(size=(2, 4, 6, 3)).astype(np.float32)
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    ignored = labels.copy()
+    ignored[:, :, 4:] = 255  # the two right columns are outside the annotated region
+    truth = np.eye(4, 3, dtype=np.float32)[np.where(ignored == 255, 3, ignored)]
+    weights = (ignored != 255).astype(np.int32)
+    loss = categorical_crossentropy(LossRequest(3, {}))
+    full = float(loss(truth, probs, sample_weight=weights))
+    cropped = float(loss(one_hot(labels[:, :, :4]), probs[:, :, :4]))
+    assert full == pytest.approx(cropped, rel=1e-6)
+    with_ignore = _scores(truth, probs, weights)
+    without = _scores(one_hot(labels[:, :, :4]), probs[:, :, :4])
+    for name, value in without.items():
+        assert with_ignore[name] == pytest.approx(value, abs=1e-6), name
+    reference = DiceCoefMulticlass()
+    reference.update_state(truth, probs, sample_weight=weights)
+    cropped_reference = DiceCoefMulticlass()
+    cropped_reference.update_state(one_hot(labels[:, :, :4]), probs[:, :, :4])
+    assert float(reference.result()) == pytest.approx(float(cropped_reference.result()), abs=1e-6)

@@ -18,9 +18,13 @@ from keras import ops
 
 @keras.saving.register_keras_serializable(package="segkit")
 def dice_coef_multiclass(y_true: Any, y_pred: Any, smooth: float = 1e-6) -> Any:
-    """Per-image soft Dice over every channel (background included); the mean is taken by Keras."""
+    """Per-image soft Dice over every channel (background included); the mean is taken by Keras.
+
+    Ignored pixels arrive as all-zero one-hot rows; the prediction there is masked out too, so
+    they count nowhere (with no ignored pixel this is exactly the reference's formula).
+    """
     y_true = ops.cast(y_true, "float32")
-    y_pred = ops.cast(y_pred, "float32")
+    y_pred = ops.cast(y_pred, "float32") * ops.sum(y_true, axis=-1, keepdims=True)
     intersection = ops.sum(y_true * y_pred, axis=(1, 2, 3))
     total = ops.sum(y_true, axis=(1, 2, 3)) + ops.sum(y_pred, axis=(1, 2, 3))
     return (2.0 * intersection + smooth) / (total + smooth)
@@ -32,6 +36,11 @@ class DiceCoefMulticlass(keras.metrics.MeanMetricWrapper):
 
     def __init__(self, name: str = "dice_coef_multiclass", dtype: Any = None) -> None:
         super().__init__(fn=dice_coef_multiclass, name=name, dtype=dtype)
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+        # Per-pixel weights only mark ignored pixels, which y_true already encodes; one value per
+        # image is averaged, as in the reference.
+        return super().update_state(y_true, y_pred)
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "dtype": self.dtype}

@@ -218,6 +218,7 @@ def project_document(counts: Mapping[str, int], settings: Settings) -> dict[str,
     """The segkit project for the prepared folder; paths are relative to it, so it can be moved."""
     document: dict[str, Any] = {
         "project": {"name": "ucsb-bcc", "seed": settings.seed},
+        # full resolution: the model sees 256x256 windows, infer/eval slide over whole images
         "model": {"name": "flexunet", "image_width": 256, "image_height": 256, "image_channels": 3,
                   "base_filters": 16, "num_layers": 5},
         "classes": [{"name": n, "color": list(CLASS_COLORS[i])} for i, n in enumerate(CLASS_NAMES)],

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from segkit import __version__
-from segkit.cli import plugins_command, run_commands, stats_command
+from segkit.cli import plugins_command, prepare_command, run_commands, stats_command
 from segkit.cli.errors import one_line
 from segkit.plugins import DISABLE_ENV, get_registry
 from segkit.report.console import console, error_console
@@ -46,6 +46,7 @@ def root(
 run_commands.register(app)
 plugins_command.register(app)
 stats_command.register(app)
+prepare_command.register(app)
 
 
 def main() -> None:

@@ -111,10 +111,7 @@ def _augmented(image: Any, mask: Any, seed: Any, settings: PipelineSettings, tf:
     assert augment is not None
     seeds = tf.random.experimental.stateless_split(tf.stack([seed, tf.constant(0, tf.int64)]), 6)
     if settings.crop:
-        stacked = tf.concat([image, tf.cast(mask, tf.uint8)[:, :, None]], axis=2)
-        stacked = tf.image.stateless_random_crop(stacked, (settings.height, settings.width, settings.channels + 1),
-                                                 seeds[0])
-        image, mask = stacked[:, :, : settings.channels], stacked[:, :, settings.channels]
+        image, mask = _labelled_window(image, mask, settings, seeds[0], tf)
     mask = mask[:, :, None]
     if augment.flips:
         for i, flip in ((1, tf.image.flip_left_right), (2, tf.image.flip_up_down)):
@@ -126,6 +123,26 @@ def _augmented(image: Any, mask: Any, seed: Any, settings: PipelineSettings, tf:
     if augment.stain_jitter > 0:
         image = _stain_jitter(image, augment.stain_jitter, seeds[4], tf)
     return image, mask[:, :, 0]
+
+
+def _labelled_window(image: Any, mask: Any, settings: PipelineSettings, seed: Any, tf: Any) -> tuple[Any, Any]:
+    """A model-size window centred on a random labelled (not ignored) pixel.
+
+    With partial annotation most of an image is ignored; uniform crops would mostly teach
+    nothing, so, like nnU-Net's foreground oversampling, windows are drawn around labels.
+    Images are padded to at least the window size upstream.
+    """
+    height, width = settings.height, settings.width
+    shape = tf.shape(mask, out_type=tf.int64)
+    labelled = tf.where(tf.not_equal(mask, IGNORE_INDEX))
+    count = tf.shape(labelled, out_type=tf.int64)[0]
+    pick = tf.random.stateless_uniform((), seed, 0, tf.int64.max, dtype=tf.int64)
+    uniform = tf.stack([pick % (shape[0] - height + 1), (pick // 7919) % (shape[1] - width + 1)])
+    centre = tf.cond(count > 0, lambda: labelled[pick % tf.maximum(count, 1)], lambda: uniform + [height // 2, width // 2])
+    top = tf.clip_by_value(centre[0] - height // 2, 0, shape[0] - height)
+    left = tf.clip_by_value(centre[1] - width // 2, 0, shape[1] - width)
+    window = image[top : top + height, left : left + width], mask[top : top + height, left : left + width]
+    return (tf.ensure_shape(window[0], (height, width, settings.channels)), tf.ensure_shape(window[1], (height, width)))
 
 
 def _stain_jitter(image: Any, strength: float, seed: Any, tf: Any) -> Any:

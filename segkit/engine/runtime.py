@@ -53,6 +53,9 @@ def seed_everything(seed: int) -> None:
     import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
+    # TensorFlow reads a (0, op_seed) pair specially and cannot compare it when op_seed is a
+    # tensor (tf.data's per-epoch seeds are), so its global seed is kept away from 0.
+    tf.random.set_seed(seed + 1)
     tf.config.experimental.enable_op_determinism()
 
 

@@ -94,12 +94,12 @@ def _callbacks(project: Project, registry: Registry, console: Console | None, fl
 def train(project: Project, registry: Registry, console: Console | None, *, overwrite: bool = False,
           resume: bool = False) -> TrainResult:
     """Fit, checkpointing the best validation loss and every epoch; returns what the summary shows."""
+    prepare_run_folder(project, overwrite, resume)
+    import_tensorflow()
     from segkit.engine.resume import InterruptFlag, TrainingInterrupted, interrupts_caught, read_state, restore_weights
 
-    prepare_run_folder(project, overwrite, resume)
     restored = read_state(project.output_dir) if resume else None
     first_epoch = int(restored["epoch"]) if restored else 0
-    import_tensorflow()
     seed_everything(project.seed)
     configure_precision(project.train.precision)
     source, train_data, valid_data, steps = _data(project, registry, first_epoch)
