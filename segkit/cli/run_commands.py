@@ -34,9 +34,10 @@ def train(
     for note in result.notes:
         console.print(f"note: {note}", markup=False, style="yellow")
     if result.interrupted:
-        done = result.first_epoch + result.epochs_run
-        console.print(f"interrupted by {result.interrupted} after {done} complete epoch(s); the checkpoint of "
-                      f"epoch {done} is kept. Resume with: segkit train {project} --resume", markup=False)
+        done = result.completed_epochs
+        kept = (f"the checkpoint of epoch {done} is kept. Resume with: segkit train {project} --resume" if done
+                else "no epoch had finished, so there is nothing to resume; start again")
+        console.print(f"interrupted by {result.interrupted} after {done} complete epoch(s); {kept}", markup=False)
         raise typer.Exit(130 if result.interrupted == "SIGINT" else 143)
     logs = result.last_logs
     summary = {"epochs run": float(result.epochs_run), "best val_loss": result.best_val_loss,

@@ -91,10 +91,19 @@ class EpochCheckpoint(keras.callbacks.Callback):
         temporary.parent.mkdir(parents=True, exist_ok=True)
         self.model.save(temporary)
         temporary.replace(self.output_dir / LAST_MODEL)
-        state = {"epoch": epoch + 1, "callbacks": [_counters(c) for c in self.stateful]}
-        write_atomic(self.output_dir / STATE, json.dumps(state, indent=2) + "\n")
+        self._write_state({"epoch": epoch + 1, "finished": False,
+                           "callbacks": [_counters(c) for c in self.stateful]})
         if self.flag:
             raise TrainingInterrupted(self.flag.signal_name)
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        # Reached only when fit returns normally: all epochs done or early stopping.
+        path = self.output_dir / STATE
+        if path.exists():
+            self._write_state({**json.loads(path.read_text(encoding="utf-8")), "finished": True})
+
+    def _write_state(self, state: dict[str, Any]) -> None:
+        write_atomic(self.output_dir / STATE, json.dumps(state, indent=2) + "\n")
 
 
 def read_state(output_dir: Path) -> dict[str, Any]:
@@ -108,7 +117,18 @@ def read_state(output_dir: Path) -> dict[str, Any]:
         int(state["epoch"])
     except (ValueError, KeyError, TypeError) as exc:
         raise RunStateError(f"{path}: damaged ({exc}); train again with --overwrite") from None
+    if state.get("finished"):
+        raise RunStateError(f"{output_dir}: this run finished after epoch {state['epoch']}; nothing to resume "
+                            "(raise train.epochs in a new output folder, or --overwrite)")
     return state
+
+
+def completed_epochs(output_dir: Path) -> int:
+    """Epochs with a checkpoint in ``output_dir`` (0 when none finished)."""
+    try:
+        return int(json.loads((output_dir / STATE).read_text(encoding="utf-8"))["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
 
 
 def restore_weights(model: Any, output_dir: Path) -> None:

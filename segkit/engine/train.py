@@ -25,7 +25,8 @@ class TrainResult:
     last_logs: dict[str, float]
     notes: list[str]
     interrupted: str = ""
-    first_epoch: int = 0
+    #: epochs whose checkpoint exists (what --resume continues after)
+    completed_epochs: int = 0
 
 
 def prepare_run_folder(project: Project, overwrite: bool, resume: bool) -> None:
@@ -96,7 +97,9 @@ def train(project: Project, registry: Registry, console: Console | None, *, over
     """Fit, checkpointing the best validation loss and every epoch; returns what the summary shows."""
     prepare_run_folder(project, overwrite, resume)
     import_tensorflow()
-    from segkit.engine.resume import InterruptFlag, TrainingInterrupted, interrupts_caught, read_state, restore_weights
+    from segkit.engine.resume import (
+        InterruptFlag, TrainingInterrupted, completed_epochs, interrupts_caught, read_state, restore_weights,
+    )
 
     restored = read_state(project.output_dir) if resume else None
     first_epoch = int(restored["epoch"]) if restored else 0
@@ -120,11 +123,12 @@ def train(project: Project, registry: Registry, console: Console | None, *, over
         except TrainingInterrupted as stop:
             history = model.history.history if model.history is not None else {}
             flag.signal_name = stop.signal_name
-    return _result(history, source, flag.signal_name, first_epoch)
+    completed = completed_epochs(project.output_dir)
+    return _result(history, source, flag.signal_name, completed)
 
 
-def _result(history: dict[str, list[float]], source: Any, interrupted: str, first_epoch: int) -> TrainResult:
+def _result(history: dict[str, list[float]], source: Any, interrupted: str, completed: int) -> TrainResult:
     logs = {k: float(v[-1]) for k, v in history.items() if v}
     notes = list(getattr(source, "notes", lambda: [])())
     best = float(min(history["val_loss"])) if history.get("val_loss") else float("nan")
-    return TrainResult(len(history.get("loss", [])), best, logs, notes, interrupted, first_epoch)
+    return TrainResult(len(history.get("loss", [])), best, logs, notes, interrupted, completed)
