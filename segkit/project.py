@@ -63,6 +63,7 @@ AUGMENT_KEYS = (
     Option("flips", "bool", True, "random horizontal and vertical flips"),
     Option("rotate90", "bool", True, "random 90 degree turns (square inputs)"),
     Option("crop", "bool", False, "train on random model-size crops of full-size images instead of resizing"),
+    Option("crops_per_image", "int", 1, "windows drawn from each training image per epoch (crop mode)", minimum=1),
     Option("stain_jitter", "float", 0.05, "per-channel scale/shift strength (0 = off)", minimum=0, maximum=0.5),
 )
 INFER_KEYS = (
@@ -121,6 +122,7 @@ class AugmentSection:
     flips: bool
     rotate90: bool
     crop: bool
+    crops_per_image: int
     stain_jitter: float
 
 
@@ -241,6 +243,14 @@ def _classes(document: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
     return rows
 
 
+def _check_ignore_color(ignore: list[int] | None, classes: list[dict[str, Any]], ctx: Context) -> None:
+    """A pixel of that colour cannot both be the class and count nowhere; decoding would silently pick the class."""
+    for i, row in enumerate(classes):
+        if ignore is not None and row["color"] == ignore:
+            raise ctx.fail("mask.ignore_color", f"same colour as classes.{i} ({row['name']}, {ignore})",
+                           "pick a colour no class uses, or remove ignore_color")
+
+
 def _check_sections(document: Mapping[str, Any], ctx: Context) -> None:
     for name in document:
         if name not in SECTIONS:
@@ -257,6 +267,7 @@ def _validate(document: Mapping[str, Any], ctx: Context, registry: Registry) -> 
     resolved["model"] = _plugin_table(document, "model", MODEL_KEYS, "model", registry, ctx)
     resolved["classes"] = _classes(document, ctx)
     resolved["mask"] = validate_table(_section(document, "mask", ctx), MASK_KEYS, "mask", ctx)
+    _check_ignore_color(resolved["mask"]["ignore_color"], resolved["classes"], ctx)
     resolved["optimizer"] = validate_table(_section(document, "optimizer", ctx), OPTIMIZER_KEYS, "optimizer", ctx)
     resolved["loss"] = _plugin_table(document, "loss", PLUGIN_NAME, "loss", registry, ctx, "categorical_crossentropy")
     resolved["metrics"] = validate_table(_section(document, "metrics", ctx), METRICS_KEYS, "metrics", ctx)

@@ -46,6 +46,7 @@ class PipelineSettings:
     seed: int
     with_weights: bool = False
     crop: bool = False
+    crops_per_image: int = 1
     cache: Cache = "none"
     cache_dir: Path | None = None
     augment: Augment | None = None
@@ -192,7 +193,9 @@ def make_training_dataset(
 
     def epoch_batches(epoch: Any) -> Any:
         seed = tf.constant(settings.seed, tf.int64) * 100_003 + epoch
-        shuffled = decoded.shuffle(max(len(pairs), 1), seed=seed)
+        # several windows of one decoded image per epoch: more steps without more decoding
+        repeats = settings.crops_per_image if settings.crop else 1
+        shuffled = decoded.repeat(repeats).shuffle(max(len(pairs) * repeats, 1), seed=seed)
         randoms = tf.data.Dataset.random(seed=seed)
         varied = tf.data.Dataset.zip((shuffled, randoms)).map(
             lambda pair, element_seed: _augmented(pair[0], pair[1], element_seed, augmenting, tf),
@@ -200,5 +203,5 @@ def make_training_dataset(
         return varied.batch(settings.batch_size).map(_to_model(settings, tf), num_parallel_calls=tf.data.AUTOTUNE)
 
     dataset = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches)
-    steps = -(-len(pairs) // settings.batch_size)
+    steps = -(-len(pairs) * (settings.crops_per_image if settings.crop else 1) // settings.batch_size)
     return dataset.prefetch(tf.data.AUTOTUNE), steps

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -30,17 +32,35 @@ class TrainResult:
 
 
 def prepare_run_folder(project: Project, overwrite: bool, resume: bool) -> None:
-    """Refuse to clobber an earlier run unless asked to; ``--overwrite`` clears what training writes."""
+    """Refuse to clobber an earlier run unless asked to; ``--overwrite`` clears what training writes.
+
+    Runs before TensorFlow is imported, so an output folder that cannot be written fails in a
+    second instead of at the first checkpoint.
+    """
     output = project.output_dir
-    if output.exists() and not output.is_dir():
-        raise RunStateError(f"{output}: is a file; set project.output_dir to a folder")
     has_run = (output / BEST_MODEL).exists() or (output / "checkpoints").exists()
     if has_run and not (overwrite or resume):
         raise RunStateError(f"{output} already holds a run; pass --resume to continue it, --overwrite to "
                             "replace it, or set project.output_dir to a new folder")
+    _check_writable(output)
     if overwrite and not resume:
         for name in ("models", "checkpoints", EVAL_DIR, "epoch_change_infer", "tensorboard", "cache"):
             shutil.rmtree(output / name, ignore_errors=True)
+
+
+def _check_writable(output: Path) -> None:
+    """Create ``output`` and write a scratch file in it; any failure is one line naming the folder."""
+    blocker = next((p for p in (output, *output.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        where = "is a file" if blocker == output else f"is a file, so {output} cannot be created"
+        raise RunStateError(f"{blocker}: {where}; set project.output_dir to a folder")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output):
+            pass
+    except OSError as exc:
+        raise RunStateError(f"{output}: cannot write there ({exc.strerror or exc}); set project.output_dir "
+                            "to a folder you can write to") from None
 
 
 def pipeline_settings(project: Project, training: bool) -> PipelineSettings:
@@ -48,7 +68,8 @@ def pipeline_settings(project: Project, training: bool) -> PipelineSettings:
     return PipelineSettings(
         height=model.image_height, width=model.image_width, channels=model.image_channels,
         num_classes=project.classes.num_classes, batch_size=project.train.batch_size, seed=project.seed,
-        with_weights=project.classes.ignore_color is not None, crop=augment.crop, cache=project.train.cache,
+        with_weights=project.classes.ignore_color is not None or augment.crop, crop=augment.crop,
+        crops_per_image=augment.crops_per_image, cache=project.train.cache,
         cache_dir=project.output_dir / "cache",
         augment=Augment(augment.flips, augment.rotate90, augment.stain_jitter) if training and augment.enabled else None,
     )
