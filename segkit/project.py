@@ -57,6 +57,9 @@ TRAIN_KEYS = (
     Option("precision", "str", "float32", "compute precision; the softmax stays float32",
            choices=("float32", "mixed_float16", "mixed_bfloat16")),
     Option("tensorboard", "bool", False, "write TensorBoard logs into <output_dir>/tensorboard"),
+    Option("strategy", "str", "auto", "tf.distribute strategy ('auto': mirrored over several GPUs, else one "
+           "device; 'multi_worker' reads the cluster from TF_CONFIG)",
+           choices=("auto", "one_device", "mirrored", "multi_worker")),
 )
 AUGMENT_KEYS = (
     Option("enabled", "bool", False, "augment training pairs online (never valid/test)"),
@@ -114,6 +117,7 @@ class TrainSection:
     jit_compile: str = "auto"
     precision: str = "float32"
     tensorboard: bool = False
+    strategy: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -323,7 +327,7 @@ def _build(resolved: dict[str, Any], ctx: Context) -> Project:
         dataset=PluginSection(resolved["dataset"]["name"], _without(resolved["dataset"], PLUGIN_NAME)),
         train=TrainSection(train["epochs"], train["batch_size"], train["patience"], reducer["factor"],
                            reducer["patience"], train["cache"], train["jit_compile"], train["precision"],
-                           train["tensorboard"]),
+                           train["tensorboard"], train["strategy"]),
         augment=AugmentSection(**resolved["augment"]),
         callbacks=tuple(PluginSection(c["name"], _without(c, PLUGIN_NAME)) for c in resolved["callbacks"]),
         infer=InferSection(**resolved["infer"]),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 
 from segkit.data.pipeline import Augment, PipelineSettings
@@ -29,6 +31,7 @@ class TrainResult:
     interrupted: str = ""
     #: epochs whose checkpoint exists (what --resume continues after)
     completed_epochs: int = 0
+    weights_sha256: str = ""
 
 
 def prepare_run_folder(project: Project, overwrite: bool, resume: bool) -> None:
@@ -114,10 +117,30 @@ def _callbacks(project: Project, registry: Registry, console: Console | None, fl
 
 
 def train(project: Project, registry: Registry, console: Console | None, *, overwrite: bool = False,
-          resume: bool = False) -> TrainResult:
-    """Fit, checkpointing the best validation loss and every epoch; returns what the summary shows."""
+          resume: bool = False, progress: bool = True) -> TrainResult:
+    """Fit, checkpointing the best validation loss and every epoch; returns what the summary shows.
+
+    ``console`` gets the one-line announcements (strategy, replicas); the progress bars only
+    when ``progress``.
+    """
     prepare_run_folder(project, overwrite, resume)
     import_tensorflow()
+    from segkit.engine.distribute import place
+
+    placement = place(project.train.strategy, str(project.source))
+    if console is not None:
+        console.print(placement.describe())
+    if placement.multi_worker and resume:
+        raise RunStateError("--resume is not supported with strategy 'multi_worker'; start the job again")
+    if placement.chief:
+        return _train_placed(project, registry, console if progress else None, placement, resume)
+    # Workers other than the chief write nowhere the user sees: a temporary run folder, removed.
+    with tempfile.TemporaryDirectory(prefix="segkit-worker-") as scratch:
+        return _train_placed(replace(project, output_dir=Path(scratch)), registry, None, placement, False)
+
+
+def _train_placed(project: Project, registry: Registry, console: Console | None, placement: Any,
+                  resume: bool) -> TrainResult:
     from segkit.engine.resume import (
         InterruptFlag, TrainingInterrupted, completed_epochs, interrupts_caught, read_state, restore_weights,
     )
@@ -128,28 +151,52 @@ def train(project: Project, registry: Registry, console: Console | None, *, over
     configure_precision(project.train.precision)
     source, train_data, valid_data, steps = _data(project, registry, first_epoch)
     write_atomic(project.output_dir / RESOLVED_PROJECT, project.resolved_toml())
-    model = components.build_model(project, registry)
-    components.compile_model(model, project, registry, jit_compile=jit_setting(project.train.jit_compile))
-    if restored:
-        restore_weights(model, project.output_dir)
+    with placement.strategy.scope():
+        model = components.build_model(project, registry)
+        components.compile_model(model, project, registry, jit_compile=jit_setting(project.train.jit_compile))
+        if restored:
+            restore_weights(model, project.output_dir)
+        fit = _fit_function(model, project, registry, placement)
     flag = InterruptFlag()
     callbacks = _callbacks(project, registry, console, flag, restored, first_epoch)
     history: dict[str, list[float]] = {}
     with interrupts_caught(flag):
         try:
             if first_epoch < project.train.epochs:
-                history = model.fit(train_data, validation_data=valid_data, epochs=project.train.epochs,
-                                    initial_epoch=first_epoch, steps_per_epoch=steps, verbose=0,
-                                    callbacks=callbacks).history
+                history = fit(train_data, valid_data, epochs=project.train.epochs, initial_epoch=first_epoch,
+                              steps_per_epoch=steps, callbacks=callbacks)
         except TrainingInterrupted as stop:
             history = model.history.history if model.history is not None else {}
             flag.signal_name = stop.signal_name
-    completed = completed_epochs(project.output_dir)
-    return _result(history, source, flag.signal_name, completed)
+    return _result(history, source, flag.signal_name, completed_epochs(project.output_dir), model)
 
 
-def _result(history: dict[str, list[float]], source: Any, interrupted: str, completed: int) -> TrainResult:
+def _fit_function(model: Any, project: Project, registry: Registry, placement: Any) -> Any:
+    """``model.fit``, or the strategy.run loop where Keras's fit cannot run (multi-worker)."""
+    if placement.multi_worker:
+        from segkit.engine.worker_loop import WorkerLoop
+
+        loop = WorkerLoop(placement.strategy, model, components.build_loss(project, registry),
+                          components.build_metrics(project, registry), components.build_metrics(project, registry))
+        return loop.fit
+
+    def fit(train_data: Any, valid_data: Any, **kwargs: Any) -> dict[str, list[float]]:
+        return model.fit(train_data, validation_data=valid_data, verbose=0, **kwargs).history
+
+    return fit
+
+
+def _result(history: dict[str, list[float]], source: Any, interrupted: str, completed: int, model: Any) -> TrainResult:
     logs = {k: float(v[-1]) for k, v in history.items() if v}
     notes = list(getattr(source, "notes", lambda: [])())
     best = float(min(history["val_loss"])) if history.get("val_loss") else float("nan")
-    return TrainResult(len(history.get("loss", [])), best, logs, notes, interrupted, completed)
+    return TrainResult(len(history.get("loss", [])), best, logs, notes, interrupted, completed,
+                       weights_digest(model))
+
+
+def weights_digest(model: Any) -> str:
+    """SHA-256 of every weight, in order: equal on every worker of a correct distributed run."""
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()
