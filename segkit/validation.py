@@ -21,7 +21,14 @@ class Context:
     overridden: frozenset[str] = frozenset()
 
     def fail(self, key: str, problem: str, hint: str = "") -> ProjectError:
+        if self.from_override(key):  # the file is fine: say where the bad value came from
+            problem = f"{problem}, given with --set"
         return ProjectError(str(self.source), key, problem, hint)
+
+    def from_override(self, key: str) -> bool:
+        """``key`` was set with ``--set``, or lies inside or above a key that was."""
+        return any(key == set_key or key.startswith(f"{set_key}.") or set_key.startswith(f"{key}.")
+                   for set_key in self.overridden)
 
     def base_for(self, key: str) -> Path:
         return Path.cwd() if key in self.overridden else self.source.parent

@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 
 import typer
 
+from segkit.data.pipeline import take_load_failure
+from segkit.data.images import printable
 from segkit.errors import SegkitError
 from segkit.report.console import error_console
 
@@ -21,7 +23,15 @@ def debugging() -> bool:
 
 
 def one_line(exc: BaseException) -> tuple[str, int]:
-    """The message and exit code shown for ``exc``: 2 for the user's errors, 1 for ours."""
+    """The message and exit code shown for ``exc``: 2 for the user's errors, 1 for ours.
+
+    File names that are not UTF-8 are shown escaped (``\\xe9``): printing them raw would fail.
+    """
+    message, code = _line(exc)
+    return printable(message), code
+
+
+def _line(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, SegkitError):
         return f"error: {exc}", exc.exit_code
     if isinstance(exc, PermissionError):
@@ -34,11 +44,25 @@ def one_line(exc: BaseException) -> tuple[str, int]:
     return f"internal error: {exc.__class__.__name__}: {first} (run with --debug for the traceback)", 1
 
 
+def _unwrapped(exc: Exception) -> Exception:
+    """The DataError behind a TensorFlow error, when a dataset loader raised one inside tf.data.
+
+    ``model.fit``/``evaluate`` decode files in ``tf.numpy_function``, whose exceptions reach us
+    only as a TensorFlow ``UnknownError`` wrapping a traceback; the loader kept the original.
+    """
+    if type(exc).__module__.startswith("tensorflow"):
+        kept = take_load_failure()
+        if kept is not None:
+            return kept
+    return exc
+
+
 def mapped(command: F) -> F:
     """Run a command so that errors print one line (a traceback only with --debug)."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        take_load_failure()  # a failure left by an earlier command in this process is not ours
         try:
             return command(*args, **kwargs)
         except (typer.Exit, typer.Abort):
@@ -49,7 +73,7 @@ def mapped(command: F) -> F:
         except Exception as exc:  # noqa: BLE001 - the one place every failure is turned into a line
             if debugging():
                 raise
-            message, code = one_line(exc)
+            message, code = one_line(_unwrapped(exc))
             error_console.print(message, markup=False, soft_wrap=True)
             raise typer.Exit(code) from None
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,37 +20,73 @@ def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
-#: What Pillow raises for a file it cannot open or decode.
-_UNREADABLE = (UnidentifiedImageError, OSError, ValueError, SyntaxError)
+def printable(text: str) -> str:
+    """``text`` with undecodable file-name bytes shown as ``\\xNN``.
+
+    Python keeps the bytes of a non-UTF-8 file name as lone surrogates, which a UTF-8 terminal,
+    rich and JSON readers all reject; the escape still tells the user which file is meant.
+    """
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that did not come from a file name
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
 
 
-def _unreadable(path: Path, exc: Exception) -> DataError:
-    return DataError(
-        f"{path}: cannot be read as an image ({exc.__class__.__name__}: {exc}); "
-        "re-export it or remove it from the folder"
-    )
+def _unreadable(path: Path, exc: BaseException) -> DataError:
+    where = printable(str(path))
+    if _is_empty(path):  # Pillow says only "cannot identify"; an empty file is usually a failed copy
+        return DataError(f"{where}: is empty (0 bytes); copy it again or remove it from the folder")
+    if isinstance(exc, Image.DecompressionBombError):
+        return DataError(f"{where}: too large to decode in one piece ({str(exc).split(',')[0]}); "
+                         "cut it into tiles first, or remove it from the folder")
+    if isinstance(exc, UnidentifiedImageError):  # Pillow's own text only repeats the path
+        return DataError(f"{where}: cannot be read as an image (not a format Pillow recognises, or a damaged "
+                         "header); re-export it or remove it from the folder")
+    detail = printable(" ".join(str(exc).split()))[:200]
+    return DataError(f"{where}: cannot be read as an image ({exc.__class__.__name__}: {detail}); "
+                     "re-export it or remove it from the folder")
 
 
-def _open(path: Path) -> Image.Image:
+def _is_empty(path: Path) -> bool:
+    try:
+        return path.stat().st_size == 0
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Turn any failure while opening, decoding or converting ``path`` into a :class:`DataError`.
+
+    On a damaged file Pillow's format plugins raise far more than the documented OSError and
+    ValueError (struct.error, EOFError, IndexError, TypeError; DecompressionBombError for a header
+    that claims billions of pixels), sometimes only when the mode is converted. A file is untrusted
+    input, so every such failure is the file's to fix, and the whole read runs inside this guard.
+    """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            image = Image.open(path)
-            image.load()
-    except _UNREADABLE as exc:
+            yield
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - see the docstring
         raise _unreadable(path, exc) from None
-    return image
 
 
 def _to_8bit(array: np.ndarray) -> np.ndarray:
-    """Scale 16-bit or float data to 0..255 by its own range, the usual microscopy convention."""
+    """Scale 16-bit or float data to 0..255 by its own range, the usual microscopy convention.
+
+    Integer data that already fits 0..255 is kept as is; NaN and infinities (float TIFFs) become 0.
+    """
     if array.dtype == np.uint8:
         return array
-    array = array.astype(np.float64)
+    floating = array.dtype.kind == "f"
+    array = np.nan_to_num(array.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     top = array.max() if array.size else 0.0
-    if array.dtype.kind == "f" and top <= 1.0:
+    if floating and top <= 1.0:
         top = 1.0
-    if top <= 255 and array.min() >= 0 and array.dtype.kind != "f":
+    if not floating and top <= 255 and array.min() >= 0:
         return array.astype(np.uint8)
     return np.clip(array / max(top, 1e-12) * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
@@ -62,7 +100,8 @@ def _flatten_alpha(image: Image.Image) -> Image.Image:
 
 def read_image(path: Path, channels: int = 3) -> np.ndarray:
     """Decode ``path`` to ``(H, W, channels)`` uint8; ``channels`` is 1 or 3."""
-    return _to_channels(_open(path), channels)
+    with _reading(path), Image.open(path) as image:
+        return _to_channels(image, channels)
 
 
 def read_preview(
@@ -74,16 +113,10 @@ def read_preview(
     other formats decode fully and are then box-reduced by an integer factor, so the preview keeps
     the aspect ratio and is between ``max_side`` and ``2 * max_side`` on its short side.
     """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            image = Image.open(path)
-            size, mode = image.size, image.mode
-            image.draft("L" if channels == 1 else "RGB", (max_side, max_side))
-            image.load()
-    except _UNREADABLE as exc:
-        raise _unreadable(path, exc) from None
-    array = _to_channels(image, 3)
+    with _reading(path), Image.open(path) as image:
+        size, mode = image.size, image.mode
+        image.draft("L" if channels == 1 else "RGB", (max_side, max_side))
+        array = _to_channels(image, 3)
     factor = max(1, min(array.shape[:2]) // max_side)
     if factor > 1:
         array = np.asarray(Image.fromarray(array).reduce(factor))
@@ -124,22 +157,28 @@ def read_mask_source(path: Path, table: ClassTable) -> np.ndarray:
     For callers that need the colours themselves (statistics of off-palette colours); ``read_mask``
     decodes the RGB case by nearest class colour.
     """
-    image = _open(path)
-    if image.mode in ("L", "I;16", "I;16B", "I;16L", "I"):
-        values = np.asarray(image)
-        if values.size and int(values.max()) < table.num_classes:
-            return values.astype(np.uint8)
-        return np.repeat(_to_8bit(values)[:, :, None], 3, axis=2)
-    return np.asarray(image.convert("RGB"))
+    with _reading(path), Image.open(path) as image:
+        if image.mode in ("L", "I;16", "I;16B", "I;16L", "I"):
+            values = np.asarray(image)
+            if values.size and int(values.max()) < table.num_classes:
+                return values.astype(np.uint8)
+            return np.repeat(_to_8bit(values)[:, :, None], 3, axis=2)
+        return np.asarray(image.convert("RGB"))
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """``(width, height)`` from the header alone."""
-    try:
+def image_size(path: Path, *, verify: bool = False) -> tuple[int, int]:
+    """``(width, height)`` from the header, without decoding the pixels.
+
+    ``verify`` also runs Pillow's integrity check, which costs a read of the file but no decoding:
+    for PNG it checks every chunk's CRC through to the end, so truncated and bit-flipped PNGs
+    fail here; other formats are only checked as far as their header.
+    """
+    with _reading(path):
         with Image.open(path) as image:
-            return image.size
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot be read as an image ({exc}); re-export it or remove it") from None
+            size = image.size
+            if verify:
+                image.verify()
+        return size
 
 
 def write_png(path: Path, array: np.ndarray) -> None:

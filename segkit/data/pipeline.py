@@ -8,10 +8,11 @@ per class. Augmentation runs after the cache, so every epoch sees new variants.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
@@ -19,9 +20,40 @@ from segkit.classes import IGNORE_INDEX
 from segkit.data.pairing import Pair
 from segkit.data.resize import resize_image, resize_mask
 from segkit.data.tiles import pad_to, tile_origins
+from segkit.errors import DataError
 from segkit.specs import DatasetSource
 
+T = TypeVar("T")
+
 Cache = Literal["none", "memory", "disk"]
+
+#: The first DataError a dataset plugin raised inside tf.data that nobody has claimed yet.
+_load_failures: list[DataError] = []
+_load_failures_lock = threading.Lock()
+
+
+def take_load_failure() -> DataError | None:
+    """The DataError a loader raised inside tf.data since the last call, if any (and forget it).
+
+    Plugins' ``load`` runs inside ``tf.numpy_function``; TensorFlow hands ``model.fit`` only an
+    ``UnknownError`` whose text holds the Python traceback, so the one-line DataError would be
+    lost. The pipeline keeps it here and the CLI (``segkit.cli.errors.mapped``) reports it instead.
+    """
+    with _load_failures_lock:
+        return _load_failures.pop() if _load_failures else None
+
+
+def _kept(load: Callable[[Any], T]) -> Callable[[Any], T]:
+    def run(index: Any) -> T:
+        try:
+            return load(index)
+        except DataError as exc:
+            with _load_failures_lock:
+                if not _load_failures:
+                    _load_failures.append(exc)
+            raise
+
+    return run
 
 
 @dataclass(frozen=True)
@@ -83,7 +115,7 @@ def _decoded(source: DatasetSource, pairs: Sequence[Pair], settings: PipelineSet
         return load_resized(source, pair, h, w)
 
     def tf_decode(index: Any) -> tuple[Any, Any]:
-        image, mask = tf.numpy_function(decode, [index], (tf.uint8, tf.uint8), stateful=False)
+        image, mask = tf.numpy_function(_kept(decode), [index], (tf.uint8, tf.uint8), stateful=False)
         if tiled:
             image.set_shape((None, h, w, c))
             mask.set_shape((None, h, w))

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import csv
 import io
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from segkit import toml_io
 from segkit.classes import IGNORE_INDEX
 from segkit.engine import components
 from segkit.engine.runtime import import_tensorflow, seed_everything
@@ -21,7 +23,7 @@ from segkit.errors import DataError, RunStateError
 from segkit.plugins import Registry
 from segkit.project import Project
 from segkit.report.history import metric_order
-from segkit.run_folder import BEST_MODEL, EVALUATION
+from segkit.run_folder import BEST_MODEL, EVALUATION, RESOLVED_PROJECT
 from segkit.toml_io import write_atomic
 
 
@@ -32,12 +34,17 @@ def load_best_model(project: Project) -> Any:
     path = project.output_dir / BEST_MODEL
     if not path.exists():
         raise RunStateError(f"{path}: no trained model yet; run `segkit train {project.source}` first")
+    if not zipfile.is_zipfile(path):  # Keras would say "File not found" about a half-copied file
+        raise RunStateError(f"{path}: is not a complete .keras file (damaged or half-copied); copy it again "
+                            "or train again with --overwrite")
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 - a foreign or damaged file is the user's to replace
-        raise RunStateError(f"{path}: cannot be loaded ({exc.__class__.__name__}: {str(exc)[:200]}); "
+        detail = " ".join(str(exc).split())[:200]
+        raise RunStateError(f"{path}: cannot be loaded ({exc.__class__.__name__}: {detail}); "
                             "train again with --overwrite") from None
     _check_shape(model, project, path)
+    _check_recorded_model(project, path)
     return model
 
 
@@ -49,6 +56,27 @@ def _check_shape(model: Any, project: Project, path: Path) -> None:
             f"{path}: model takes {got_in} and predicts {got_out} classes, but the project says {expected_in} "
             f"and {project.classes.num_classes} classes; train again (--overwrite) or fix the project"
         )
+
+
+def _check_recorded_model(project: Project, path: Path) -> None:
+    """The project's ``[model]`` must still be the one the run recorded when it trained.
+
+    A checkpoint loads with its own architecture whatever the project says, so a project edited
+    since training (``num_layers`` 3 -> 4) would silently score the old model. Keys the record
+    lacks (a newer segkit's defaults) are not compared; a run without a record (a checkpoint
+    copied in by hand) is checked by shape alone.
+    """
+    try:
+        recorded = toml_io.loads((project.output_dir / RESOLVED_PROJECT).read_text(encoding="utf-8"))["model"]
+    except (OSError, UnicodeDecodeError, toml_io.TOMLDecodeError, KeyError):
+        return
+    if not isinstance(recorded, dict):
+        return
+    current = toml_io.loads(project.resolved_toml())["model"]
+    changed = [key for key in sorted(current) if key in recorded and recorded[key] != current[key]]
+    if changed:
+        was = ", ".join(f"model.{key} = {recorded[key]!r} (project: {current[key]!r})" for key in changed)
+        raise RunStateError(f"{path}: was trained with {was}; put the project back or train again with --overwrite")
 
 
 def _resized_figures(model: Any, project: Project, source: Any, pairs: list[Any]) -> dict[str, float]:

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from segkit.classes import IGNORE_INDEX, RGB, ClassTable
-from segkit.data.images import read_mask_source, read_preview
+from segkit.data.images import printable, read_mask_source, read_preview
 from segkit.data.pairing import list_images
 from segkit.errors import DataError
 from segkit.stats.near_duplicates import DEFAULT_THRESHOLD, DuplicatePair, ImageFingerprint
@@ -220,7 +220,7 @@ def collect_stats(
     image_scans, mask_scans = _scan_files(image_paths, mask_paths, table, workers)
     threshold = DEFAULT_THRESHOLD if duplicate_threshold is None else duplicate_threshold
     prints = [
-        ImageFingerprint(path.name, split.name, scan.fingerprint)
+        ImageFingerprint(printable(path.name), split.name, scan.fingerprint)
         for split, listing in zip(splits, listings)
         for path in listing.images
         if isinstance(scan := image_scans[path], ImageScan)
@@ -253,7 +253,7 @@ def _list_split(split: SplitFolders) -> _Listing:
             found.append(list_images(folder))
         except DataError as exc:
             found.append([])
-            problems.append(Problem(str(folder), _reason(folder, exc)))
+            problems.append(Problem(printable(str(folder)), _reason(folder, exc)))
     return _Listing(found[0], found[1], problems)
 
 
@@ -293,8 +293,8 @@ def _split_stats(
         images=len(images),
         masks=len(masks),
         pairs=len(image_stems & mask_stems),
-        images_without_mask=tuple(p.name for p in listing.images if p.stem not in mask_stems),
-        masks_without_image=tuple(p.name for p in listing.masks if p.stem not in image_stems),
+        images_without_mask=tuple(printable(p.name) for p in listing.images if p.stem not in mask_stems),
+        masks_without_image=tuple(printable(p.name) for p in listing.masks if p.stem not in image_stems),
         image_sizes=_tally(scan.size for scan in read_images),
         image_modes=_tally(scan.mode for scan in read_images),
         mask_sizes=_tally(scan.size for scan in read_masks),
@@ -406,11 +406,14 @@ def _wxh(size: tuple[int, int]) -> str:
 
 
 def _short_path(path: Path) -> str:
-    return f"{path.parent.name}/{path.name}"
+    return printable(f"{path.parent.name}/{path.name}")
 
 
 def _reason(path: Path, exc: Exception) -> str:
-    """The error as one line, without the path the report already shows next to it."""
-    message = " ".join(str(exc).split())
-    prefix = f"{path}: "
+    """The error as one line, without the path the report already shows next to it.
+
+    Names are made printable (non-UTF-8 bytes escaped): rich and JSON readers reject them raw.
+    """
+    message = printable(" ".join(str(exc).split()))
+    prefix = f"{printable(str(path))}: "
     return message[len(prefix) :] if message.startswith(prefix) else message
