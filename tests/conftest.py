@@ -28,8 +28,11 @@ def shared_data(name: str) -> Path:
 
 @pytest.fixture(autouse=True)
 def fresh_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.delenv("SEGKIT_DISABLE_PLUGINS", raising=False)
-    monkeypatch.delenv("SEGKIT_DEBUG", raising=False)
+    # setenv first: monkeypatch then restores the variable's absence, even when a CLI command under
+    # test sets it in os.environ itself (--disable-plugin, --debug do)
+    for name in ("SEGKIT_DISABLE_PLUGINS", "SEGKIT_DEBUG"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     get_registry.cache_clear()
     yield
     get_registry.cache_clear()

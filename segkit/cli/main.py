@@ -10,6 +10,7 @@ import typer
 
 from segkit import __version__
 from segkit.cli import plugins_command, prepare_command, run_commands, stats_command
+from segkit.cli import export_command, init_command
 from segkit.cli.errors import one_line
 from segkit.plugins import DISABLE_ENV, get_registry
 from segkit.report.console import console, error_console
@@ -46,6 +47,8 @@ def root(
 run_commands.register(app)
 plugins_command.register(app)
 stats_command.register(app)
+init_command.register(app)
+export_command.register(app)
 prepare_command.register(app)
 
 

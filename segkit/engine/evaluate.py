@@ -20,15 +20,19 @@ from segkit.classes import IGNORE_INDEX
 from segkit.engine import components
 from segkit.engine.runtime import import_tensorflow, seed_everything
 from segkit.errors import DataError, RunStateError
-from segkit.plugins import Registry
+from segkit.plugins import Registry, get_registry
 from segkit.project import Project
 from segkit.report.history import metric_order
 from segkit.run_folder import BEST_MODEL, EVALUATION, RESOLVED_PROJECT
 from segkit.toml_io import write_atomic
 
 
-def load_best_model(project: Project) -> Any:
-    """The checkpoint of the run, loaded without compiling (and never in unsafe mode)."""
+def load_best_model(project: Project, registry: Registry | None = None) -> Any:
+    """The checkpoint of the run, loaded without compiling (and never in unsafe mode).
+
+    The model plugin builds its model once first: that imports the modules whose custom Keras
+    classes (``register_keras_serializable``) the file may name, which Keras needs to load it.
+    """
     import keras
 
     path = project.output_dir / BEST_MODEL
@@ -37,6 +41,7 @@ def load_best_model(project: Project) -> Any:
     if not zipfile.is_zipfile(path):  # Keras would say "File not found" about a half-copied file
         raise RunStateError(f"{path}: is not a complete .keras file (damaged or half-copied); copy it again "
                             "or train again with --overwrite")
+    components.build_model(project, registry or get_registry())
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 - a foreign or damaged file is the user's to replace
@@ -114,7 +119,7 @@ def evaluate(project: Project, registry: Registry) -> dict[str, float]:
     """Loss and every metric on the test split, written to ``<output_dir>/evaluation.csv``."""
     import_tensorflow()
     seed_everything(project.seed)
-    model = load_best_model(project)
+    model = load_best_model(project, registry)
     components.compile_model(model, project, registry)
     source = components.open_dataset(project, registry)
     pairs = source.pairs("test")

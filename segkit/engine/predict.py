@@ -7,9 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from PIL import Image
 
-from segkit.data.resize import resize_image
 from segkit.engine.sliding_window import predict_full
 
 
@@ -27,20 +25,21 @@ class Prediction:
 
 
 def to_input(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """uint8 ``(H, W, C)`` -> float32 ``(height, width, C)`` in [0, 1], as the pipeline feeds models."""
-    return resize_image(image, height, width).astype(np.float32) / 255.0
+    """uint8 ``(H, W, C)`` -> float32 ``(height, width, C)`` in [0, 1], as the pipeline feeds models.
+
+    The TensorFlow ops of the exported serving graph (:mod:`segkit.engine.serving`), so that
+    ``segkit infer`` and an export agree; the weights are Pillow's bilinear ones, as in training.
+    """
+    from segkit.engine.serving import image_to_input
+
+    return image_to_input(image, height, width).numpy()
 
 
 def resize_probabilities(probabilities: np.ndarray, height: int, width: int) -> np.ndarray:
     """Softmax ``(h, w, K)`` -> ``(height, width, K)``, bilinear per class (smoother than resizing labels)."""
-    if probabilities.shape[:2] == (height, width):
-        return probabilities
-    channels = [
-        np.asarray(Image.fromarray(probabilities[:, :, k].astype(np.float32), mode="F").resize(
-            (width, height), Image.Resampling.BILINEAR))
-        for k in range(probabilities.shape[2])
-    ]
-    return np.stack(channels, axis=2)
+    from segkit.engine.serving import resize_bilinear
+
+    return resize_bilinear(probabilities, height, width).numpy()
 
 
 def _resized(model: Any, images: Sequence[np.ndarray], how: Prediction) -> list[np.ndarray]:

@@ -1,0 +1,34 @@
+"""segkit-plugin-example: a residual attention U-Net, a Dice + cross-entropy loss and a learning-rate logger.
+
+Only hook implementations live here. They describe builders; the Keras code sits in sibling
+modules that the builders import when segkit calls them, so ``segkit plugins`` and project
+validation never import TensorFlow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import segkit
+from segkit.specs import CallbackSpec, LossSpec, ModelSpec
+from segkit_example_plugin.declarations import (
+    DICE_CE_OPTIONS, LR_LOGGER_OPTIONS, RES_UNET_OPTIONS, build_dice_ce, build_lr_logger, build_res_attention_unet,
+)
+
+
+@segkit.hookimpl
+def segkit_models() -> Iterable[ModelSpec]:
+    return [ModelSpec("res-attention-unet", "U-Net of residual blocks whose skip connections pass attention gates",
+                      build_res_attention_unet, options=RES_UNET_OPTIONS)]
+
+
+@segkit.hookimpl
+def segkit_losses() -> Iterable[LossSpec]:
+    return [LossSpec("dice-ce", "cross-entropy plus soft Dice over the batch; ignored pixels count nowhere",
+                     build_dice_ce, options=DICE_CE_OPTIONS)]
+
+
+@segkit.hookimpl
+def segkit_callbacks() -> Iterable[CallbackSpec]:
+    return [CallbackSpec("lr-logger", "writes each epoch's learning rate to <output_dir>/lr_log.csv",
+                         build_lr_logger, options=LR_LOGGER_OPTIONS)]
