@@ -52,7 +52,7 @@ TRAIN_KEYS = (
     Option("reducer", "table", None, "ReduceLROnPlateau settings", fields=REDUCER_KEYS),
     Option("cache", "str", "none", "keep decoded pairs in memory or on disk after the first epoch",
            choices=("none", "memory", "disk")),
-    Option("jit_compile", "str", "auto", "XLA-compile the train step ('auto': off on CPU, on on GPU)",
+    Option("jit_compile", "str", "auto", "XLA-compile the train step ('auto': Keras's choice, off on CPU; 'on' gives up bit-exact reruns)",
            choices=("auto", "on", "off")),
     Option("precision", "str", "float32", "compute precision; the softmax stays float32",
            choices=("float32", "mixed_float16", "mixed_bfloat16")),

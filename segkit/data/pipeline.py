@@ -17,6 +17,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 
 from segkit.classes import IGNORE_INDEX
+from segkit.data.decoded_store import DecodedStore
 from segkit.data.pairing import Pair
 from segkit.data.resize import resize_image, resize_mask
 from segkit.data.tiles import pad_to, tile_origins
@@ -100,19 +101,25 @@ def load_tiles(source: DatasetSource, pair: Pair, height: int, width: int) -> tu
     return images, masks
 
 
-def _decoded(source: DatasetSource, pairs: Sequence[Pair], settings: PipelineSettings, tf: Any) -> Any:
-    """Dataset of decoded uint8 ``(image, mask)`` pairs in file order."""
+def _decoder(source: DatasetSource, pairs: Sequence[Pair], settings: PipelineSettings, name: str, tf: Any
+             ) -> Callable[[Any], tuple[Any, Any]]:
+    """A tf function from a pair index to its decoded uint8 ``(image, mask)`` (tiles in tiled mode)."""
     h, w, c = settings.height, settings.width, settings.channels
     tiled = settings.crop and settings.augment is None
+    layout = "tiles" if tiled else "padded" if settings.crop else "resized"
+    store = DecodedStore(settings.cache, settings.cache_dir, f"{name}-{h}x{w}-{layout}")
 
-    def decode(index: Any) -> tuple[np.ndarray, np.ndarray]:
-        pair = pairs[int(index)]
+    def decode_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
         if tiled:
             return load_tiles(source, pair, h, w)
         if settings.crop:
             image, mask = source.load(pair)
             return pad_to(image, h, w, 0), pad_to(mask, h, w, IGNORE_INDEX)
         return load_resized(source, pair, h, w)
+
+    def decode(index: Any) -> tuple[np.ndarray, np.ndarray]:
+        pair = pairs[int(index)]
+        return store.get(int(index), pair, lambda: decode_pair(pair))
 
     def tf_decode(index: Any) -> tuple[Any, Any]:
         image, mask = tf.numpy_function(_kept(decode), [index], (tf.uint8, tf.uint8), stateful=False)
@@ -124,18 +131,7 @@ def _decoded(source: DatasetSource, pairs: Sequence[Pair], settings: PipelineSet
             mask.set_shape((None, None) if settings.crop else (h, w))
         return image, mask
 
-    dataset = tf.data.Dataset.range(len(pairs)).map(tf_decode, num_parallel_calls=tf.data.AUTOTUNE,
-                                                     deterministic=True)
-    return dataset.unbatch() if tiled else dataset
-
-
-def _cached(dataset: Any, settings: PipelineSettings, name: str) -> Any:
-    if settings.cache == "memory":
-        return dataset.cache()
-    if settings.cache == "disk" and settings.cache_dir is not None:
-        settings.cache_dir.mkdir(parents=True, exist_ok=True)
-        return dataset.cache(str(settings.cache_dir / name))
-    return dataset
+    return tf_decode
 
 
 def _augmented(image: Any, mask: Any, seed: Any, settings: PipelineSettings, tf: Any) -> tuple[Any, Any]:
@@ -203,7 +199,10 @@ def make_dataset(source: DatasetSource, pairs: Sequence[Pair], settings: Pipelin
     """Batches of ``pairs`` in file order (validation, test): resized, or tiled in crop mode."""
     import tensorflow as tf
 
-    dataset = _cached(_decoded(source, pairs, settings, tf), settings, name)
+    decode = _decoder(source, pairs, settings, name, tf)
+    dataset = tf.data.Dataset.range(len(pairs)).map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if settings.crop:  # tiled: each pair gave a stack of tiles
+        dataset = dataset.unbatch()
     dataset = dataset.batch(settings.batch_size).map(_to_model(settings, tf), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
@@ -221,19 +220,24 @@ def make_training_dataset(
     # without [augment] the same path runs with every transform off (crop mode still crops)
     augment = settings.augment or Augment(flips=False, rotate90=False)
     augmenting = PipelineSettings(**{**settings.__dict__, "augment": augment})
-    decoded = _cached(_decoded(source, pairs, augmenting, tf), settings, "train")
+    decode = _decoder(source, pairs, augmenting, "train", tf)
+    # several windows of one image per epoch (crop mode): more steps from the same files
+    repeats = settings.crops_per_image if settings.crop else 1
+    count = len(pairs) * repeats
 
     def epoch_batches(epoch: Any) -> Any:
         seed = tf.constant(settings.seed, tf.int64) * 100_003 + epoch
-        # several windows of one decoded image per epoch: more steps without more decoding
-        repeats = settings.crops_per_image if settings.crop else 1
-        shuffled = decoded.repeat(repeats).shuffle(max(len(pairs) * repeats, 1), seed=seed)
+        # indices are shuffled, not decoded pairs: the buffer fills at once and the first
+        # batch waits for batch_size decodes instead of the whole set
+        order = tf.data.Dataset.range(count).shuffle(max(count, 1), seed=seed)
+        decoded = order.map(lambda i: decode(i % len(pairs)), num_parallel_calls=tf.data.AUTOTUNE,
+                            deterministic=True)
         randoms = tf.data.Dataset.random(seed=seed)
-        varied = tf.data.Dataset.zip((shuffled, randoms)).map(
+        varied = tf.data.Dataset.zip((decoded, randoms)).map(
             lambda pair, element_seed: _augmented(pair[0], pair[1], element_seed, augmenting, tf),
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return varied.batch(settings.batch_size).map(_to_model(settings, tf), num_parallel_calls=tf.data.AUTOTUNE)
 
     dataset = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches)
-    steps = -(-len(pairs) * (settings.crops_per_image if settings.crop else 1) // settings.batch_size)
+    steps = -(-count // settings.batch_size)
     return dataset.prefetch(tf.data.AUTOTUNE), steps

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,22 +25,31 @@ class Prediction:
     tta: bool = False
 
 
+@functools.cache
+def _compiled() -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """The serving graph's two resizes as tf.functions traced once for every size: run eagerly,
+    their gathers cost as much as the model itself (op-by-op dispatch)."""
+    import tensorflow as tf
+
+    from segkit.engine.serving import image_to_input, resize_bilinear
+
+    size = (tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32))
+    return (tf.function(image_to_input, input_signature=(tf.TensorSpec([None, None, None], tf.uint8), *size)),
+            tf.function(resize_bilinear, input_signature=(tf.TensorSpec([None, None, None], tf.float32), *size)))
+
+
 def to_input(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """uint8 ``(H, W, C)`` -> float32 ``(height, width, C)`` in [0, 1], as the pipeline feeds models.
 
     The TensorFlow ops of the exported serving graph (:mod:`segkit.engine.serving`), so that
     ``segkit infer`` and an export agree; the weights are Pillow's bilinear ones, as in training.
     """
-    from segkit.engine.serving import image_to_input
-
-    return image_to_input(image, height, width).numpy()
+    return _compiled()[0](np.asarray(image, np.uint8), height, width).numpy()
 
 
 def resize_probabilities(probabilities: np.ndarray, height: int, width: int) -> np.ndarray:
     """Softmax ``(h, w, K)`` -> ``(height, width, K)``, bilinear per class (smoother than resizing labels)."""
-    from segkit.engine.serving import resize_bilinear
-
-    return resize_bilinear(probabilities, height, width).numpy()
+    return _compiled()[1](np.asarray(probabilities, np.float32), height, width).numpy()
 
 
 def _resized(model: Any, images: Sequence[np.ndarray], how: Prediction) -> list[np.ndarray]:

@@ -19,7 +19,6 @@ def import_tensorflow(verbose: bool = False) -> Any:
     """``tensorflow``, with its C++ and Python logging hidden unless ``verbose``."""
     if not verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
         warnings.filterwarnings("ignore", module=r"(tensorflow|keras)(\..*)?$")
     with _stderr_silenced(not verbose):
         import tensorflow as tf
@@ -47,16 +46,31 @@ def _stderr_silenced(active: bool) -> Iterator[None]:
         os.close(saved)
 
 
-def seed_everything(seed: int) -> None:
-    """Same seed, same run on CPU: Python, NumPy and TensorFlow RNGs and deterministic kernels."""
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Same seed, same run on CPU: Python, NumPy and TensorFlow RNGs, and deterministic kernels
+    unless ``deterministic`` is False (see :func:`deterministic_for`)."""
     import keras
     import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config
 
     keras.utils.set_random_seed(seed)
     # TensorFlow reads a (0, op_seed) pair specially and cannot compare it when op_seed is a
     # tensor (tf.data's per-epoch seeds are), so its global seed is kept away from 0.
     tf.random.set_seed(seed + 1)
-    tf.config.experimental.enable_op_determinism()
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+    else:
+        tf_config.disable_op_determinism()  # a process-wide switch: an earlier run may have set it
+
+
+def deterministic_for(jit_compile: str) -> bool:
+    """Whether a run with ``[train] jit_compile`` gets deterministic kernels.
+
+    Keras compiles without XLA whenever op determinism is on, whatever ``jit_compile`` says
+    (``keras.src.trainers.trainer.model_supports_jit``), so "on" would silently mean "off".
+    A user who asks for XLA gets it, seeded but not bit-exact from run to run.
+    """
+    return jit_compile != "on"
 
 
 def configure_precision(policy: str) -> None:
@@ -67,7 +81,7 @@ def configure_precision(policy: str) -> None:
 
 
 def jit_setting(choice: str) -> bool | str:
-    """``[train] jit_compile``: 'auto' lets Keras decide (XLA off on CPU), 'on'/'off' force it."""
+    """``[train] jit_compile``: 'auto' lets Keras decide (off on CPU, and off with op determinism), 'on'/'off' force it."""
     return {"on": True, "off": False}.get(choice, "auto")
 
 

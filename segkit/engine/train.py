@@ -14,7 +14,9 @@ from rich.console import Console
 
 from segkit.data.pipeline import Augment, PipelineSettings
 from segkit.engine import components
-from segkit.engine.runtime import configure_precision, import_tensorflow, jit_setting, seed_everything
+from segkit.engine.runtime import (
+    configure_precision, deterministic_for, import_tensorflow, jit_setting, seed_everything,
+)
 from segkit.errors import DataError, RunStateError
 from segkit.plugins import Registry
 from segkit.project import Project
@@ -147,7 +149,7 @@ def _train_placed(project: Project, registry: Registry, console: Console | None,
 
     restored = read_state(project.output_dir) if resume else None
     first_epoch = int(restored["epoch"]) if restored else 0
-    seed_everything(project.seed)
+    seed_everything(project.seed, deterministic_for(project.train.jit_compile))
     configure_precision(project.train.precision)
     source, train_data, valid_data, steps = _data(project, registry, first_epoch)
     write_atomic(project.output_dir / RESOLVED_PROJECT, project.resolved_toml())

@@ -1,0 +1,264 @@
+"""The tf.data pipeline: equal to the eager decode, one-hot round trip, resumable epochs, cache,
+augmentation that moves image and mask together, crop mode, and mixed precision training."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segkit.classes import IGNORE_INDEX, ClassInfo, ClassTable
+from segkit.data.folders import FolderDataset, SplitFolders
+from segkit.data.pipeline import Augment, PipelineSettings, load_resized, make_dataset, make_training_dataset
+
+COLOURS = np.array([(0, 0, 0), (0, 255, 0), (255, 0, 0)], np.uint8)
+TABLE = ClassTable((ClassInfo("background", (0, 0, 0)), ClassInfo("benign", (0, 255, 0)),
+                    ClassInfo("malignant", (255, 0, 0))))
+WHITE = (255, 255, 255)
+
+
+def write_pairs(folder: Path, images: list[np.ndarray], labels: list[np.ndarray], *, index_masks: bool = False,
+                ignore: list[np.ndarray] | None = None) -> None:
+    """PNG pairs ``img_NN``; masks as RGB class colours (white where ``ignore``) or as uint8 indices."""
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    (folder / "masks").mkdir(parents=True, exist_ok=True)
+    for n, (image, label) in enumerate(zip(images, labels)):
+        Image.fromarray(image).save(folder / "images" / f"img_{n:02d}.png")
+        if index_masks:
+            mask = Image.fromarray(label.astype(np.uint8), mode="L")
+        else:
+            rgb = COLOURS[label]
+            if ignore is not None:
+                rgb[ignore[n]] = WHITE
+            mask = Image.fromarray(rgb)
+        mask.save(folder / "masks" / f"img_{n:02d}.png")
+
+
+def source_for(folder: Path, table: ClassTable = TABLE) -> FolderDataset:
+    return FolderDataset({"train": SplitFolders(folder / "images", folder / "masks")}, table, 3)
+
+
+def random_pairs(count: int, height: int, width: int, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    images = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(count)]
+    labels = [rng.integers(0, 3, (height, width)).astype(np.uint8) for _ in range(count)]
+    return images, labels
+
+
+def settings(**changes: object) -> PipelineSettings:
+    base = PipelineSettings(height=16, width=16, channels=3, num_classes=3, batch_size=3, seed=5)
+    return dataclasses.replace(base, **changes)
+
+
+def batches(dataset: object) -> list[tuple[np.ndarray, ...]]:
+    return [tuple(np.asarray(t) for t in batch) for batch in dataset]  # type: ignore[attr-defined]
+
+
+def epochs_of(source: FolderDataset, how: PipelineSettings, first: int, last: int) -> list[list[tuple[np.ndarray, ...]]]:
+    """The batches of epochs ``first..last-1`` of ``make_training_dataset``, grouped by epoch."""
+    pairs = source.pairs("train")
+    dataset, steps = make_training_dataset(source, pairs, how, first, last)
+    flat = batches(dataset)
+    assert len(flat) == steps * (last - first)
+    return [flat[i : i + steps] for i in range(0, len(flat), steps)]
+
+
+def assert_same(a: list[tuple[np.ndarray, ...]], b: list[tuple[np.ndarray, ...]]) -> None:
+    assert len(a) == len(b)
+    for batch_a, batch_b in zip(a, b):
+        assert len(batch_a) == len(batch_b)
+        for x, y in zip(batch_a, batch_b):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_pipeline_output_equals_the_eager_decode(tmp_path: Path) -> None:
+    images, labels = random_pairs(5, 24, 20)  # resized to 16x16 (bilinear image, nearest mask)
+    write_pairs(tmp_path, images, labels)
+    source = source_for(tmp_path)
+    pairs = source.pairs("train")
+    got = batches(make_dataset(source, pairs, settings()))
+    assert [len(b[0]) for b in got] == [3, 2]
+    x = np.concatenate([b[0] for b in got])
+    y = np.concatenate([b[1] for b in got])
+    eager = [load_resized(source, pair, 16, 16) for pair in pairs]
+    expected_x = np.stack([image.astype(np.float32) / np.float32(255) for image, _ in eager])
+    expected_y = np.stack([np.eye(3, dtype=np.float32)[mask] for _, mask in eager])
+    assert x.dtype == np.float32 and y.dtype == np.float32
+    assert x.shape == (5, 16, 16, 3) and y.shape == (5, 16, 16, 3)
+    np.testing.assert_array_equal(x, expected_x)
+    np.testing.assert_array_equal(y, expected_y)
+    # and the eager decode is the files themselves (sizes equal to the model's: nothing resized)
+    same_size = tmp_path / "same"
+    write_pairs(same_size, [image[:16, :16] for image in images], [label[:16, :16] for label in labels])
+    for n, (image, mask) in enumerate(load_resized(source_for(same_size), p, 16, 16)
+                                      for p in source_for(same_size).pairs("train")):
+        np.testing.assert_array_equal(image, images[n][:16, :16])
+        np.testing.assert_array_equal(mask, labels[n][:16, :16])
+
+
+def test_uint8_masks_round_trip_to_the_same_one_hot(tmp_path: Path) -> None:
+    images, labels = random_pairs(4, 16, 16, seed=1)
+    write_pairs(tmp_path / "index", images, labels, index_masks=True)
+    ignore = [np.zeros((16, 16), bool) for _ in labels]
+    ignore[0][:4, :] = True
+    ignore[3][:, -3:] = True
+    write_pairs(tmp_path / "rgb", images, labels, ignore=ignore)
+    reference = np.stack([np.eye(3, dtype=np.int8)[label] for label in labels])  # the reference's int8 one-hot
+
+    for folder, table, with_weights in (("index", TABLE, False),
+                                        ("rgb", dataclasses.replace(TABLE, ignore_color=WHITE), True)):
+        source = source_for(tmp_path / folder, table)
+        got = batches(make_dataset(source, source.pairs("train"), settings(batch_size=4, with_weights=with_weights)))
+        assert len(got) == 1
+        y = got[0][1]
+        if not with_weights:
+            np.testing.assert_array_equal(y, reference.astype(np.float32))
+            np.testing.assert_array_equal(y.argmax(axis=-1), np.stack(labels))
+            continue
+        weights = got[0][2]
+        ignored = np.stack(ignore)
+        np.testing.assert_array_equal(weights, (~ignored).astype(np.int32))
+        np.testing.assert_array_equal(y[ignored], 0.0)  # IGNORE_INDEX has no class: an all-zero row
+        np.testing.assert_array_equal(y[~ignored], reference[~ignored].astype(np.float32))
+
+
+def test_an_epoch_is_the_same_whether_started_at_zero_or_resumed(tmp_path: Path) -> None:
+    images, labels = random_pairs(7, 16, 16, seed=2)
+    write_pairs(tmp_path, images, labels)
+    source = source_for(tmp_path)
+    how = settings(augment=Augment(flips=True, rotate90=True, stain_jitter=0.1))
+    whole = epochs_of(source, how, 0, 3)
+    resumed = epochs_of(source, how, 2, 3)
+    assert_same(whole[2], resumed[0])
+    assert_same(epochs_of(source, how, 1, 2)[0], whole[1])
+    # the epochs really differ (order and augmentation), so the equality above means something
+    assert not np.array_equal(whole[1][0][0], whole[2][0][0])
+
+
+def test_memory_and_disk_cache_give_the_same_data_as_no_cache(tmp_path: Path) -> None:
+    images, labels = random_pairs(5, 20, 20, seed=3)
+    write_pairs(tmp_path / "data", images, labels)
+    source = source_for(tmp_path / "data")
+    how = settings(augment=Augment(flips=True, rotate90=True, stain_jitter=0.05))
+    plain = epochs_of(source, how, 0, 2)
+    for cache in ("memory", "disk"):
+        cached = epochs_of(source, dataclasses.replace(how, cache=cache, cache_dir=tmp_path / "cache"), 0, 2)
+        for epoch in range(2):
+            assert_same(plain[epoch], cached[epoch])
+    pairs = source.pairs("train")
+    assert_same(batches(make_dataset(source, pairs, settings())),
+                batches(make_dataset(source, pairs, settings(cache="memory"))))
+
+
+DIHEDRAL = [lambda a, k=k, f=f: np.rot90(a[:, ::-1] if f else a, k) for k in range(4) for f in (False, True)]
+
+
+def test_augmentation_moves_image_and_mask_together(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    labels = []
+    for _ in range(6):
+        label = np.zeros((16, 16), np.uint8)
+        label[2:7, 1:12] = 1  # an asymmetric layout: every flip or turn shows
+        label[9:15, 10:14] = 2
+        label[int(rng.integers(0, 16)), int(rng.integers(0, 16))] = 2
+        labels.append(label)
+    images = []
+    for label in labels:
+        image = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+        image[:, :, 0] = label * 50  # channel 0 encodes the mask
+        images.append(image)
+    write_pairs(tmp_path, images, labels)
+    source = source_for(tmp_path)
+    how = settings(augment=Augment(flips=True, rotate90=True, stain_jitter=0.0))
+    transforms_seen = set()
+    for epoch in epochs_of(source, how, 0, 4):
+        for x, y in epoch:
+            classes = y.argmax(axis=-1)
+            np.testing.assert_array_equal(y.sum(axis=-1), 1.0)
+            np.testing.assert_array_equal(np.rint(x[..., 0] * 255).astype(int), classes * 50)
+            for mask in classes:
+                found = [t for t, turn in enumerate(DIHEDRAL) for label in labels
+                         if np.array_equal(turn(label), mask)]
+                assert found, "an augmented mask is no flip/turn of any source mask"
+                transforms_seen.update(found)
+    assert len(transforms_seen) > 2  # flips and turns happened, not only the identity
+
+
+def test_crop_mode_takes_model_size_windows_and_pads_small_images(tmp_path: Path) -> None:
+    rows, cols = np.mgrid[0:40, 0:32]
+    big = np.stack([rows * 6, cols * 7, np.full_like(rows, 9)], axis=2).astype(np.uint8)
+    big_label = ((rows + cols) % 3).astype(np.uint8)
+    small = np.full((10, 12, 3), 200, np.uint8)
+    small_label = np.ones((10, 12), np.uint8)
+    write_pairs(tmp_path, [big, small], [big_label, small_label])
+    source = source_for(tmp_path)
+    how = settings(batch_size=1, crop=True, with_weights=True,
+                   augment=Augment(flips=False, rotate90=False, stain_jitter=0.0))
+    windows = 0
+    for epoch in epochs_of(source, how, 0, 3):
+        for x, y, w in epoch:
+            assert x.shape == (1, 16, 16, 3) and y.shape == (1, 16, 16, 3)
+            image = np.rint(x[0] * 255).astype(int)
+            if image[0, 0, 2] == 9:  # a window of the big image: find where it was taken
+                top, left = image[0, 0, 0] // 6, image[0, 0, 1] // 7
+                assert 0 <= top <= 24 and 0 <= left <= 16
+                np.testing.assert_array_equal(image, big[top : top + 16, left : left + 16])
+                np.testing.assert_array_equal(y[0].argmax(-1), big_label[top : top + 16, left : left + 16])
+                np.testing.assert_array_equal(w[0], 1)
+                windows += 1
+            else:  # the small image, padded (never stretched): padding is black and ignored
+                np.testing.assert_array_equal(image[:10, :12], 200)
+                np.testing.assert_array_equal(image[10:], 0)
+                np.testing.assert_array_equal(image[:, 12:], 0)
+                np.testing.assert_array_equal(y[0][:10, :12].argmax(-1), 1)
+                np.testing.assert_array_equal(y[0][10:], 0)
+                np.testing.assert_array_equal(y[0][:, 12:], 0)
+                expected = np.zeros((16, 16), np.int32)
+                expected[:10, :12] = 1
+                np.testing.assert_array_equal(w[0], expected)
+    assert windows == 3
+    # without [augment] (valid/test) crop mode covers each image with a grid of model-size tiles
+    tiles = batches(make_dataset(source, source.pairs("train"), settings(batch_size=16, crop=True)))
+    x, y = tiles[0]
+    tops, lefts = (0, 16, 24), (0, 16)
+    assert len(x) == len(tops) * len(lefts) + 1
+    for i, (top, left) in enumerate((t, l) for t in tops for l in lefts):
+        np.testing.assert_array_equal(np.rint(x[i] * 255).astype(int), big[top : top + 16, left : left + 16])
+        np.testing.assert_array_equal(y[i].argmax(-1), big_label[top : top + 16, left : left + 16])
+    np.testing.assert_array_equal(y[-1][10:], 0)
+    assert IGNORE_INDEX == 255
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_trains_a_tiny_model_without_nans(tmp_path: Path, policy: str) -> None:
+    import keras
+
+    from segkit.engine.runtime import configure_precision
+    from segkit_flexunet.flexunet import build_flexunet
+
+    images, labels = random_pairs(4, 16, 16, seed=6)
+    for image, label in zip(images, labels):
+        image[label == 1] //= 3  # something learnable
+    write_pairs(tmp_path, images, labels)
+    source = source_for(tmp_path)
+    data, steps = make_training_dataset(source, source.pairs("train"), settings(batch_size=2), 0, 3)
+    keras.utils.set_random_seed(1)
+    configure_precision(policy)
+    try:
+        model = build_flexunet(image_height=16, image_width=16, image_channels=3, num_classes=3, base_filters=4,
+                               base_kernels=3, num_layers=2, dropout_rate=0.0)
+        model.compile(optimizer=keras.optimizers.Adam(0.01), loss=keras.losses.CategoricalCrossentropy())
+        assert model.get_layer("enc0_conv1").compute_dtype == policy.split("_")[1]
+        history = model.fit(data, epochs=3, steps_per_epoch=steps, shuffle=False, verbose=0).history
+        probabilities = np.asarray(model.predict_on_batch(np.stack(images).astype(np.float32) / 255))
+    finally:
+        configure_precision("float32")
+    losses = np.asarray(history["loss"])
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]
+    assert probabilities.dtype == np.float32  # the softmax stays float32
+    assert np.isfinite(probabilities).all()
+    np.testing.assert_allclose(probabilities.sum(axis=-1), 1.0, atol=1e-3)
+    assert all(np.isfinite(np.asarray(w, dtype=np.float32)).all() for w in model.weights)
