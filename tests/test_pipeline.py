@@ -153,6 +153,25 @@ def test_memory_and_disk_cache_give_the_same_data_as_no_cache(tmp_path: Path) ->
                 batches(make_dataset(source, pairs, settings(cache="memory"))))
 
 
+def test_disk_cache_is_reused_and_follows_an_edited_mask(tmp_path: Path) -> None:
+    images, labels = random_pairs(3, 16, 16, seed=7)
+    write_pairs(tmp_path / "data", images, labels)
+    source = source_for(tmp_path / "data")
+    pairs = source.pairs("train")
+    how = settings(cache="disk", cache_dir=tmp_path / "cache")
+    first = batches(make_dataset(source, pairs, how, name="valid"))
+    stored = sorted((tmp_path / "cache").rglob("*.npz"))
+    assert len(stored) == 3 and all(p.parent.name == "valid-16x16-resized" for p in stored)
+    with np.load(stored[0]) as one:
+        assert one["image"].dtype == np.uint8 and one["mask"].shape == (16, 16)
+    assert_same(batches(make_dataset(source, pairs, how, name="valid")), first)  # read back, same data
+    edited = (labels[1] + 1) % 3
+    write_pairs(tmp_path / "data", images, [labels[0], edited, labels[2]])
+    after = batches(make_dataset(source, pairs, how, name="valid"))
+    np.testing.assert_array_equal(after[0][1][1].argmax(-1), edited)  # not the stale cached mask
+    np.testing.assert_array_equal(after[0][1][0], first[0][1][0])
+
+
 DIHEDRAL = [lambda a, k=k, f=f: np.rot90(a[:, ::-1] if f else a, k) for k in range(4) for f in (False, True)]
 
 

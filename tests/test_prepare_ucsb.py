@@ -17,7 +17,7 @@ from segkit.errors import DataError
 from segkit.plugins import get_registry
 from segkit.project import load_project
 from segkit.specs import PrepareReport, PreparerRequest
-from segkit_ucsb.prepare_ucsb import bbox_region, hull_region, split_cores, split_sizes
+from segkit_ucsb.prepare_ucsb import bbox_region, hull_region, nuclei_region, split_cores, split_sizes
 
 H, W = 32, 40
 CORES = {"ytma10_010704": "benign", "ytma12_010804": "malignant", "ytma23_022103": "malignant",
@@ -167,14 +167,33 @@ def test_hull_region_is_tighter_than_the_box_and_keeps_every_nucleus() -> None:
     assert hull_region(dot, 2).sum() == 25 and hull_region(np.eye(H, W, dtype=bool)[:5], 0).sum() == 5
 
 
+def test_nuclei_region_grows_each_outline_and_leaves_far_pixels_out() -> None:
+    dot = np.zeros((H, W), bool)
+    dot[15, 15] = True
+    assert np.array_equal(nuclei_region(dot, 0), dot)
+    grown = nuclei_region(dot, 4)
+    rows, cols = np.nonzero(grown)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (11, 19, 11, 19)  # 4 px each way
+    assert grown[15, 11] and grown[13, 13] and not grown[11, 11]  # an octagon: no square corners
+    assert grown.sum() == 9 * 9 - 4 * 3  # the 3 corner pixels of each 4x4 corner square are cut
+    nuclei = np.zeros((H, W), bool)
+    nuclei[2:5, 2:5] = nuclei[25:28, 30:33] = True
+    near = nuclei_region(nuclei, 3)
+    assert near[nuclei].all() and not (near & ~bbox_region(nuclei, 3)).any()
+    assert not near[15, 16]  # the middle of the box: far from both outlines
+
+
 def test_hull_option_writes_a_smaller_region(source: Path, tmp_path: Path) -> None:
     prepare(source, tmp_path / "box", ignore_margin=1)
     prepare(source, tmp_path / "hull", ignore_margin=1, ignore_region="hull")
+    prepare(source, tmp_path / "nuclei", ignore_margin=1, ignore_region="nuclei")
     for path in (tmp_path / "box").glob("*/masks/*.png"):
-        box, hull = png(path), png(tmp_path / "hull" / path.relative_to(tmp_path / "box"))
-        assert np.all(hull == WHITE, axis=2).sum() > np.all(box == WHITE, axis=2).sum()
-        assert np.array_equal(np.any(box != WHITE, axis=2) & np.any(box != 0, axis=2),
-                              np.any(hull != WHITE, axis=2) & np.any(hull != 0, axis=2))
+        box, hull, near = (png(tmp_path / shape / path.relative_to(tmp_path / "box"))
+                           for shape in ("box", "hull", "nuclei"))
+        ignored = [int(np.all(mask == WHITE, axis=2).sum()) for mask in (box, hull, near)]
+        assert ignored[0] < ignored[1] < ignored[2]
+        labelled = [np.any(mask != WHITE, axis=2) & np.any(mask != 0, axis=2) for mask in (box, hull, near)]
+        assert np.array_equal(labelled[0], labelled[1]) and np.array_equal(labelled[0], labelled[2])
 
 
 def test_a_mask_without_labels_is_all_ignore_and_noted(source: Path, tmp_path: Path) -> None:

@@ -181,10 +181,11 @@ def image_size(path: Path, *, verify: bool = False) -> tuple[int, int]:
         return size
 
 
-def write_png(path: Path, array: np.ndarray) -> None:
-    """Write uint8 ``(H, W)`` or ``(H, W, 3)`` atomically (temp file + rename)."""
+def write_png(path: Path, array: np.ndarray, compress_level: int = 6) -> None:
+    """Write uint8 ``(H, W)`` or ``(H, W, 3)`` atomically (temp file + rename); ``compress_level``
+    is zlib's (Pillow's default 6; 1 encodes photos ~40% faster for ~10% more bytes)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     squeezed = array[:, :, 0] if array.ndim == 3 and array.shape[2] == 1 else array
-    Image.fromarray(squeezed.astype(np.uint8)).save(tmp, format="PNG")
+    Image.fromarray(squeezed.astype(np.uint8)).save(tmp, format="PNG", compress_level=compress_level)
     tmp.replace(path)

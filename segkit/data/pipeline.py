@@ -3,7 +3,9 @@
 Files are listed, decoded in parallel by the dataset plugin's ``load`` (Pillow releases the GIL
 while decoding) and brought to the model size; masks travel as uint8 class indices and become
 one-hot only at the end of the pipeline, so a cached pair costs ``H·W·(C+1)`` bytes, not a float
-per class. Augmentation runs after the cache, so every epoch sees new variants.
+per class. Training shuffles pair indices before decoding, so nothing waits for the whole set and
+memory does not grow with it; ``[train] cache`` keeps decoded pairs (:mod:`segkit.data.decoded_store`).
+Augmentation runs after the cache, so every epoch sees new variants.
 """
 
 from __future__ import annotations

@@ -52,7 +52,8 @@ def infer(project: Project) -> InferResult:
         for path, image, mask in zip(chunk, images, masks):
             colours = project.classes.colorize(mask)
             write_png(output / f"{path.stem}.png", colours)
-            write_png(overlays / f"{path.stem}.png", blend(image, colours, mask > 0))
+            # overlays are for looking at: fast compression, as infer is bound by PNG encoding here
+            write_png(overlays / f"{path.stem}.png", blend(image, colours, mask > 0), compress_level=1)
 
     _overlapped(chunks, lambda chunk: [read_image(path, channels) for path in chunk],
                 lambda images: segment(model, images, how), write)
