@@ -70,6 +70,25 @@ def score(prepared: Path, predictions: Path) -> dict[str, float]:
     return {name: a / b if b else float("nan") for name, (a, b) in totals.items()}
 
 
+def error_picture(prepared: Path, predictions: Path, out: Path) -> None:
+    """The first test image's annotated region, as is and with segkit's answer painted on it:
+    green where it agrees with a labelled nucleus, red where it finds a nucleus nobody labelled,
+    blue where it misses a labelled one (what docs/ucsb-partial-labels.png shows)."""
+    mask_path = sorted((prepared / "test" / "masks").glob("*.png"))[0]
+    mask = np.asarray(Image.open(mask_path).convert("RGB"))
+    image = np.asarray(Image.open(prepared / "test" / "images" / mask_path.name).convert("RGB")).astype(float)
+    found = np.any(np.asarray(Image.open(predictions / mask_path.name).convert("RGB")) != 0, axis=2)
+    region = ~np.all(mask == IGNORE, axis=2)
+    truth = np.any(mask != 0, axis=2) & region
+    painted = image.copy()
+    for where, colour in ((truth & found, (0, 255, 0)), (~truth & found & region, (255, 0, 0)), (truth & ~found, (0, 0, 255))):
+        painted[where] = painted[where] * 0.4 + np.array(colour) * 0.6
+    rows, cols = np.nonzero(region)
+    box = np.s_[rows.min(): rows.max() + 1, cols.min(): cols.max() + 1]
+    gap = np.full((rows.max() + 1 - rows.min(), 6, 3), 255.0)
+    Image.fromarray(np.concatenate([image[box], gap, painted[box]], axis=1).astype(np.uint8)).save(out, optimize=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "ucsb-bcc-sample")
@@ -97,6 +116,8 @@ def main() -> None:
     print(f"\ntraining wall time: {minutes:.1f} min (segkit train, {project}; region {args.region} + {args.margin} px)")
     print(f"segkit eval (ignore-aware, test cores): mean_foreground_dice {evaluation['mean_foreground_dice']:.4f}, "
           f"dice_malignant {evaluation['dice_malignant']:.4f}, dice_coef_multiclass {evaluation['dice_coef_multiclass']:.4f}")
+    error_picture(args.work / "prepared-bbox", run / "infer", args.work / "errors.png")
+    print(f"picture of the first test image's errors: {args.work / 'errors.png'}")
     for region in regions:
         scores = score(args.work / f"prepared-{region}", run / "infer")
         print(f"in-region ({region} + {args.margin} px) nucleus Dice on the test cores: segkit {scores['segkit']:.4f}  "

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from conftest import shared_data
+from segkit import toml_io
 from segkit.errors import DataError
 from segkit.plugins import get_registry
 from segkit.project import load_project
@@ -264,8 +265,13 @@ def test_the_written_project_loads(source: Path, tmp_path: Path) -> None:
     assert project.dataset.name == "categorized-masks"
     assert project.dataset.options["valid"] == {"images": out / "valid" / "images", "masks": out / "valid" / "masks"}
     assert (project.model.name, project.model.image_width, project.model.image_height) == ("flexunet", 256, 256)
-    assert project.model.options["num_layers"] == 5 and project.model.options["base_filters"] == 16
-    assert (project.train.epochs, project.train.batch_size) == (30, 4)
+    # the settings measured by benchmarks/bench_ucsb.py with projects/ucsb-bcc.toml, paths aside
+    shipped = toml_io.loads((Path(__file__).resolve().parents[1] / "projects" / "ucsb-bcc.toml").read_text())
+    written = toml_io.loads(text)
+    for section in ("model", "augment", "train", "optimizer", "loss", "metrics", "classes", "mask"):
+        assert written[section] == shipped[section], section
+    assert project.model.options["base_filters"] == 12 and project.augment.crop
+    assert (project.train.epochs, project.train.cache) == (50, "memory")
     assert project.callbacks[0].name == "epoch-change-inferencer"
     assert project.callbacks[0].options["images"] == project.infer.images == out / "test" / "images"
 

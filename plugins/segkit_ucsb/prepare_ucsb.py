@@ -240,17 +240,22 @@ def project_document(counts: Mapping[str, int], settings: Settings) -> dict[str,
     """The segkit project for the prepared folder; paths are relative to it, so it can be moved."""
     document: dict[str, Any] = {
         "project": {"name": "ucsb-bcc", "seed": settings.seed},
-        # full resolution: the model sees 256x256 windows, infer/eval slide over whole images
+        # full resolution, the settings of projects/ucsb-bcc.toml (benchmarks/bench_ucsb.py): the
+        # model learns from 256x256 windows drawn around labels, infer/eval slide over whole images
         "model": {"name": "flexunet", "image_width": 256, "image_height": 256, "image_channels": 3,
-                  "base_filters": 16, "num_layers": 5},
+                  "base_filters": 12, "base_kernels": 5, "num_layers": 5, "dropout_rate": 0.02,
+                  "normalization": True},
         "classes": [{"name": n, "color": list(CLASS_COLORS[i])} for i, n in enumerate(CLASS_NAMES)],
         "mask": {"ignore_color": list(settings.ignore_color)} if settings.ignoring else None,
-        "optimizer": {"name": "adam", "learning_rate": 1e-3},
+        "optimizer": {"name": "adam", "learning_rate": 0.002},
         "loss": {"name": "categorical_crossentropy"},
         "metrics": {"names": ["dice_coef_multiclass"]},
         "dataset": {"name": "categorized-masks",
                     **{s: {"images": f"{s}/images", "masks": f"{s}/masks"} for s in SPLITS if counts[s]}},
-        "train": {"epochs": 30, "batch_size": 4},
+        "augment": {"enabled": True, "crop": True, "crops_per_image": 8, "flips": True, "rotate90": True,
+                    "stain_jitter": 0.05},
+        "train": {"epochs": 50, "batch_size": 4, "patience": 15, "cache": "memory",
+                  "reducer": {"factor": 0.5, "patience": 6}},
         # The test images show training progress and are what `segkit infer` segments.
         "callbacks": [{"name": "epoch-change-inferencer", "images": "test/images",
                        "count": min(6, counts["test"])}] if counts["test"] else None,
