@@ -86,6 +86,11 @@ class PipelineSettings:
     cache_dir: Path | None = None
     augment: Augment | None = None
 
+    @property
+    def tiled(self) -> bool:
+        """Whether each pair becomes a grid of model-size tiles (crop mode without augmentation)."""
+        return self.crop and self.augment is None
+
 
 def load_resized(source: DatasetSource, pair: Pair, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """One pair decoded by the plugin and brought to the model size (bilinear image, nearest mask)."""
@@ -107,7 +112,7 @@ def _decoder(source: DatasetSource, pairs: Sequence[Pair], settings: PipelineSet
              ) -> Callable[[Any], tuple[Any, Any]]:
     """A tf function from a pair index to its decoded uint8 ``(image, mask)`` (tiles in tiled mode)."""
     h, w, c = settings.height, settings.width, settings.channels
-    tiled = settings.crop and settings.augment is None
+    tiled = settings.tiled
     layout = "tiles" if tiled else "padded" if settings.crop else "resized"
     store = DecodedStore(settings.cache, settings.cache_dir, f"{name}-{h}x{w}-{layout}")
 
@@ -203,7 +208,7 @@ def make_dataset(source: DatasetSource, pairs: Sequence[Pair], settings: Pipelin
 
     decode = _decoder(source, pairs, settings, name, tf)
     dataset = tf.data.Dataset.range(len(pairs)).map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if settings.crop:  # tiled: each pair gave a stack of tiles
+    if settings.tiled:  # each pair gave a stack of tiles
         dataset = dataset.unbatch()
     dataset = dataset.batch(settings.batch_size).map(_to_model(settings, tf), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
