@@ -167,14 +167,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--data", type=Path, default=common.DEFAULT_DATA)
     common.add_onednn_option(parser)
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--side", default="segkit", help=argparse.SUPPRESS)
+    common.add_worker_options(parser)
     parser.add_argument("--folder", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker:
-        if args.side == "segkit":
-            common.apply_patch()
-        run_worker(args)
+    if common.ran_as_worker(args, run_worker):
         return
     common.apply_onednn(args.onednn)
     common.ensure_pairs(args.data, args.images + WARMUP_IMAGES)

@@ -150,17 +150,13 @@ def main() -> None:
     parser.add_argument("--reference-decode", default="segkit", choices=("segkit", "reference"),
                         help="decode the reference's arrays with segkit's readers (default) or its own argmin")
     common.add_onednn_option(parser)
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--side", default="segkit", help=argparse.SUPPRESS)
+    common.add_worker_options(parser)
     parser.add_argument("--cache", default="none", help=argparse.SUPPRESS)
     parser.add_argument("--model-side", type=int, default=common.MODEL_SIDE, help=argparse.SUPPRESS)
     parser.add_argument("--max-seconds", type=float, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--determinism", default="segkit", choices=("segkit", "off"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker:
-        if args.side == "segkit":
-            common.apply_patch()
-        run_worker(args)
+    if common.ran_as_worker(args, run_worker):
         return
     common.apply_onednn(args.onednn)
     common.ensure_pairs(args.data, max(args.pairs, args.epoch_pairs))

@@ -24,6 +24,7 @@ and compiled functions never leak from one run into the next.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -280,6 +281,22 @@ def apply_onednn(choice: str) -> None:
     """Set ``TF_ENABLE_ONEDNN_OPTS`` for the workers started after this (they inherit it)."""
     if choice != "default":
         os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if choice == "on" else "0"
+
+
+def add_worker_options(parser: Any) -> None:
+    """The hidden options by which a benchmark runs one measured side in a fresh process."""
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--side", default="segkit", help=argparse.SUPPRESS)
+
+
+def ran_as_worker(args: Any, run_worker: Any) -> bool:
+    """Run ``run_worker(args)`` (segkit's side under ``$SEGKIT_BENCH_PATCH``) when started as a worker."""
+    if not args.worker:
+        return False
+    if args.side == "segkit":
+        apply_patch()
+    run_worker(args)
+    return True
 
 
 def apply_patch() -> str:
