@@ -121,3 +121,74 @@ def test_ignored_pixels_change_neither_loss_nor_metrics() -> None:
     cropped_reference = DiceCoefMulticlass()
     cropped_reference.update_state(one_hot(labels[:, :, :4]), probs[:, :, :4])
     assert float(reference.result()) == pytest.approx(float(cropped_reference.result()), abs=1e-6)
+
+
+def test_per_class_figures_share_one_confusion_matrix() -> None:
+    """Only the first figure counts; the others read its matrix and agree with metrics that count alone."""
+    from segkit_training.dice_metrics import ConfusionIoU
+
+    metrics = per_class_scores(MetricRequest(TABLE))
+    counter, readers = metrics[0], metrics[1:]
+    for metric in metrics:
+        metric.update_state(one_hot(TRUTH), one_hot(PRED))
+    np.testing.assert_array_equal(np.asarray(counter.total_cm), [[1, 1, 0], [0, 2, 0], [1, 0, 1]])
+    for reader in readers:
+        assert not np.asarray(reader._own_cm).any(), reader.name  # never counted by itself
+        alone_type = ConfusionIoU if reader.name.startswith("iou_") else ConfusionDice
+        alone = alone_type(3, reader.target_class_ids)
+        alone.update_state(one_hot(TRUTH), one_hot(PRED))
+        assert float(reader.result()) == pytest.approx(float(alone.result()), abs=1e-6), reader.name
+    ids = [id(v) for m in metrics for v in m.variables]
+    assert len(ids) == len(set(ids))  # Keras does not track the shared matrix twice
+    for metric in metrics:
+        metric.reset_state()
+    assert float(metrics[1].result()) == 0.0
+
+
+def test_a_reloaded_reader_counts_for_itself() -> None:
+    metrics = per_class_scores(MetricRequest(TABLE))
+    for metric in metrics:
+        metric.update_state(one_hot(TRUTH), one_hot(PRED))
+    iou_benign = next(m for m in metrics if m.name == "iou_benign")
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(iou_benign))
+    assert "counted_by" not in clone.get_config() and clone.get_config() == iou_benign.get_config()
+    clone.update_state(one_hot(TRUTH), one_hot(PRED))
+    assert float(clone.result()) == pytest.approx(float(iou_benign.result())) == pytest.approx(2 / 3, abs=1e-6)
+
+
+def test_compiled_model_reports_shared_figures_like_keras_iou() -> None:
+    inputs = keras.Input((2, 3, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(3, 1, activation="softmax")(inputs))
+    model.compile("adam", "categorical_crossentropy", metrics=per_class_scores(MetricRequest(TABLE)))
+    x = np.random.default_rng(1).random((4, 2, 3, 3)).astype(np.float32)
+    y = one_hot(np.random.default_rng(2).integers(0, 3, (4, 2, 3)))
+    logs = model.evaluate(x, y, batch_size=2, verbose=0, return_dict=True)
+    predicted = model.predict(x, verbose=0)
+    for index, name in enumerate(TABLE.names):
+        iou = keras.metrics.IoU(3, [index], sparse_y_true=False, sparse_y_pred=False)
+        iou.update_state(y, predicted)
+        assert logs[f"iou_{name}"] == pytest.approx(float(iou.result()), abs=1e-6)
+
+
+def test_compiled_metrics_skip_ignored_pixels_in_fit_and_evaluate(tiny_project) -> None:  # type: ignore[no-untyped-def]
+    """The model as segkit train compiles it: every figure Keras logs (train_metrics.csv, val_*)
+    gets the ignore weights, not only the loss."""
+    from segkit.engine import components
+    from segkit.plugins import get_registry
+    from segkit.project import load_project
+
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(3, 1, activation="softmax")(inputs))
+    components.compile_model(model, load_project(tiny_project), get_registry())
+    rng = np.random.default_rng(5)
+    x = rng.random((2, 4, 6, 3)).astype(np.float32)
+    labels = rng.integers(0, 3, (2, 4, 6))
+    truth = one_hot(labels)
+    truth[:, :, 4:] = 0  # the two right columns are ignored: all-zero rows, weight 0
+    weights = np.ones((2, 4, 6), np.int32)
+    weights[:, :, 4:] = 0
+    full = model.evaluate(x, truth, sample_weight=weights, verbose=0, return_dict=True)
+    cropped = model.evaluate(x[:, :, :4], one_hot(labels[:, :, :4]), verbose=0, return_dict=True)
+    assert {"dice_benign", "iou_malignant", "mean_foreground_dice"} <= set(full)
+    for name, value in cropped.items():
+        assert full[name] == pytest.approx(value, abs=1e-5), name

@@ -22,20 +22,20 @@ def reference_dice(request: MetricRequest) -> list[keras.metrics.Metric]:
 
 
 def per_class_scores(request: MetricRequest) -> list[keras.metrics.Metric]:
-    """Dice and IoU of every class, then the mean Dice over the foreground classes (index >= 1)."""
-    import keras
+    """Dice and IoU of every class, then the mean Dice over the foreground classes (index >= 1).
 
-    from segkit_training.dice_metrics import ConfusionDice
+    The first (background Dice) accumulates the confusion matrix; the others read it.
+    """
+    from segkit_training.dice_metrics import ConfusionDice, ConfusionIoU
 
     table = request.classes
-    metrics: list[keras.metrics.Metric] = []
-    for index, name in enumerate(table.names):
-        metrics.append(ConfusionDice(table.num_classes, [index], name=f"dice_{safe_name(name)}"))
-    for index, name in enumerate(table.names):
-        metrics.append(
-            keras.metrics.IoU(table.num_classes, [index], name=f"iou_{safe_name(name)}",
-                              sparse_y_true=False, sparse_y_pred=False)
-        )
+    names = [safe_name(name) for name in table.names]
+    counter = ConfusionDice(table.num_classes, [0], name=f"dice_{names[0]}")
+    metrics: list[keras.metrics.Metric] = [counter]
+    metrics += [ConfusionDice(table.num_classes, [index], name=f"dice_{name}", counted_by=counter)
+                for index, name in enumerate(names) if index > 0]
+    metrics += [ConfusionIoU(table.num_classes, [index], name=f"iou_{name}", counted_by=counter)
+                for index, name in enumerate(names)]
     foreground = list(range(1, table.num_classes))
-    metrics.append(ConfusionDice(table.num_classes, foreground, name="mean_foreground_dice"))
+    metrics.append(ConfusionDice(table.num_classes, foreground, name="mean_foreground_dice", counted_by=counter))
     return metrics

@@ -67,7 +67,8 @@ def compile_model(model: Any, project: Project, registry: Registry, jit_compile:
     model.compile(
         optimizer=build_optimizer(project),
         loss=build_loss(project, registry),
-        metrics=build_metrics(project, registry),
+        # weighted: Keras gives sample weights (0 on ignored pixels) only to `weighted_metrics`
+        weighted_metrics=build_metrics(project, registry),
         jit_compile=jit_compile,
     )
 
