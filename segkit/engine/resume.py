@@ -132,6 +132,6 @@ def completed_epochs(output_dir: Path) -> int:
 
 
 def restore_weights(model: Any, output_dir: Path) -> None:
-    """Weights and optimizer state of the last completed epoch into a freshly compiled model."""
-    model.optimizer.build(model.trainable_variables)
+    """Weights and optimizer state of the last completed epoch into a model freshly compiled by
+    ``components.compile_model`` (which builds the optimizer, so its slots have somewhere to go)."""
     model.load_weights(output_dir / LAST_MODEL)
