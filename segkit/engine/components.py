@@ -69,8 +69,7 @@ def compile_model(model: Any, project: Project, registry: Registry, jit_compile:
     Under TensorFlow's default strategy Keras leaves the optimizer to be built inside the first
     traced step; its new variables then make ``tf.function`` trace the whole step a second time
     (2.2 s of a 4.9 s first step for the benchmark FlexUNet, `bench_train.py`). Built here,
-    eagerly, it is
-    traced once.
+    eagerly, the step is traced once.
     """
     model.compile(
         optimizer=build_optimizer(project),
