@@ -7,14 +7,16 @@ from collections.abc import Iterable
 import segkit
 from segkit.specs import CallbackSpec, LossSpec, MetricSpec
 from segkit_training.callback_builders import EPOCH_CHANGE_OPTIONS, epoch_change_inferencer
-from segkit_training.loss_builders import categorical_crossentropy
+from segkit_training.loss_builders import DICE_CROSSENTROPY_OPTIONS, categorical_crossentropy, dice_crossentropy
 from segkit_training.metric_sets import per_class_scores, reference_dice
 
 
 @segkit.hookimpl
 def segkit_losses() -> Iterable[LossSpec]:
     return [LossSpec("categorical_crossentropy", "Keras categorical cross-entropy on one-hot masks",
-                     categorical_crossentropy)]
+                     categorical_crossentropy),
+            LossSpec("dice_crossentropy", "cross-entropy + soft Dice of the foreground classes (nnU-Net's default)",
+                     dice_crossentropy, options=DICE_CROSSENTROPY_OPTIONS)]
 
 
 @segkit.hookimpl

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from segkit.options import Option
 from segkit.specs import LossRequest
 
 if TYPE_CHECKING:
     import keras
+
+DICE_CROSSENTROPY_OPTIONS = (
+    Option("dice_weight", "float", 1.0, "weight of the Dice term next to the cross-entropy", minimum=0.0),
+)
+
 
 def categorical_crossentropy(request: LossRequest) -> keras.losses.Loss:
     import keras
@@ -15,3 +21,9 @@ def categorical_crossentropy(request: LossRequest) -> keras.losses.Loss:
     # divide by the weight sum, not the pixel count, so ignored pixels change nothing
     return keras.losses.CategoricalCrossentropy(name="categorical_crossentropy", reduction="mean_with_sample_weight")
 
+
+
+def dice_crossentropy(request: LossRequest) -> keras.losses.Loss:
+    from segkit_training.dice_crossentropy_loss import DiceCrossentropy
+
+    return DiceCrossentropy(dice_weight=float(request.options.get("dice_weight", 1.0)))
