@@ -133,6 +133,22 @@ def ensure_pairs(root: Path, count: int, side: int = SIDE) -> Path:
     return root
 
 
+def linked_pairs(root: Path, count: int) -> Path:
+    """``<root>-x<count>/train``: ``root``'s generated pairs repeated to ``count`` by hard links, for
+    figures that depend on how many pairs a process decodes and holds, not on their pixels (peak
+    memory). Returns the new root; re-used when it already holds ``count`` pairs."""
+    source = Path(root) / "train"
+    originals = sorted((source / "images").glob("*.png"))
+    linked = Path(f"{root}-x{count}")
+    for part in ("images", "masks"):
+        (linked / "train" / part).mkdir(parents=True, exist_ok=True)
+        for index in range(count):
+            target = linked / "train" / part / f"tile_{index:05d}.png"
+            if not target.exists():
+                os.link(source / part / originals[index % len(originals)].name, target)
+    return linked
+
+
 def write_project(folder: Path, data: Path, *, batch_size: int = 4, cache: str = "none", jit: str = "auto",
                   precision: str = "float32", epochs: int = 1, side: int = MODEL_SIDE,
                   infer: Path | None = None) -> Path:
