@@ -270,6 +270,7 @@ def test_the_written_project_loads(source: Path, tmp_path: Path) -> None:
     written = toml_io.loads(text)
     for section in ("model", "augment", "train", "optimizer", "loss", "metrics", "classes", "mask"):
         assert written[section] == shipped[section], section
+    assert written["infer"]["tta"] is shipped["infer"]["tta"] is True
     assert project.model.options["base_filters"] == 12 and project.augment.crop
     assert (project.train.epochs, project.train.cache) == (50, "memory")
     assert project.callbacks[0].name == "epoch-change-inferencer"

@@ -248,7 +248,7 @@ def project_document(counts: Mapping[str, int], settings: Settings) -> dict[str,
         "classes": [{"name": n, "color": list(CLASS_COLORS[i])} for i, n in enumerate(CLASS_NAMES)],
         "mask": {"ignore_color": list(settings.ignore_color)} if settings.ignoring else None,
         "optimizer": {"name": "adam", "learning_rate": 0.002},
-        "loss": {"name": "categorical_crossentropy"},
+        "loss": {"name": "dice_crossentropy"},
         "metrics": {"names": ["dice_coef_multiclass"]},
         "dataset": {"name": "categorized-masks",
                     **{s: {"images": f"{s}/images", "masks": f"{s}/masks"} for s in SPLITS if counts[s]}},
@@ -259,7 +259,7 @@ def project_document(counts: Mapping[str, int], settings: Settings) -> dict[str,
         # The test images show training progress and are what `segkit infer` segments.
         "callbacks": [{"name": "epoch-change-inferencer", "images": "test/images",
                        "count": min(6, counts["test"])}] if counts["test"] else None,
-        "infer": {"images": "test/images"} if counts["test"] else None,
+        "infer": {"images": "test/images", "tta": True} if counts["test"] else None,
     }
     return {k: v for k, v in document.items() if v is not None}
 
