@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import subprocess
 import sys
 import time
@@ -113,12 +114,14 @@ def main() -> None:
     parser.add_argument("--region", default="bbox", choices=("bbox", "hull", "nuclei"),
                         help="the preparer's ignore_region for training (scores are given in the bbox region too)")
     parser.add_argument("--margin", type=int, default=16, help="the preparer's ignore_margin")
+    parser.add_argument("--split-seed", type=int, default=0,
+                        help="the preparer's seed: another seed puts other tissue cores in the test split")
     args = parser.parse_args()
     regions = dict.fromkeys([args.region, "bbox"])  # training region first; bbox for comparison
     for region in regions:
         segkit("prepare", "ucsb-bcc", str(args.data), "--out", str(args.work / f"prepared-{region}"),
                "--option", f"ignore_margin={args.margin}", "--option", f"ignore_region={region}",
-               "--option", "overwrite=true")
+               "--option", f"seed={args.split_seed}", "--option", "overwrite=true")
     prepared, run = args.work / f"prepared-{args.region}", args.work / "run"
     project = str(ROOT / "projects" / "ucsb-bcc.toml")
     overrides = dataset_overrides(prepared, run) + [p for s in args.set for p in ("--set", s)]
@@ -129,7 +132,9 @@ def main() -> None:
     segkit("infer", project, *overrides)
     with (run / "evaluation.csv").open() as handle:
         evaluation = {row["metric"]: float(row["value"]) for row in csv.DictReader(handle)}
-    print(f"\ntraining wall time: {minutes:.1f} min (segkit train, {project}; region {args.region} + {args.margin} px)")
+    groups = json.loads((prepared / "split.json").read_text(encoding="utf-8"))["groups"]
+    print(f"\ntest cores (split seed {args.split_seed}): {', '.join(g for g, s in sorted(groups.items()) if s == 'test')}")
+    print(f"training wall time: {minutes:.1f} min (segkit train, {project}; region {args.region} + {args.margin} px)")
     print(f"segkit eval (ignore-aware, test cores): mean_foreground_dice {evaluation['mean_foreground_dice']:.4f}, "
           f"dice_malignant {evaluation['dice_malignant']:.4f}, dice_coef_multiclass {evaluation['dice_coef_multiclass']:.4f}")
     error_picture(args.work / "prepared-bbox", run / "infer", args.work / "errors.png")
