@@ -253,7 +253,7 @@ def project_document(counts: Mapping[str, int], settings: Settings) -> dict[str,
         "dataset": {"name": "categorized-masks",
                     **{s: {"images": f"{s}/images", "masks": f"{s}/masks"} for s in SPLITS if counts[s]}},
         "augment": {"enabled": True, "crop": True, "crops_per_image": 8, "flips": True, "rotate90": True,
-                    "stain_jitter": 0.05},
+                    "stain_jitter": 0.15},
         "train": {"epochs": 50, "batch_size": 4, "patience": 15, "cache": "memory",
                   "reducer": {"factor": 0.5, "patience": 6}},
         # The test images show training progress and are what `segkit infer` segments.
