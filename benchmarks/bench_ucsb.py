@@ -7,7 +7,12 @@
 2. ``segkit train projects/ucsb-bcc.toml`` on it (timed), ``segkit eval`` and ``segkit infer``;
 3. on the test cores, inside the annotated region only: foreground Dice of segkit's masks and of
    Otsu's threshold on the hematoxylin channel (scikit-image ``rgb2hed``), the usual classical
-   nucleus segmentation. Needs ``pip install ".[bench]"``.
+   nucleus segmentation. Needs ``pip install ".[bench]"``;
+4. where each method loses Dice (outlined nuclei missed whole, missed at their borders, found
+   beyond an outline, found where nothing is outlined), and what the experts' own mask scores
+   against itself shrunk or grown by one pixel: the scale of an outline drawn one pixel off.
+
+``--score-only`` prints step 3 and 4 again for the ``--work`` folder of an earlier run.
 """
 
 from __future__ import annotations
@@ -65,10 +70,29 @@ def touching(guess: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.isin(blobs, kept[kept > 0])
 
 
-def score(prepared: Path, predictions: Path) -> dict[str, float]:
+def dice_losses(truth: np.ndarray, guess: np.ndarray) -> np.ndarray:
+    """Pixels that cost Dice, split so that 1 - Dice = their sum / (|truth| + |guess|): missed
+    pixels of outlined nuclei the guess finds (< 20% covered: ``missed``) or not (``border``),
+    guessed pixels in blobs touching an outlined nucleus (``beyond``) or none (``unlabelled``)."""
+    from scipy import ndimage
+
+    nuclei, count = ndimage.label(truth)
+    covered = np.asarray(ndimage.mean(guess, nuclei, np.arange(1, count + 1))) if count else np.zeros(0)
+    missed = np.isin(nuclei, np.flatnonzero(covered < 0.2) + 1)
+    attached = touching(guess, truth)
+    return np.array([(truth & ~guess & missed).sum(), (truth & ~guess & ~missed).sum(),
+                     (guess & ~truth & attached).sum(), (guess & ~truth & ~attached).sum(), truth.sum() + guess.sum()])
+
+
+def score(prepared: Path, predictions: Path) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Global in-region Dice of segkit and the baselines on the test split; ``*_outlined``: the
-    same, counting only predicted blobs that touch an outlined nucleus."""
+    same, counting only predicted blobs that touch an outlined nucleus; ``outline_in`` and
+    ``outline_out``: the experts' own mask shrunk or grown by one pixel, against itself (what a
+    one-pixel disagreement on every outline costs). Also segkit's and Otsu's :func:`dice_losses`."""
+    from scipy import ndimage
+
     totals: dict[str, list[int]] = {}
+    losses = {"segkit": np.zeros(5, np.int64), "otsu": np.zeros(5, np.int64)}
     for mask_path in sorted((prepared / "test" / "masks").glob("*.png")):
         mask = np.asarray(Image.open(mask_path).convert("RGB"))
         image = np.asarray(Image.open(prepared / "test" / "images" / mask_path.name).convert("RGB"))
@@ -78,13 +102,16 @@ def score(prepared: Path, predictions: Path) -> dict[str, float]:
         ours = np.any(predicted != 0, axis=2) & region
         guesses = {"segkit": ours, "otsu": otsu_nuclei(image, np.ones_like(region)) & region,
                    "otsu_in_region": otsu_nuclei(image, region) & region}
+        for name in losses:
+            losses[name] += dice_losses(truth, guesses[name])
         guesses |= {f"{name}_outlined": touching(guess, truth) for name, guess in list(guesses.items())}
+        guesses |= {"outline_in": ndimage.binary_erosion(truth), "outline_out": ndimage.binary_dilation(truth) & region}
         parts = {name: dice(truth, guess) for name, guess in guesses.items()}
         same_class = np.all(predicted == mask, axis=2) & truth
         parts["segkit_class_aware"] = (2 * int(same_class.sum()), int(truth.sum() + ours.sum()))
         for name, (overlap, total) in parts.items():
             totals[name] = [totals.get(name, [0, 0])[0] + overlap, totals.get(name, [0, 0])[1] + total]
-    return {name: a / b if b else float("nan") for name, (a, b) in totals.items()}
+    return {name: a / b if b else float("nan") for name, (a, b) in totals.items()}, losses
 
 
 def error_picture(prepared: Path, predictions: Path, out: Path) -> None:
@@ -106,7 +133,7 @@ def error_picture(prepared: Path, predictions: Path, out: Path) -> None:
     Image.fromarray(np.concatenate([image[box], gap, painted[box]], axis=1).astype(np.uint8)).save(out, optimize=True)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "ucsb-bcc-sample")
     parser.add_argument("--work", type=Path, default=Path("/tmp/segkit-ucsb-bench"))
@@ -116,39 +143,66 @@ def main() -> None:
     parser.add_argument("--margin", type=int, default=16, help="the preparer's ignore_margin")
     parser.add_argument("--split-seed", type=int, default=0,
                         help="the preparer's seed: another seed puts other tissue cores in the test split")
-    args = parser.parse_args()
-    regions = dict.fromkeys([args.region, "bbox"])  # training region first; bbox for comparison
+    parser.add_argument("--score-only", action="store_true",
+                        help="score the --work folder of an earlier run again, without preparing or training")
+    return parser.parse_args()
+
+
+def prepare_and_train(args: argparse.Namespace, regions: list[str]) -> None:
+    """Prepare every region's split, train on the first, eval and infer; prints the training time."""
     for region in regions:
         segkit("prepare", "ucsb-bcc", str(args.data), "--out", str(args.work / f"prepared-{region}"),
                "--option", f"ignore_margin={args.margin}", "--option", f"ignore_region={region}",
                "--option", f"seed={args.split_seed}", "--option", "overwrite=true")
-    prepared, run = args.work / f"prepared-{args.region}", args.work / "run"
     project = str(ROOT / "projects" / "ucsb-bcc.toml")
-    overrides = dataset_overrides(prepared, run) + [p for s in args.set for p in ("--set", s)]
+    overrides = dataset_overrides(args.work / f"prepared-{args.region}", args.work / "run")
+    overrides += [part for value in args.set for part in ("--set", value)]
     started = time.perf_counter()
     segkit("train", project, "--quiet", "--overwrite", *overrides)
     minutes = (time.perf_counter() - started) / 60
     segkit("eval", project, *overrides)
     segkit("infer", project, *overrides)
+    print(f"\ntraining wall time: {minutes:.1f} min (segkit train, {project}; region {args.region} + {args.margin} px)")
+
+
+def report(args: argparse.Namespace, regions: list[str]) -> None:
+    run = args.work / "run"
     with (run / "evaluation.csv").open() as handle:
         evaluation = {row["metric"]: float(row["value"]) for row in csv.DictReader(handle)}
-    groups = json.loads((prepared / "split.json").read_text(encoding="utf-8"))["groups"]
-    print(f"\ntest cores (split seed {args.split_seed}): {', '.join(g for g, s in sorted(groups.items()) if s == 'test')}")
-    print(f"training wall time: {minutes:.1f} min (segkit train, {project}; region {args.region} + {args.margin} px)")
+    split = json.loads((args.work / f"prepared-{args.region}" / "split.json").read_text(encoding="utf-8"))
+    tested = ", ".join(group for group, name in sorted(split["groups"].items()) if name == "test")
+    print(f"test cores (split seed {args.split_seed}): {tested}")
     print(f"segkit eval (ignore-aware, test cores): mean_foreground_dice {evaluation['mean_foreground_dice']:.4f}, "
           f"dice_malignant {evaluation['dice_malignant']:.4f}, dice_coef_multiclass {evaluation['dice_coef_multiclass']:.4f}")
     error_picture(args.work / "prepared-bbox", run / "infer", args.work / "errors.png")
     print(f"picture of the first test image's errors: {args.work / 'errors.png'}")
     for region in regions:
-        scores = score(args.work / f"prepared-{region}", run / "infer")
-        print(f"in-region ({region} + {args.margin} px) nucleus Dice on the test cores: segkit {scores['segkit']:.4f}  "
-              f"(class-aware {scores['segkit_class_aware']:.4f})  Otsu/hematoxylin {scores['otsu']:.4f}  "
-              f"difference {scores['segkit'] - scores['otsu']:+.4f};  Otsu with its threshold fitted inside "
-              f"the annotated region {scores['otsu_in_region']:.4f} (difference "
-              f"{scores['segkit'] - scores['otsu_in_region']:+.4f})")
-        print(f"  the same, counting only predicted blobs that touch an outlined nucleus: segkit "
-              f"{scores['segkit_outlined']:.4f}  Otsu {scores['otsu_outlined']:.4f}  Otsu fitted in region "
-              f"{scores['otsu_in_region_outlined']:.4f}")
+        report_region(region, args.margin, *score(args.work / f"prepared-{region}", run / "infer"))
+
+
+def report_region(region: str, margin: int, scores: dict[str, float], losses: dict[str, np.ndarray]) -> None:
+    print(f"in-region ({region} + {margin} px) nucleus Dice on the test cores: segkit {scores['segkit']:.4f}  "
+          f"(class-aware {scores['segkit_class_aware']:.4f})  Otsu/hematoxylin {scores['otsu']:.4f}  "
+          f"difference {scores['segkit'] - scores['otsu']:+.4f};  Otsu with its threshold fitted inside "
+          f"the annotated region {scores['otsu_in_region']:.4f} (difference "
+          f"{scores['segkit'] - scores['otsu_in_region']:+.4f})")
+    print(f"  the same, counting only predicted blobs that touch an outlined nucleus: segkit "
+          f"{scores['segkit_outlined']:.4f}  Otsu {scores['otsu_outlined']:.4f}  Otsu fitted in region "
+          f"{scores['otsu_in_region_outlined']:.4f}")
+    for name, (missed, border, beyond, unlabelled, total) in losses.items():
+        print(f"  1 - Dice of {name} = {(missed + border + beyond + unlabelled) / total:.4f}: outlined nuclei "
+              f"missed {missed / total:.4f}, missed at the borders of found ones {border / total:.4f}; found "
+              f"beyond an outline {beyond / total:.4f}, in blobs touching none {unlabelled / total:.4f}")
+    print(f"  the experts' mask against itself shrunk by one pixel {scores['outline_in']:.4f}, "
+          f"grown by one pixel {scores['outline_out']:.4f}")
+
+
+def main() -> None:
+    args = parse_args()
+    regions = list(dict.fromkeys([args.region, "bbox"]))  # training region first; bbox for comparison
+    if not args.score_only:
+        prepare_and_train(args, regions)
+    report(args, regions)
 
 
 if __name__ == "__main__":
