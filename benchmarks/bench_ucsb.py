@@ -171,7 +171,7 @@ def report(args: argparse.Namespace, regions: list[str]) -> None:
         evaluation = {row["metric"]: float(row["value"]) for row in csv.DictReader(handle)}
     split = json.loads((args.work / f"prepared-{args.region}" / "split.json").read_text(encoding="utf-8"))
     tested = ", ".join(group for group, name in sorted(split["groups"].items()) if name == "test")
-    print(f"test cores (split seed {args.split_seed}): {tested}")
+    print(f"test cores (split seed {split['seed']}): {tested}")
     print(f"segkit eval (ignore-aware, test cores): mean_foreground_dice {evaluation['mean_foreground_dice']:.4f}, "
           f"dice_malignant {evaluation['dice_malignant']:.4f}, dice_coef_multiclass {evaluation['dice_coef_multiclass']:.4f}")
     error_picture(args.work / "prepared-bbox", run / "infer", args.work / "errors.png")
