@@ -39,6 +39,8 @@ OPTIMIZER_KEYS = (
     Option("learning_rate", "float", 1e-3, "initial learning rate", minimum=0),
     Option("clipvalue", "float", None, "clip each gradient element to ±clipvalue", minimum=0),
     Option("weight_decay", "float", 0.004, "decoupled weight decay (adamw only)", minimum=0),
+    Option("ema_momentum", "float", None, "validate, checkpoint and keep a moving average of the weights "
+           "(e.g. 0.99 per step) instead of the last weights", minimum=0, maximum=0.9999),
 )
 METRICS_KEYS = (Option("names", "str_list", ["dice_coef_multiclass"], "metric plugins to compute"),)
 REDUCER_KEYS = (
@@ -104,6 +106,7 @@ class OptimizerSection:
     learning_rate: float
     clipvalue: float | None
     weight_decay: float
+    ema_momentum: float | None
 
 
 @dataclass(frozen=True)

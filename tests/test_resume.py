@@ -31,9 +31,24 @@ def _csvs(project: Path) -> tuple[str, str]:
     return (folder / "train_losses.csv").read_text(), (folder / "train_metrics.csv").read_text()
 
 
+def _averaging(project: Path) -> Path:
+    """The same project with ``[optimizer] ema_momentum``: checkpoints then hold the averages."""
+    text = project.read_text(encoding="utf-8")
+    project.write_text(text.replace("[optimizer]\n", "[optimizer]\nema_momentum = 0.8\n"), encoding="utf-8")
+    return project
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     project = write_tiny_project(tmp_path_factory.mktemp("whole"), epochs=EPOCHS)
+    result = _train(project)
+    assert result.returncode == 0, result.stderr
+    return _csvs(project)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_averaging(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    project = _averaging(write_tiny_project(tmp_path_factory.mktemp("whole-ema"), epochs=EPOCHS))
     result = _train(project)
     assert result.returncode == 0, result.stderr
     return _csvs(project)
@@ -75,6 +90,20 @@ def test_interrupted_run_resumes_to_the_same_rows(tmp_path: Path, uninterrupted:
     finished = _train(project, "--resume")
     assert finished.returncode == 2 and "nothing to resume" in finished.stdout + finished.stderr
     assert not list((project.parent / "run").rglob("*.tmp*"))
+
+
+def test_an_averaging_run_resumes_to_the_same_rows(tmp_path: Path, uninterrupted: tuple[str, str],
+                                                   uninterrupted_averaging: tuple[str, str]) -> None:
+    # the checkpoint holds the averages in the model and the raw weights in the optimizer: a
+    # resumed run that trained the averages instead would part from these rows at once
+    assert uninterrupted_averaging[0] != uninterrupted[0]
+    project = _averaging(write_tiny_project(tmp_path, epochs=EPOCHS))
+    stopped = _interrupt(project, signal.SIGKILL)
+    if stopped.returncode == 0:
+        pytest.skip("training finished before the signal arrived")  # pragma: no cover - machine too fast
+    resumed = _train(project, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert _csvs(project) == uninterrupted_averaging
 
 
 def test_resume_without_a_checkpoint_says_so(tmp_path: Path) -> None:

@@ -46,6 +46,8 @@ def build_optimizer(project: Project) -> Any:
 
     settings = project.optimizer
     extra: dict[str, Any] = {"clipvalue": settings.clipvalue} if settings.clipvalue else {}
+    if settings.ema_momentum is not None:
+        extra |= {"use_ema": True, "ema_momentum": settings.ema_momentum}
     if settings.name == "adamw":
         return keras.optimizers.AdamW(settings.learning_rate, weight_decay=settings.weight_decay, **extra)
     return keras.optimizers.Adam(settings.learning_rate, **extra)

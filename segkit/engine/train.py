@@ -109,6 +109,10 @@ def _callbacks(project: Project, registry: Registry, console: Console | None, fl
     if train.patience > 0:
         stateful.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=train.patience))
     callbacks = [*stateful, *components.build_plugin_callbacks(project, registry)]
+    if project.optimizer.ema_momentum is not None:  # first: the checkpoints after it save the averages
+        from segkit.engine.averaged_weights import SwapAveragedWeights
+
+        callbacks.insert(0, SwapAveragedWeights(resumed=restored is not None))
     if train.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(str(output / "tensorboard")))
     rows = HistoryWriter.existing_rows(output / EVAL_DIR)[:first_epoch] if restored else []

@@ -89,10 +89,12 @@ class WorkerLoop:
                 callback_list.on_train_batch_begin(step)
                 self._train_step(next(train_iterator))
                 callback_list.on_train_batch_end(step, {"loss": float(self.train_loss.result())})
+            callback_list.on_test_begin()  # as fit's evaluate does: SwapAveragedWeights validates the averages
             for batch in self.strategy.experimental_distribute_dataset(valid_data):
                 self._valid_step(batch)
             logs = {**self._read(self.train_loss, self.train_metrics),
                     **self._read(self.valid_loss, self.valid_metrics, "val_")}
+            callback_list.on_test_end(logs)
             callback_list.on_epoch_end(epoch, logs)
             if self.model.stop_training:
                 break
