@@ -70,16 +70,16 @@ def touching(guess: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.isin(blobs, kept[kept > 0])
 
 
-def dice_losses(truth: np.ndarray, guess: np.ndarray) -> np.ndarray:
+def dice_losses(truth: np.ndarray, guess: np.ndarray, attached: np.ndarray) -> np.ndarray:
     """Pixels that cost Dice, split so that 1 - Dice = their sum / (|truth| + |guess|): missed
     pixels of outlined nuclei the guess finds (< 20% covered: ``missed``) or not (``border``),
-    guessed pixels in blobs touching an outlined nucleus (``beyond``) or none (``unlabelled``)."""
+    guessed pixels in blobs touching an outlined nucleus (``attached``, from :func:`touching`:
+    ``beyond``) or none (``unlabelled``)."""
     from scipy import ndimage
 
     nuclei, count = ndimage.label(truth)
     covered = np.asarray(ndimage.mean(guess, nuclei, np.arange(1, count + 1))) if count else np.zeros(0)
     missed = np.isin(nuclei, np.flatnonzero(covered < 0.2) + 1)
-    attached = touching(guess, truth)
     return np.array([(truth & ~guess & missed).sum(), (truth & ~guess & ~missed).sum(),
                      (guess & ~truth & attached).sum(), (guess & ~truth & ~attached).sum(), truth.sum() + guess.sum()])
 
@@ -102,9 +102,9 @@ def score(prepared: Path, predictions: Path) -> tuple[dict[str, float], dict[str
         ours = np.any(predicted != 0, axis=2) & region
         guesses = {"segkit": ours, "otsu": otsu_nuclei(image, np.ones_like(region)) & region,
                    "otsu_in_region": otsu_nuclei(image, region) & region}
-        for name in losses:
-            losses[name] += dice_losses(truth, guesses[name])
         guesses |= {f"{name}_outlined": touching(guess, truth) for name, guess in list(guesses.items())}
+        for name in losses:
+            losses[name] += dice_losses(truth, guesses[name], guesses[f"{name}_outlined"])
         guesses |= {"outline_in": ndimage.binary_erosion(truth), "outline_out": ndimage.binary_dilation(truth) & region}
         parts = {name: dice(truth, guess) for name, guess in guesses.items()}
         same_class = np.all(predicted == mask, axis=2) & truth

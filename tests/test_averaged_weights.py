@@ -49,10 +49,8 @@ def test_a_resumed_model_swaps_the_averages_out_before_its_first_epoch(resumed: 
 
 
 def _averaging_project(root: Path, momentum: float | None) -> Any:
-    path = write_tiny_project(root, epochs=3)
+    path = write_tiny_project(root, epochs=3, ema_momentum=momentum)
     text = path.read_text(encoding="utf-8").replace('"data/test/', '"data/valid/')  # evaluate on valid
-    if momentum is not None:
-        text = text.replace("[optimizer]\n", f"[optimizer]\nema_momentum = {momentum}\n")
     path.write_text(text, encoding="utf-8")
     return load_project(path)
 

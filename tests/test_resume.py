@@ -31,13 +31,6 @@ def _csvs(project: Path) -> tuple[str, str]:
     return (folder / "train_losses.csv").read_text(), (folder / "train_metrics.csv").read_text()
 
 
-def _averaging(project: Path) -> Path:
-    """The same project with ``[optimizer] ema_momentum``: checkpoints then hold the averages."""
-    text = project.read_text(encoding="utf-8")
-    project.write_text(text.replace("[optimizer]\n", "[optimizer]\nema_momentum = 0.8\n"), encoding="utf-8")
-    return project
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     project = write_tiny_project(tmp_path_factory.mktemp("whole"), epochs=EPOCHS)
@@ -48,7 +41,7 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def uninterrupted_averaging(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    project = _averaging(write_tiny_project(tmp_path_factory.mktemp("whole-ema"), epochs=EPOCHS))
+    project = write_tiny_project(tmp_path_factory.mktemp("whole-ema"), epochs=EPOCHS, ema_momentum=0.8)
     result = _train(project)
     assert result.returncode == 0, result.stderr
     return _csvs(project)
@@ -97,7 +90,7 @@ def test_an_averaging_run_resumes_to_the_same_rows(tmp_path: Path, uninterrupted
     # the checkpoint holds the averages in the model and the raw weights in the optimizer: a
     # resumed run that trained the averages instead would part from these rows at once
     assert uninterrupted_averaging[0] != uninterrupted[0]
-    project = _averaging(write_tiny_project(tmp_path, epochs=EPOCHS))
+    project = write_tiny_project(tmp_path, epochs=EPOCHS, ema_momentum=0.8)
     stopped = _interrupt(project, signal.SIGKILL)
     if stopped.returncode == 0:
         pytest.skip("training finished before the signal arrived")  # pragma: no cover - machine too fast

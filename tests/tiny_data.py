@@ -92,8 +92,9 @@ images = "data/infer"
 """
 
 
-def write_tiny_project(root: Path, epochs: int = 2) -> Path:
-    """A project folder with 8/4/4 generated 64x64 pairs and 3 odd-sized images to infer."""
+def write_tiny_project(root: Path, epochs: int = 2, ema_momentum: float | None = None) -> Path:
+    """A project folder with 8/4/4 generated 64x64 pairs and 3 odd-sized images to infer;
+    ``ema_momentum`` sets ``[optimizer] ema_momentum`` (weight averaging)."""
     write_split(root / "data" / "train", 8, 0)
     write_split(root / "data" / "valid", 4, 100)
     write_split(root / "data" / "test", 4, 200)
@@ -103,5 +104,8 @@ def write_tiny_project(root: Path, epochs: int = 2) -> Path:
         image, _ = blob_pair(300 + i, max(w, h))
         Image.fromarray(image[:h, :w]).save(infer / f"odd_{i}.png")
     project = root / "tiny.toml"
-    project.write_text(PROJECT_TEMPLATE.format(epochs=epochs), encoding="utf-8")
+    text = PROJECT_TEMPLATE.format(epochs=epochs)
+    if ema_momentum is not None:
+        text = text.replace("[optimizer]\n", f"[optimizer]\nema_momentum = {ema_momentum}\n")
+    project.write_text(text, encoding="utf-8")
     return project
