@@ -3,7 +3,8 @@
     python benchmarks/bench_ucsb.py [--data ../shared/data/ucsb-bcc-sample] [--work /tmp/ucsb-bench]
 
 1. ``segkit prepare ucsb-bcc`` with a group-aware split and the region outside the experts'
-   annotation marked ignore (``--region``, default the bounding box, + ``--margin`` 16 px);
+   annotation marked ignore (``--region``, default the labelled nuclei as ``projects/ucsb-bcc.toml``
+   says, + ``--margin`` 16 px; the bounding-box region is prepared and scored too);
 2. ``segkit train projects/ucsb-bcc.toml`` on it (timed), ``segkit eval`` and ``segkit infer``;
 3. on the test cores, inside the annotated region only: foreground Dice of segkit's masks and of
    Otsu's threshold on the hematoxylin channel (scikit-image ``rgb2hed``), the usual classical
@@ -138,7 +139,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "ucsb-bcc-sample")
     parser.add_argument("--work", type=Path, default=Path("/tmp/segkit-ucsb-bench"))
     parser.add_argument("--set", action="append", default=[], help="extra --set for the training")
-    parser.add_argument("--region", default="bbox", choices=("bbox", "hull", "nuclei"),
+    parser.add_argument("--region", default="nuclei", choices=("bbox", "hull", "nuclei"),
                         help="the preparer's ignore_region for training (scores are given in the bbox region too)")
     parser.add_argument("--margin", type=int, default=16, help="the preparer's ignore_margin")
     parser.add_argument("--split-seed", type=int, default=0,
@@ -197,10 +198,21 @@ def report_region(region: str, margin: int, scores: dict[str, float], losses: di
           f"grown by one pixel {scores['outline_out']:.4f}")
 
 
+def require_finished_run(work: Path, regions: list[str]) -> None:
+    """One line and exit code 2 when ``work`` lacks what ``--score-only`` rescores."""
+    for path in [work / "run" / "evaluation.csv", *(work / f"prepared-{region}" / "split.json" for region in regions)]:
+        if not path.is_file():
+            print(f"--score-only: {path} is missing: run without --score-only on --work {work} first "
+                  f"(with this --region), or give the --work of a finished run", file=sys.stderr)
+            sys.exit(2)
+
+
 def main() -> None:
     args = parse_args()
     regions = list(dict.fromkeys([args.region, "bbox"]))  # training region first; bbox for comparison
-    if not args.score_only:
+    if args.score_only:
+        require_finished_run(args.work, regions)
+    else:
         prepare_and_train(args, regions)
     report(args, regions)
 
