@@ -59,8 +59,9 @@ def _free_ports(count: int) -> list[int]:
     return ports
 
 
-def test_two_workers_on_localhost(tmp_path: Path) -> None:
-    project = write_tiny_project(tmp_path, epochs=2)
+@pytest.mark.parametrize("ema_momentum", [None, 0.8])
+def test_two_workers_on_localhost(tmp_path: Path, ema_momentum: float | None) -> None:
+    project = write_tiny_project(tmp_path, epochs=2, ema_momentum=ema_momentum)
     ports = _free_ports(2)
     cluster = {"worker": [f"localhost:{p}" for p in ports]}
     processes = []
@@ -84,3 +85,16 @@ def test_two_workers_on_localhost(tmp_path: Path) -> None:
     assert (tmp_path / "run0" / "models" / "best_model.keras").exists()
     assert len(_losses(tmp_path / "run0")) == 4  # loss and val_loss of 2 epochs
     assert [p for p in (tmp_path / "run1").rglob("*") if p.is_file()] == []  # the worker wrote nowhere
+    # the workers validated what the chief saved: the averaged weights when averaging
+    assert _saved_model_loss_on_valid(project, tmp_path / "run0") == pytest.approx(min(_losses(tmp_path / "run0")[1::2]), rel=1e-4)
+
+
+def _saved_model_loss_on_valid(project: Path, run: Path) -> float:
+    from segkit.engine.evaluate import evaluate
+    from segkit.plugins import get_registry
+    from segkit.project import load_project
+
+    valid = project.parent / "data" / "valid"
+    loaded = load_project(project, [f"project.output_dir={run}", f"dataset.test.images={valid / 'images'}",
+                                    f"dataset.test.masks={valid / 'masks'}"])
+    return evaluate(loaded, get_registry())[loaded.loss.name]
