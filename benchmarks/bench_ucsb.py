@@ -1,6 +1,6 @@
 """UCSB breast-cancer-cell at full resolution: segkit vs a classical Otsu baseline, in-region Dice.
 
-    python benchmarks/bench_ucsb.py [--data ../shared/data/ucsb-bcc-sample] [--work /tmp/ucsb-bench]
+    python benchmarks/bench_ucsb.py [--data ../shared/data/ucsb-bcc-sample] [--work /tmp/segkit-ucsb-bench] [--split-seed N]
 
 1. ``segkit prepare ucsb-bcc`` with a group-aware split and the region outside the experts'
    annotation marked ignore (``--region``, default the labelled nuclei as ``projects/ucsb-bcc.toml``

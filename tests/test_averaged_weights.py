@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from segkit.engine.evaluate import evaluate
 from segkit.engine.train import train
 from segkit.plugins import get_registry
 from segkit.project import load_project
 from segkit.run_folder import BEST_MODEL
-from tiny_data import write_tiny_project
+from tiny_data import best_val_loss, saved_model_loss_on_valid, write_tiny_project
 
 
 def _averaging_model(momentum: float) -> Any:
@@ -48,24 +46,17 @@ def test_a_resumed_model_swaps_the_averages_out_before_its_first_epoch(resumed: 
     assert _values(model.trainable_variables) == ([2.0] if resumed else [1.0])
 
 
-def _averaging_project(root: Path, momentum: float | None) -> Any:
-    path = write_tiny_project(root, epochs=3, ema_momentum=momentum)
-    text = path.read_text(encoding="utf-8").replace('"data/test/', '"data/valid/')  # evaluate on valid
-    path.write_text(text, encoding="utf-8")
-    return load_project(path)
-
-
 def test_the_saved_model_is_the_averaged_one_validated(tmp_path: Path) -> None:
     import keras
 
     registry, saved = get_registry(), []
     for momentum in (0.8, None):
-        project = _averaging_project(tmp_path / str(momentum), momentum)
+        path = write_tiny_project(tmp_path / str(momentum), epochs=3, ema_momentum=momentum)
+        project = load_project(path)
         train(project, registry, None, progress=False)
-        with (project.output_dir / "eval" / "train_losses.csv").open() as handle:
-            best = min(float(row["val_loss"]) for row in csv.DictReader(handle))
         # evaluated on the validation images, the saved model scores the best val_loss of training
-        assert evaluate(project, registry)[project.loss.name] == pytest.approx(best, rel=1e-4), momentum
+        loss = saved_model_loss_on_valid(path, project.output_dir)
+        assert loss == pytest.approx(best_val_loss(project.output_dir), rel=1e-4), momentum
         model = keras.saving.load_model(project.output_dir / BEST_MODEL, compile=False)
         saved.append(np.concatenate([np.ravel(w) for w in model.get_weights()]))
     assert np.abs(saved[0] - saved[1]).max() > 1e-3

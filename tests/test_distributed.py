@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tiny_data import write_tiny_project
+from tiny_data import best_val_loss, saved_model_loss_on_valid, write_tiny_project
 
 TWO_CPUS = (
     "import tensorflow as tf; cpu = tf.config.list_physical_devices('CPU')[0]; "
@@ -86,15 +86,5 @@ def test_two_workers_on_localhost(tmp_path: Path, ema_momentum: float | None) ->
     assert len(_losses(tmp_path / "run0")) == 4  # loss and val_loss of 2 epochs
     assert [p for p in (tmp_path / "run1").rglob("*") if p.is_file()] == []  # the worker wrote nowhere
     # the workers validated what the chief saved: the averaged weights when averaging
-    assert _saved_model_loss_on_valid(project, tmp_path / "run0") == pytest.approx(min(_losses(tmp_path / "run0")[1::2]), rel=1e-4)
-
-
-def _saved_model_loss_on_valid(project: Path, run: Path) -> float:
-    from segkit.engine.evaluate import evaluate
-    from segkit.plugins import get_registry
-    from segkit.project import load_project
-
-    valid = project.parent / "data" / "valid"
-    loaded = load_project(project, [f"project.output_dir={run}", f"dataset.test.images={valid / 'images'}",
-                                    f"dataset.test.masks={valid / 'masks'}"])
-    return evaluate(loaded, get_registry())[loaded.loss.name]
+    run = tmp_path / "run0"
+    assert saved_model_loss_on_valid(project, run) == pytest.approx(best_val_loss(run), rel=1e-4)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -109,3 +110,22 @@ def write_tiny_project(root: Path, epochs: int = 2, ema_momentum: float | None =
         text = text.replace("[optimizer]\n", f"[optimizer]\nema_momentum = {ema_momentum}\n")
     project.write_text(text, encoding="utf-8")
     return project
+
+
+def best_val_loss(run: Path) -> float:
+    """The lowest ``val_loss`` a training run into ``run`` wrote to its loss log."""
+    with (run / "eval" / "train_losses.csv").open() as handle:
+        return min(float(row["val_loss"]) for row in csv.DictReader(handle))
+
+
+def saved_model_loss_on_valid(project: Path, run: Path) -> float:
+    """The loss of ``run``'s saved model evaluated on the tiny project's validation images: what
+    training reported as ``val_loss`` for the epoch whose model it kept."""
+    from segkit.engine.evaluate import evaluate
+    from segkit.plugins import get_registry
+    from segkit.project import load_project
+
+    valid = project.parent / "data" / "valid"
+    loaded = load_project(project, [f"project.output_dir={run}", f"dataset.test.images={valid / 'images'}",
+                                    f"dataset.test.masks={valid / 'masks'}"])
+    return evaluate(loaded, get_registry())[loaded.loss.name]
