@@ -23,13 +23,13 @@ from segkit_process import block_imports, environment, output_of, run_python, ru
 from tiny_data import PROJECT_TEMPLATE, write_tiny_project
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "segkit-plugin-example"
-DISTRIBUTION, VERSION = "segkit-plugin-example", "0.2.0"
+DISTRIBUTION, VERSION = "segkit-plugin-example", "0.3.0"
 FLEXUNET_KEYS = 'name = "flexunet"\nimage_width = 64\nimage_height = 64\nbase_filters = 4\nbase_kernels = 5\n' \
                 'num_layers = 3\ndropout_rate = 0.0\n'
 EXAMPLE_KEYS = 'name = "res-attention-unet"\nimage_width = 64\nimage_height = 64\nfilters = 4\ndepth = 3\n'
 #: keras.callbacks.TensorBoard needs the tensorboard package, which TensorFlow 2.21 no longer pulls in
 HAS_TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
-EXTRA_SECTIONS = '\n[loss]\nname = "dice-ce"\ndice_weight = 0.5\n\n[[callbacks]]\nname = "lr-logger"\n'
+EXTRA_SECTIONS = '\n[loss]\nname = "focal-tversky"\nbeta = 0.8\n\n[[callbacks]]\nname = "lr-logger"\n'
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def test_plugins_lists_the_example_under_its_own_distribution(installed: Install
     assert result.returncode == 0, output_of(result)
     report = json.loads(result.stdout)
     ours = {(e["kind"], e["name"]): e for e in report["entries"] if e["distribution"] == DISTRIBUTION}
-    assert set(ours) == {("model", "res-attention-unet"), ("loss", "dice-ce"), ("callback", "lr-logger")}
+    assert set(ours) == {("model", "res-attention-unet"), ("loss", "focal-tversky"), ("callback", "lr-logger")}
     assert {e["version"] for e in ours.values()} == {VERSION}
     assert {e["plugin"] for e in ours.values()} == {"example"}
     assert ours[("model", "res-attention-unet")]["options"] == ["filters", "depth", "dropout", "attention"]
@@ -111,6 +111,12 @@ def test_plugin_keys_are_validated_like_core_keys(installed: Installed, tmp_path
     assert message.endswith("(did you mean 'filters'?)")
     result = run_segkit(["train", project, "--set", "model.depth=9"], [installed.site])
     assert result.returncode == 2 and "model.depth" in result.stdout
+    # a ValueError from the plugin's builder: one line on the loss's key, and no model is trained
+    result = run_segkit(["train", project, "--set", "loss.alpha=0", "--set", "loss.beta=0"], [installed.site])
+    assert result.returncode == 2 and not (project.parent / "run" / "models").exists()
+    assert "Traceback" not in output_of(result)
+    assert result.stdout.strip().splitlines()[-1] == \
+        f"error: {project}: loss: alpha and beta are both 0: the index would ignore every error; raise either"
 
 
 def test_trains_with_the_example_model_loss_and_callback(trained: Path) -> None:
@@ -119,15 +125,15 @@ def test_trains_with_the_example_model_loss_and_callback(trained: Path) -> None:
     assert resolved["model"] | {"image_channels": 3} == {
         "name": "res-attention-unet", "image_width": 64, "image_height": 64, "image_channels": 3,
         "filters": 4, "depth": 3, "dropout": 0.0, "attention": True}
-    assert resolved["loss"] == {"name": "dice-ce", "dice_weight": 0.5, "ce_weight": 1.0, "smooth": 1.0,
-                                "include_background": False}
+    assert resolved["loss"] == {"name": "focal-tversky", "alpha": 0.3, "beta": 0.8, "gamma": 0.75,
+                                "ce_weight": 1.0, "smooth": 1.0}
     rates = list(csv.DictReader((run / "lr_log.csv").open()))
     assert [r["epoch"] for r in rates] == ["1", "2"]
     assert [float(r["learning_rate"]) for r in rates] == pytest.approx([0.01, 0.01])
     losses = list(csv.DictReader((run / "eval" / "train_losses.csv").open()))
     assert [int(r["epoch"]) for r in losses] == [1, 2]
-    # Dice + CE is positive and, with dice_weight 0.5, below CE + 0.5 of a random 3-class guess
-    assert all(0 < float(r["loss"]) < 1.1 + 0.5 and 0 < float(r["val_loss"]) for r in losses)
+    # CE + focal Tversky is positive and below CE of a random 3-class guess + the term's maximum, 1
+    assert all(0 < float(r["loss"]) < 1.1 + 1.0 and 0 < float(r["val_loss"]) for r in losses)
 
 
 @pytest.mark.skipif(not HAS_TENSORBOARD, reason="the tensorboard package is not installed")

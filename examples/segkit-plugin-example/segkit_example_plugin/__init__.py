@@ -1,4 +1,4 @@
-"""segkit-plugin-example: a residual attention U-Net, a Dice + cross-entropy loss and a learning-rate logger.
+"""segkit-plugin-example: a residual attention U-Net, a focal Tversky + cross-entropy loss and a learning-rate logger.
 
 Only hook implementations live here. They describe builders; the Keras code sits in sibling
 modules that the builders import when segkit calls them, so ``segkit plugins`` and project
@@ -12,7 +12,8 @@ from collections.abc import Iterable
 import segkit
 from segkit.specs import CallbackSpec, LossSpec, ModelSpec
 from segkit_example_plugin.declarations import (
-    DICE_CE_OPTIONS, LR_LOGGER_OPTIONS, RES_UNET_OPTIONS, build_dice_ce, build_lr_logger, build_res_attention_unet,
+    FOCAL_TVERSKY_OPTIONS, LR_LOGGER_OPTIONS, RES_UNET_OPTIONS, build_focal_tversky, build_lr_logger,
+    build_res_attention_unet,
 )
 
 
@@ -24,8 +25,8 @@ def segkit_models() -> Iterable[ModelSpec]:
 
 @segkit.hookimpl
 def segkit_losses() -> Iterable[LossSpec]:
-    return [LossSpec("dice-ce", "cross-entropy plus soft Dice over the batch; ignored pixels count nowhere",
-                     build_dice_ce, options=DICE_CE_OPTIONS)]
+    return [LossSpec("focal-tversky", "cross-entropy plus focal Tversky: misses cost more than false alarms",
+                     build_focal_tversky, options=FOCAL_TVERSKY_OPTIONS)]
 
 
 @segkit.hookimpl

@@ -22,11 +22,14 @@ RES_UNET_OPTIONS = (
     Option("dropout", "float", 0.0, "dropout after the bridge", minimum=0, maximum=0.9),
     Option("attention", "bool", True, "gate each skip connection with the decoder's attention"),
 )
-DICE_CE_OPTIONS = (
-    Option("dice_weight", "float", 1.0, "weight of the soft Dice term", minimum=0),
+FOCAL_TVERSKY_OPTIONS = (
+    Option("alpha", "float", 0.3, "weight of false positives in the Tversky index", minimum=0),
+    Option("beta", "float", 0.7, "weight of false negatives in the Tversky index", minimum=0),
+    Option("gamma", "float", 0.75, "exponent of 1 - index; below 1 keeps learning on classes already mostly right",
+           minimum=0.1, maximum=3),
     Option("ce_weight", "float", 1.0, "weight of the cross-entropy term", minimum=0),
-    Option("smooth", "float", 1.0, "added to Dice's numerator and denominator (empty classes score 1)", minimum=0),
-    Option("include_background", "bool", False, "average the Dice over class 0 too"),
+    Option("smooth", "float", 1.0, "added to the index's numerator and denominator (empty classes score 1)",
+           minimum=0),
 )
 LR_LOGGER_OPTIONS = (
     Option("filename", "str", "lr_log.csv", "CSV file name inside the run folder"),
@@ -43,12 +46,14 @@ def build_res_attention_unet(request: ModelRequest) -> keras.Model:
                  attention=options["attention"])
 
 
-def build_dice_ce(request: LossRequest) -> keras.losses.Loss:
-    from segkit_example_plugin.dice_ce import DiceCrossEntropy
+def build_focal_tversky(request: LossRequest) -> keras.losses.Loss:
+    from segkit_example_plugin.focal_tversky import FocalTverskyCrossEntropy
 
     options = request.options
-    return DiceCrossEntropy(dice_weight=options["dice_weight"], ce_weight=options["ce_weight"],
-                            smooth=options["smooth"], include_background=options["include_background"])
+    if options["alpha"] + options["beta"] == 0:
+        raise ValueError("alpha and beta are both 0: the index would ignore every error; raise either")
+    keys = ("alpha", "beta", "gamma", "ce_weight", "smooth")
+    return FocalTverskyCrossEntropy(**{key: options[key] for key in keys})
 
 
 def build_lr_logger(request: CallbackRequest) -> keras.callbacks.Callback:
