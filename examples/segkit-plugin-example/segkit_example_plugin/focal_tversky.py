@@ -48,7 +48,7 @@ class FocalTverskyCrossEntropy(keras.losses.Loss):
         y_true = ops.cast(y_true, "float32")
         y_pred = ops.cast(y_pred, "float32")
         weights = self._pixel_weights(y_true, sample_weight)
-        focal = ops.power(1.0 - self._tversky_index(y_true, y_pred, weights), self.gamma)
+        focal = self._focal(1.0 - self._tversky_index(y_true, y_pred, weights))
         return self.ce_weight * self._cross_entropy(y_true, y_pred, weights) + ops.mean(focal[1:])
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
@@ -80,6 +80,17 @@ class FocalTverskyCrossEntropy(keras.losses.Loss):
         false_negative = ops.sum(w * y_true * (1.0 - y_pred), axis=axes)
         denominator = true_positive + self.alpha * false_positive + self.beta * false_negative + self.smooth
         return (true_positive + self.smooth) / denominator
+
+    def _focal(self, distance: Any) -> Any:
+        """``distance ** gamma``, with a finite gradient where ``distance`` is 0.
+
+        For ``gamma < 1`` the slope of ``x ** gamma`` is infinite at 0, and a batch whose pixels
+        are all ignored has an index of exactly 1: the gradient would be ``inf * 0``, NaN, and
+        would poison every weight. The power is taken of 1 there instead and then dropped.
+        """
+        positive = ops.greater(distance, 0.0)
+        safe = ops.where(positive, distance, ops.ones_like(distance))
+        return ops.where(positive, ops.power(safe, self.gamma), ops.zeros_like(distance))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "alpha": self.alpha, "beta": self.beta, "gamma": self.gamma,

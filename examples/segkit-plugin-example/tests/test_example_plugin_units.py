@@ -13,6 +13,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import segkit_example_plugin as plugin
 from segkit.plugins import build_registry
@@ -127,6 +128,16 @@ def test_beta_above_alpha_makes_a_miss_cost_more_than_a_false_alarm() -> None:
         miss, alarm = float(loss(y_true, missed)), float(loss(y_true, spurious))
         assert miss == pytest.approx(1 - 8 / (8 + beta * 8)) and alarm == pytest.approx(1 - 16 / (16 + alpha * 8))
         assert (miss > alarm) == (beta > alpha)
+
+
+def test_a_batch_of_ignored_pixels_gives_zero_gradients_not_nan() -> None:
+    y_true, y_pred = one_hot_batch(9)
+    logits = tf.Variable(np.log(y_pred))
+    for weights, nonzero in ((np.zeros((2, 8, 8), np.float32), False), (np.ones((2, 8, 8), np.float32), True)):
+        with tf.GradientTape() as tape:
+            loss = FocalTverskyCrossEntropy(gamma=0.75)(y_true, tf.nn.softmax(logits), sample_weight=weights)
+        gradient = tape.gradient(loss, logits).numpy()
+        assert np.isfinite(gradient).all() and bool(np.abs(gradient).max() > 0) == nonzero
 
 
 def test_perfect_prediction_has_no_tversky_loss() -> None:
