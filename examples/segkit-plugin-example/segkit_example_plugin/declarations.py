@@ -52,8 +52,7 @@ def build_focal_tversky(request: LossRequest) -> keras.losses.Loss:
     options = request.options
     if options["alpha"] + options["beta"] == 0:
         raise ValueError("alpha and beta are both 0: the index would ignore every error; raise either")
-    keys = ("alpha", "beta", "gamma", "ce_weight", "smooth")
-    return FocalTverskyCrossEntropy(**{key: options[key] for key in keys})
+    return FocalTverskyCrossEntropy(**{option.name: options[option.name] for option in FOCAL_TVERSKY_OPTIONS})
 
 
 def build_lr_logger(request: CallbackRequest) -> keras.callbacks.Callback:
