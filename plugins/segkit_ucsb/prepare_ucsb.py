@@ -241,8 +241,8 @@ def project_document(counts: Mapping[str, int], settings: Settings) -> dict[str,
     document: dict[str, Any] = {
         "project": {"name": "ucsb-bcc", "seed": settings.seed},
         # full resolution, the settings of projects/ucsb-bcc.toml (benchmarks/bench_ucsb.py): the
-        # model learns from 256x256 windows drawn around labels, infer/eval slide over whole images
-        "model": {"name": "flexunet", "image_width": 256, "image_height": 256, "image_channels": 3,
+        # model learns from 128x128 windows drawn around labels, infer/eval slide over whole images
+        "model": {"name": "flexunet", "image_width": 128, "image_height": 128, "image_channels": 3,
                   "base_filters": 12, "base_kernels": 5, "num_layers": 5, "dropout_rate": 0.02,
                   "normalization": True},
         "classes": [{"name": n, "color": list(CLASS_COLORS[i])} for i, n in enumerate(CLASS_NAMES)],
@@ -252,9 +252,9 @@ def project_document(counts: Mapping[str, int], settings: Settings) -> dict[str,
         "metrics": {"names": ["dice_coef_multiclass"]},
         "dataset": {"name": "categorized-masks",
                     **{s: {"images": f"{s}/images", "masks": f"{s}/masks"} for s in SPLITS if counts[s]}},
-        "augment": {"enabled": True, "crop": True, "crops_per_image": 8, "flips": True, "rotate90": True,
+        "augment": {"enabled": True, "crop": True, "crops_per_image": 32, "flips": True, "rotate90": True,
                     "stain_jitter": 0.15},
-        "train": {"epochs": 50, "batch_size": 4, "patience": 15, "cache": "memory",
+        "train": {"epochs": 50, "batch_size": 16, "patience": 15, "cache": "memory",
                   "reducer": {"factor": 0.5, "patience": 6}},
         # The test images show training progress and are what `segkit infer` segments.
         "callbacks": [{"name": "epoch-change-inferencer", "images": "test/images",
