@@ -271,8 +271,8 @@ def test_the_written_project_loads(source: Path, tmp_path: Path) -> None:
     for section in ("model", "augment", "train", "optimizer", "loss", "metrics", "classes", "mask"):
         assert written[section] == shipped[section], section
     assert written["infer"]["tta"] is shipped["infer"]["tta"] is True
-    assert project.model.options["base_filters"] == 12 and project.augment.crop
-    assert (project.train.epochs, project.train.cache) == (50, "memory")
+    assert project.model.options["base_filters"] == 16 and project.augment.crop
+    assert (project.train.epochs, project.train.cache) == (30, "memory")
     assert project.callbacks[0].name == "epoch-change-inferencer"
     assert project.callbacks[0].options["images"] == project.infer.images == out / "test" / "images"
 

@@ -243,7 +243,7 @@ def project_document(counts: Mapping[str, int], settings: Settings) -> dict[str,
         # full resolution, the settings of projects/ucsb-bcc.toml (benchmarks/bench_ucsb.py): the
         # model learns from 128x128 windows drawn around labels, infer/eval slide over whole images
         "model": {"name": "flexunet", "image_width": 128, "image_height": 128, "image_channels": 3,
-                  "base_filters": 12, "base_kernels": 5, "num_layers": 5, "dropout_rate": 0.02,
+                  "base_filters": 16, "base_kernels": 5, "num_layers": 5, "dropout_rate": 0.02,
                   "normalization": True},
         "classes": [{"name": n, "color": list(CLASS_COLORS[i])} for i, n in enumerate(CLASS_NAMES)],
         "mask": {"ignore_color": list(settings.ignore_color)} if settings.ignoring else None,
@@ -254,7 +254,7 @@ def project_document(counts: Mapping[str, int], settings: Settings) -> dict[str,
                     **{s: {"images": f"{s}/images", "masks": f"{s}/masks"} for s in SPLITS if counts[s]}},
         "augment": {"enabled": True, "crop": True, "crops_per_image": 32, "flips": True, "rotate90": True,
                     "stain_jitter": 0.15},
-        "train": {"epochs": 50, "batch_size": 16, "patience": 15, "cache": "memory",
+        "train": {"epochs": 30, "batch_size": 16, "patience": 15, "cache": "memory",
                   "reducer": {"factor": 0.5, "patience": 6}},
         # The test images show training progress and are what `segkit infer` segments.
         "callbacks": [{"name": "epoch-change-inferencer", "images": "test/images",
