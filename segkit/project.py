@@ -70,6 +70,8 @@ AUGMENT_KEYS = (
     Option("crop", "bool", False, "train on random model-size crops of full-size images instead of resizing"),
     Option("crops_per_image", "int", 1, "windows drawn from each training image per epoch (crop mode)", minimum=1),
     Option("stain_jitter", "float", 0.05, "per-channel scale/shift strength (0 = off)", minimum=0, maximum=0.5),
+    Option("rotate", "bool", False, "random turns by any angle (bilinear resampling; edges mirrored where needed)"),
+    Option("zoom", "float", 0.0, "random scale by a factor in [1 - zoom, 1 + zoom] (0 = off)", minimum=0, maximum=0.5),
 )
 INFER_KEYS = (
     Option("images", "path", None, "folder of images to segment (checked when `segkit infer` runs)"),
@@ -131,6 +133,8 @@ class AugmentSection:
     crop: bool
     crops_per_image: int
     stain_jitter: float
+    rotate: bool = False
+    zoom: float = 0.0
 
 
 @dataclass(frozen=True)

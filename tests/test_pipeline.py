@@ -1,5 +1,5 @@
 """The tf.data pipeline: equal to the eager decode, one-hot round trip, resumable epochs, cache,
-augmentation that moves image and mask together, crop mode, and mixed precision training."""
+augmentation that moves image and mask together, crop mode, turns and zoom, and mixed precision training."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from PIL import Image
 from segkit.classes import IGNORE_INDEX, ClassInfo, ClassTable
 from segkit.data.folders import FolderDataset, SplitFolders
 from segkit.data.pipeline import Augment, PipelineSettings, load_resized, make_dataset, make_training_dataset
+from tiny_data import write_tiny_project
 
 COLOURS = np.array([(0, 0, 0), (0, 255, 0), (255, 0, 0)], np.uint8)
 TABLE = ClassTable((ClassInfo("background", (0, 0, 0)), ClassInfo("benign", (0, 255, 0)),
@@ -281,3 +282,66 @@ def test_mixed_precision_trains_a_tiny_model_without_nans(tmp_path: Path, policy
     assert np.isfinite(probabilities).all()
     np.testing.assert_allclose(probabilities.sum(axis=-1), 1.0, atol=1e-3)
     assert all(np.isfinite(np.asarray(w, dtype=np.float32)).all() for w in model.weights)
+
+
+def test_turned_and_zoomed_windows_resample_image_and_mask_with_one_map(tmp_path: Path) -> None:
+    rows, cols = np.mgrid[0:48, 0:48]
+    image = np.stack([rows * 5, cols * 5, np.full_like(rows, 9)], axis=2).astype(np.uint8)  # position, readable
+    label = ((rows // 4 + cols // 4) % 3).astype(np.uint8)
+    ignored = (rows // 4) % 4 == 3  # every fourth band of blocks ignored
+    write_pairs(tmp_path, [image], [label], ignore=[ignored])
+    source = source_for(tmp_path, dataclasses.replace(TABLE, ignore_color=WHITE))
+    reference = np.where(ignored, IGNORE_INDEX, label)
+    zoom = 0.2
+    how = settings(batch_size=1, crop=True, crops_per_image=12, with_weights=True,
+                   augment=Augment(flips=False, rotate90=False, stain_jitter=0.0, rotate=True, zoom=zoom))
+    angles, checked = [], 0
+    for epoch in epochs_of(source, how, 0, 2):
+        for x, y, w in epoch:
+            # the input position each output pixel was read from: the image encodes it (bilinear is exact
+            # on a linear ramp), and one affine map must explain every pixel
+            read = np.rint(x[0] * 255)[..., :2] / 5
+            out_rows, out_cols = np.mgrid[0:16, 0:16]
+            design = np.stack([out_cols.ravel(), out_rows.ravel(), np.ones(256)], axis=1)
+            fit, residual, *_ = np.linalg.lstsq(design, read.reshape(-1, 2), rcond=None)
+            assert np.abs(design @ fit - read.reshape(-1, 2)).max() < 0.2  # rounding only: one map, no mirroring
+            (a, b), (c, d) = fit[0], fit[1]  # d(row)/dx, d(col)/dx; d(row)/dy, d(col)/dy
+            scale = np.hypot(a, b)
+            assert 1 - zoom - 0.01 < scale < 1 + zoom + 0.01
+            assert abs(np.hypot(c, d) - scale) < 0.01 and abs(a * c + b * d) < 0.01  # a turn and a scale
+            angles.append(np.arctan2(a, b))
+            assert (read >= -0.1).all() and (read <= 47.1).all()  # the window stays inside the image
+            # the mask went through the same map with nearest sampling: ignored pixels stay ignored
+            exact = (design @ fit).reshape(16, 16, 2)
+            clear = (np.abs(exact - np.floor(exact) - 0.5) > 0.1).all(axis=-1)  # not on a rounding tie
+            expected = reference[np.rint(exact[..., 0]).astype(int), np.rint(exact[..., 1]).astype(int)]
+            classes = np.where(w[0] == 0, IGNORE_INDEX, y[0].argmax(-1))
+            np.testing.assert_array_equal(classes[clear], expected[clear])
+            checked += int(clear.sum())
+    assert checked > 24 * 256 * 0.5
+    assert np.ptp(np.unwrap(np.sort(angles))) > np.pi  # turned by many angles, not only the identity
+
+
+def test_turns_and_zoom_reach_the_pipeline_and_keep_resized_labels_whole(tmp_path: Path) -> None:
+    """Resize mode (no crop): the whole model-size image turns about its centre; the corners are
+    mirrored, not filled, so a project without an ignore colour gets no unlabelled pixels."""
+    from segkit.engine.train import pipeline_settings
+    from segkit.project import load_project
+
+    project = load_project(write_tiny_project(tmp_path), ["augment.enabled=true", "augment.rotate=true",
+                                                          "augment.zoom=0.25"])
+    augment = pipeline_settings(project, training=True).augment
+    assert augment is not None and (augment.rotate, augment.zoom) == (True, 0.25)
+    assert pipeline_settings(project, training=False).augment is None  # never valid or test
+    rows, cols = np.mgrid[0:16, 0:16]
+    image = np.stack([rows * 15, cols * 15, np.full_like(rows, 9)], axis=2).astype(np.uint8)
+    label = (rows >= 8).astype(np.uint8) + (cols >= 8)
+    write_pairs(tmp_path / "data", [image], [label])
+    how = settings(batch_size=1, crops_per_image=1, augment=dataclasses.replace(augment, flips=False, rotate90=False))
+    changed = 0
+    for epoch in epochs_of(source_for(tmp_path / "data"), how, 0, 6):
+        x, y = epoch[0]
+        np.testing.assert_array_equal(y.sum(axis=-1), 1.0)
+        assert set(np.unique(y.argmax(-1))) <= {0, 1, 2}
+        changed += not np.array_equal(np.rint(x[0] * 255), image)
+    assert changed == 6

@@ -66,6 +66,13 @@ class Augment:
     flips: bool = True
     rotate90: bool = True
     stain_jitter: float = 0.0
+    rotate: bool = False
+    zoom: float = 0.0
+
+    @property
+    def resamples(self) -> bool:
+        """Whether windows are resampled (turned by any angle or scaled) instead of cut out as they are."""
+        return self.rotate or self.zoom > 0
 
 
 @dataclass(frozen=True)
@@ -142,11 +149,14 @@ def _decoder(source: DatasetSource, pairs: Sequence[Pair], settings: PipelineSet
 
 
 def _augmented(image: Any, mask: Any, seed: Any, settings: PipelineSettings, tf: Any) -> tuple[Any, Any]:
-    """Random crop (crop mode), flips, 90° turns and stain jitter from one per-element seed."""
+    """Random crop (crop mode), turn and zoom, flips, 90° turns and stain jitter from one per-element seed."""
     augment = settings.augment
     assert augment is not None
     seeds = tf.random.experimental.stateless_split(tf.stack([seed, tf.constant(0, tf.int64)]), 6)
-    if settings.crop:
+    if augment.resamples:
+        centre = _labelled_centre(mask, settings, seeds[0], tf) if settings.crop else tf.shape(mask)[:2] // 2
+        image, mask = _resampled_window(image, mask, centre, settings, seeds[5], tf)
+    elif settings.crop:
         image, mask = _labelled_window(image, mask, settings, seeds[0], tf)
     mask = mask[:, :, None]
     if augment.flips:
@@ -161,8 +171,8 @@ def _augmented(image: Any, mask: Any, seed: Any, settings: PipelineSettings, tf:
     return image, mask[:, :, 0]
 
 
-def _labelled_window(image: Any, mask: Any, settings: PipelineSettings, seed: Any, tf: Any) -> tuple[Any, Any]:
-    """A model-size window centred on a random labelled (not ignored) pixel.
+def _labelled_centre(mask: Any, settings: PipelineSettings, seed: Any, tf: Any) -> Any:
+    """A random labelled (not ignored) pixel as ``[row, column]``; a random one if none is labelled.
 
     With partial annotation most of an image is ignored; uniform crops would mostly teach
     nothing, so, like nnU-Net's foreground oversampling, windows are drawn around labels.
@@ -174,11 +184,52 @@ def _labelled_window(image: Any, mask: Any, settings: PipelineSettings, seed: An
     count = tf.shape(labelled, out_type=tf.int64)[0]
     pick = tf.random.stateless_uniform((), seed, 0, tf.int64.max, dtype=tf.int64)
     uniform = tf.stack([pick % (shape[0] - height + 1), (pick // 7919) % (shape[1] - width + 1)])
-    centre = tf.cond(count > 0, lambda: labelled[pick % tf.maximum(count, 1)], lambda: uniform + [height // 2, width // 2])
+    return tf.cond(count > 0, lambda: labelled[pick % tf.maximum(count, 1)], lambda: uniform + [height // 2, width // 2])
+
+
+def _labelled_window(image: Any, mask: Any, settings: PipelineSettings, seed: Any, tf: Any) -> tuple[Any, Any]:
+    """A model-size window cut out around a random labelled pixel, kept inside the image."""
+    height, width = settings.height, settings.width
+    shape = tf.shape(mask, out_type=tf.int64)
+    centre = _labelled_centre(mask, settings, seed, tf)
     top = tf.clip_by_value(centre[0] - height // 2, 0, shape[0] - height)
     left = tf.clip_by_value(centre[1] - width // 2, 0, shape[1] - width)
     window = image[top : top + height, left : left + width], mask[top : top + height, left : left + width]
     return (tf.ensure_shape(window[0], (height, width, settings.channels)), tf.ensure_shape(window[1], (height, width)))
+
+
+def _resampled_window(image: Any, mask: Any, centre: Any, settings: PipelineSettings, seed: Any, tf: Any
+                      ) -> tuple[Any, Any]:
+    """A model-size window around ``centre``, turned by a random angle and scaled by a random factor.
+
+    One affine map per window (Keras's RandomRotation and RandomZoom use the same op): bilinear
+    for the image, nearest for the mask, so labels stay labels and ignored pixels stay ignored.
+    The centre is moved inwards until the turned window lies inside the image; where the image
+    is too small for that, the edge is mirrored.
+    """
+    augment = settings.augment
+    assert augment is not None
+    height, width = settings.height, settings.width
+    angle = tf.random.stateless_uniform((), seed, 0.0, 2 * np.pi) if augment.rotate else tf.constant(0.0)
+    scale = tf.random.stateless_uniform((), seed + 1, 1 - augment.zoom, 1 + augment.zoom)
+    cos, sin = scale * tf.cos(angle), scale * tf.sin(angle)
+    reach = tf.stack([tf.abs(cos) * height + tf.abs(sin) * width, tf.abs(sin) * height + tf.abs(cos) * width]) / 2
+    last = tf.cast(tf.shape(mask)[:2] - 1, tf.float32)  # the last row and column
+    low, high = tf.minimum(reach, last / 2), tf.maximum(last - reach, last / 2)
+    row, col = tf.unstack(tf.clip_by_value(tf.cast(centre, tf.float32), low, high))
+    # output (x, y) reads input (x', y') = centre + scale * rotation @ ((x, y) - window centre)
+    transform = tf.stack([cos, -sin, col - cos * width / 2 + sin * height / 2,
+                          sin, cos, row - sin * width / 2 - cos * height / 2, 0.0, 0.0])[None]
+
+    def resample(pixels: Any, interpolation: str) -> Any:
+        return tf.raw_ops.ImageProjectiveTransformV3(
+            images=pixels[None], transforms=transform, output_shape=[height, width], fill_value=0.0,
+            interpolation=interpolation, fill_mode="REFLECT")[0]
+
+    turned = resample(tf.cast(image, tf.float32), "BILINEAR")
+    image = tf.cast(tf.clip_by_value(tf.round(turned), 0.0, 255.0), tf.uint8)
+    mask = resample(mask[:, :, None], "NEAREST")[:, :, 0]
+    return (tf.ensure_shape(image, (height, width, settings.channels)), tf.ensure_shape(mask, (height, width)))
 
 
 def _stain_jitter(image: Any, strength: float, seed: Any, tf: Any) -> Any:

@@ -76,7 +76,8 @@ def pipeline_settings(project: Project, training: bool) -> PipelineSettings:
         with_weights=project.classes.ignore_color is not None or augment.crop, crop=augment.crop,
         crops_per_image=augment.crops_per_image, cache=project.train.cache,
         cache_dir=project.output_dir / "cache",
-        augment=Augment(augment.flips, augment.rotate90, augment.stain_jitter) if training and augment.enabled else None,
+        augment=Augment(flips=augment.flips, rotate90=augment.rotate90, stain_jitter=augment.stain_jitter,
+                        rotate=augment.rotate, zoom=augment.zoom) if training and augment.enabled else None,
     )
 
 
