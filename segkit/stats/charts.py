@@ -14,7 +14,7 @@ import numpy as np
 
 from segkit.data.images import printable, read_image, read_mask
 from segkit.errors import DataError
-from segkit.stats.counts import DatasetStats, Sample
+from segkit.stats.dataset_stats import DatasetStats, Sample
 
 if TYPE_CHECKING:  # matplotlib itself is imported only when drawing: ~0.3 s that stats workers skip
     from matplotlib.axes import Axes

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import partial
 from itertools import zip_longest
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image
@@ -24,7 +24,9 @@ from segkit.classes import IGNORE_INDEX, RGB, ClassTable
 from segkit.data.images import printable, read_mask_source, read_preview
 from segkit.data.pairing import list_images
 from segkit.errors import DataError
-from segkit.stats.near_duplicates import DEFAULT_THRESHOLD, DuplicatePair, ImageFingerprint
+from segkit.stats.dataset_stats import ClassCount, DatasetStats, Problem, Sample, SplitFolders
+from segkit.stats.dataset_stats import SplitStats
+from segkit.stats.near_duplicates import DEFAULT_THRESHOLD, ImageFingerprint
 from segkit.stats.near_duplicates import find_near_duplicates, fingerprint
 
 #: Short side of the preview decoded for the fingerprint; JPEGs decode directly at about this scale.
@@ -35,112 +37,6 @@ TOP_FAR_COLORS = 5
 SAMPLE_COUNT = 6
 
 _Tallied = TypeVar("_Tallied", tuple[int, int], str)
-
-
-@dataclass(frozen=True)
-class SplitFolders:
-    """Where one split's images and masks live; ``name`` is how reports call it (train, val, test)."""
-
-    name: str
-    images: Path
-    masks: Path
-
-
-@dataclass(frozen=True)
-class Problem:
-    """A file (or folder) that could not be used, and why, in one line."""
-
-    file: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class ClassCount:
-    """One class in one split: pixels, share of the non-ignored pixels, masks that contain it."""
-
-    name: str
-    color: RGB
-    pixels: int
-    fraction: float
-    images: int
-
-
-@dataclass(frozen=True)
-class Sample:
-    """An image/mask pair picked for the montage."""
-
-    split: str
-    image: Path
-    mask: Path
-
-
-@dataclass(frozen=True)
-class SplitStats:
-    """Everything reported about one split; tallies are ``(value, count)``, most frequent first."""
-
-    name: str
-    images: int
-    masks: int
-    pairs: int
-    images_without_mask: tuple[str, ...]
-    masks_without_image: tuple[str, ...]
-    image_sizes: tuple[tuple[tuple[int, int], int], ...]
-    image_modes: tuple[tuple[str, int], ...]
-    mask_sizes: tuple[tuple[tuple[int, int], int], ...]
-    classes: tuple[ClassCount, ...]
-    labelled_pixels: int
-    ignored_pixels: int
-    far_pixels: int
-    far_colors: tuple[tuple[RGB, int], ...]
-    problems: tuple[Problem, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        """This split as plain JSON types; see ``DatasetStats.to_json``."""
-        return {
-            "name": self.name,
-            "images": self.images,
-            "masks": self.masks,
-            "pairs": self.pairs,
-            "images_without_mask": list(self.images_without_mask),
-            "masks_without_image": list(self.masks_without_image),
-            "image_sizes": [{"width": w, "height": h, "count": n} for (w, h), n in self.image_sizes],
-            "image_modes": [{"mode": mode, "count": n} for mode, n in self.image_modes],
-            "mask_sizes": [{"width": w, "height": h, "count": n} for (w, h), n in self.mask_sizes],
-            "labelled_pixels": self.labelled_pixels,
-            "ignored_pixels": self.ignored_pixels,
-            "classes": [vars(count) | {"color": list(count.color)} for count in self.classes],
-            "far_pixels": self.far_pixels,
-            "far_colors": [{"color": list(color), "pixels": n} for color, n in self.far_colors],
-            "problems": [vars(problem).copy() for problem in self.problems],
-        }
-
-
-@dataclass(frozen=True)
-class DatasetStats:
-    """All splits, the near-duplicate pairs found across them, and what charts need to draw samples."""
-
-    table: ClassTable
-    splits: tuple[SplitStats, ...]
-    duplicates: tuple[DuplicatePair, ...]
-    duplicate_threshold: float
-    samples: tuple[Sample, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        """Plain dicts/lists/numbers only, so ``json.dumps`` takes it as is; keys never depend on data."""
-        return {
-            "classes": [
-                {"index": index, "name": info.name, "color": list(info.color)}
-                for index, info in enumerate(self.table.classes)
-            ],
-            "ignore_color": list(self.table.ignore_color) if self.table.ignore_color else None,
-            "tolerance": self.table.tolerance,
-            "splits": [split.to_json() for split in self.splits],
-            "duplicates": {
-                "threshold": self.duplicate_threshold,
-                "leaks": sum(pair.leak for pair in self.duplicates),
-                "pairs": [vars(pair).copy() for pair in self.duplicates],
-            },
-        }
 
 
 @dataclass(frozen=True)

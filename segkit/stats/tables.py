@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from segkit.classes import RGB
-from segkit.stats.counts import DatasetStats, SplitStats
+from segkit.stats.dataset_stats import DatasetStats, SplitStats
 
 #: File names listed per cell before "and N more".
 NAMES_SHOWN = 5
