@@ -114,7 +114,8 @@ def ensure_pairs(root: Path, count: int, side: int = SIDE) -> Path:
 
     The folder is re-used while its marker says it holds enough pairs of that size.
     """
-    from segkit_synthetic.he_tiles import TileSettings, write_split
+    from segkit_synthetic.he_tiles import TileSettings
+    from segkit_synthetic.tile_folders import write_split
 
     root = Path(root)
     marker = root / "pairs.json"

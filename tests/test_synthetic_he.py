@@ -11,15 +11,8 @@ import numpy as np
 import pytest
 
 from segkit.classes import ClassInfo, ClassTable
-from segkit_synthetic.he_tiles import (
-    GENERATOR_VERSION,
-    SETTINGS_FILE,
-    TileSettings,
-    dataset_is_current,
-    generate_tile,
-    write_dataset,
-    write_split,
-)
+from segkit_synthetic.he_tiles import GENERATOR_VERSION, TileSettings, generate_tile
+from segkit_synthetic.tile_folders import SETTINGS_FILE, dataset_is_current, write_dataset, write_split
 
 DEFAULT = TileSettings()
 BENIGN = np.array(DEFAULT.benign_color, np.uint8)
@@ -167,7 +160,7 @@ def test_image_is_not_a_single_flat_colour_per_class(tiles: list[tuple[np.ndarra
 
 def test_module_does_not_import_tensorflow() -> None:
     code = (
-        "import sys; import segkit_synthetic.he_tiles; "
+        "import sys; import segkit_synthetic.he_tiles, segkit_synthetic.tile_folders; "
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from segkit.data.folders import FolderDataset, SplitFolders
 from segkit.options import Option
 from segkit.specs import DatasetRequest
-from segkit_synthetic.he_tiles import TileSettings, dataset_is_current, write_dataset
+from segkit_synthetic.he_tiles import TileSettings
+from segkit_synthetic.tile_folders import dataset_is_current, write_dataset
 
 CACHE_FOLDER = "synthetic-he"
 SPLITS = ("train", "valid", "test")
