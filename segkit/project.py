@@ -72,6 +72,8 @@ AUGMENT_KEYS = (
     Option("stain_jitter", "float", 0.05, "per-channel scale/shift strength (0 = off)", minimum=0, maximum=0.5),
     Option("rotate", "bool", False, "random turns by any angle (bilinear resampling; edges mirrored where needed)"),
     Option("zoom", "float", 0.0, "random scale by a factor in [1 - zoom, 1 + zoom] (0 = off)", minimum=0, maximum=0.5),
+    Option("hed_jitter", "float", 0.0, "scale/shift strength of each stain's optical density, haematoxylin, "
+           "eosin, DAB (0 = off; RGB images)", minimum=0, maximum=0.5),
 )
 INFER_KEYS = (
     Option("images", "path", None, "folder of images to segment (checked when `segkit infer` runs)"),
@@ -135,6 +137,7 @@ class AugmentSection:
     stain_jitter: float
     rotate: bool = False
     zoom: float = 0.0
+    hed_jitter: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -288,6 +291,9 @@ def _validate(document: Mapping[str, Any], ctx: Context, registry: Registry) -> 
     resolved["dataset"] = _plugin_table(document, "dataset", PLUGIN_NAME, "dataset", registry, ctx, "categorized-masks")
     resolved["train"] = validate_table(_section(document, "train", ctx), TRAIN_KEYS, "train", ctx)
     resolved["augment"] = validate_table(_section(document, "augment", ctx), AUGMENT_KEYS, "augment", ctx)
+    if resolved["augment"]["hed_jitter"] > 0 and resolved["model"]["image_channels"] != 3:
+        raise ctx.fail("augment.hed_jitter", "needs RGB images (model.image_channels = 3)",
+                       "use stain_jitter for grayscale images, or set hed_jitter = 0")
     callbacks = document.get("callbacks", [])
     if not isinstance(callbacks, list) or not all(isinstance(c, Mapping) for c in callbacks):
         raise ctx.fail("callbacks", "expected [[callbacks]] tables")

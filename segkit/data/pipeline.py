@@ -22,6 +22,7 @@ from segkit.classes import IGNORE_INDEX
 from segkit.data.decoded_store import DecodedStore
 from segkit.data.pairing import Pair
 from segkit.data.resize import resize_image, resize_mask
+from segkit.data.stain_augment import channel_jitter, hed_jitter
 from segkit.data.tiles import pad_to, tile_origins
 from segkit.errors import DataError
 from segkit.specs import DatasetSource
@@ -68,6 +69,7 @@ class Augment:
     stain_jitter: float = 0.0
     rotate: bool = False
     zoom: float = 0.0
+    hed_jitter: float = 0.0
 
     @property
     def resamples(self) -> bool:
@@ -149,10 +151,10 @@ def _decoder(source: DatasetSource, pairs: Sequence[Pair], settings: PipelineSet
 
 
 def _augmented(image: Any, mask: Any, seed: Any, settings: PipelineSettings, tf: Any) -> tuple[Any, Any]:
-    """Random crop (crop mode), turn and zoom, flips, 90° turns and stain jitter from one per-element seed."""
+    """Random crop (crop mode), turn and zoom, flips, 90° turns and colour jitter from one per-element seed."""
     augment = settings.augment
     assert augment is not None
-    seeds = tf.random.experimental.stateless_split(tf.stack([seed, tf.constant(0, tf.int64)]), 6)
+    seeds = tf.random.experimental.stateless_split(tf.stack([seed, tf.constant(0, tf.int64)]), 7)
     if augment.resamples:
         centre = _labelled_centre(mask, settings, seeds[0], tf) if settings.crop else tf.shape(mask)[:2] // 2
         image, mask = _resampled_window(image, mask, centre, settings, seeds[5], tf)
@@ -167,7 +169,9 @@ def _augmented(image: Any, mask: Any, seed: Any, settings: PipelineSettings, tf:
         turns = tf.random.stateless_uniform((), seeds[3], 0, 4, dtype=tf.int32)
         image, mask = tf.image.rot90(image, turns), tf.image.rot90(mask, turns)
     if augment.stain_jitter > 0:
-        image = _stain_jitter(image, augment.stain_jitter, seeds[4], tf)
+        image = channel_jitter(image, augment.stain_jitter, seeds[4], tf)
+    if augment.hed_jitter > 0:
+        image = hed_jitter(image, augment.hed_jitter, seeds[6], tf)
     return image, mask[:, :, 0]
 
 
@@ -230,15 +234,6 @@ def _resampled_window(image: Any, mask: Any, centre: Any, settings: PipelineSett
     image = tf.cast(tf.clip_by_value(tf.round(turned), 0.0, 255.0), tf.uint8)
     mask = resample(mask[:, :, None], "NEAREST")[:, :, 0]
     return (tf.ensure_shape(image, (height, width, settings.channels)), tf.ensure_shape(mask, (height, width)))
-
-
-def _stain_jitter(image: Any, strength: float, seed: Any, tf: Any) -> Any:
-    """Per-channel scale and shift, the usual cheap stand-in for H&E stain variation."""
-    channels = image.shape[-1]
-    scale = 1.0 + tf.random.stateless_uniform((channels,), seed, -strength, strength)
-    shift = tf.random.stateless_uniform((channels,), seed + 1, -strength, strength) * 255.0
-    jittered = tf.cast(image, tf.float32) * scale + shift
-    return tf.cast(tf.clip_by_value(jittered, 0.0, 255.0), tf.uint8)
 
 
 def _to_model(settings: PipelineSettings, tf: Any) -> Any:

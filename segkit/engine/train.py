@@ -77,7 +77,8 @@ def pipeline_settings(project: Project, training: bool) -> PipelineSettings:
         crops_per_image=augment.crops_per_image, cache=project.train.cache,
         cache_dir=project.output_dir / "cache",
         augment=Augment(flips=augment.flips, rotate90=augment.rotate90, stain_jitter=augment.stain_jitter,
-                        rotate=augment.rotate, zoom=augment.zoom) if training and augment.enabled else None,
+                        rotate=augment.rotate, zoom=augment.zoom, hed_jitter=augment.hed_jitter)
+        if training and augment.enabled else None,
     )
 
 
