@@ -114,7 +114,7 @@ def test_leakage_is_flagged_only_across_splits(tmp_path: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.repeat(gray[:, :, None], 3, axis=2)).save(folder / f"{stem}.png")
     table = ClassTable((ClassInfo("background", (0, 0, 0)),))
-    splits = [SplitFolders(n, tmp_path / n / "images", tmp_path / n / "masks") for n in ("train", "test")]
+    splits = {n: SplitFolders(tmp_path / n / "images", tmp_path / n / "masks") for n in ("train", "test")}
     stats = collect_stats(splits, table, workers=1)
     found = {(p.a, p.split_a, p.b, p.split_b): p.leak for p in stats.duplicates}
     assert found == {

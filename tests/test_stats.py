@@ -61,7 +61,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, DatasetStat
     _save(val / "masks" / "d.png", index_mask)
     _save(val / "masks" / "e.png", np.zeros((4, 4), dtype=np.uint8))
     (val / "images" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
-    splits = [SplitFolders(name, root / name / "images", root / name / "masks") for name in ("train", "val")]
+    splits = {name: SplitFolders(root / name / "images", root / name / "masks") for name in ("train", "val")}
     return root, collect_stats(splits, TABLE, workers=1)
 
 
@@ -113,8 +113,8 @@ def test_top_far_colors_are_the_five_most_frequent(tmp_path: Path) -> None:
     runs = [((0, 0, 100 + 10 * i), i + 1) for i in range(7)]  # 7 far blues with 1..7 pixels each
     _save(tmp_path / "images" / "m.png", _noise((6, 8, 3), 5))
     _save(tmp_path / "masks" / "m.png", _rgb_mask(8, 6, runs))
-    folders = SplitFolders("s", tmp_path / "images", tmp_path / "masks")
-    (split,) = collect_stats([folders], TABLE, workers=1).splits
+    folders = SplitFolders(tmp_path / "images", tmp_path / "masks")
+    (split,) = collect_stats({"s": folders}, TABLE, workers=1).splits
     assert split.far_pixels == 28
     assert split.far_colors == tuple(((0, 0, 100 + 10 * i), i + 1) for i in (6, 5, 4, 3, 2))
 
@@ -122,10 +122,10 @@ def test_top_far_colors_are_the_five_most_frequent(tmp_path: Path) -> None:
 def test_size_mismatch_and_missing_folder_are_problems(tmp_path: Path) -> None:
     _save(tmp_path / "images" / "x.png", _noise((6, 8, 3), 6))
     _save(tmp_path / "masks" / "x.png", np.zeros((5, 8), dtype=np.uint8))
-    splits = [
-        SplitFolders("s", tmp_path / "images", tmp_path / "masks"),
-        SplitFolders("t", tmp_path / "images", tmp_path / "absent"),
-    ]
+    splits = {
+        "s": SplitFolders(tmp_path / "images", tmp_path / "masks"),
+        "t": SplitFolders(tmp_path / "images", tmp_path / "absent"),
+    }
     first, second = collect_stats(splits, TABLE, workers=1).splits
     mismatch = ("images/x.png", "image is 8x6 but its mask is 8x5")
     assert [(p.file, p.reason) for p in first.problems] == [mismatch]
@@ -151,7 +151,7 @@ def test_json_round_trips_with_stable_keys(dataset: tuple[Path, DatasetStats]) -
 
 def test_process_pool_gives_the_same_numbers(dataset: tuple[Path, DatasetStats]) -> None:
     root, in_process = dataset
-    splits = [SplitFolders(name, root / name / "images", root / name / "masks") for name in ("train", "val")]
+    splits = {name: SplitFolders(root / name / "images", root / name / "masks") for name in ("train", "val")}
     assert collect_stats(splits, TABLE, workers=2).to_json() == in_process.to_json()
 
 
@@ -177,7 +177,7 @@ def test_charts_are_valid_pngs(dataset: tuple[Path, DatasetStats], tmp_path: Pat
 
 def test_charts_without_pairs_have_no_montage_and_no_warnings(tmp_path: Path) -> None:
     _save(tmp_path / "images" / "lonely.png", _noise((6, 8, 3), 7))
-    stats = collect_stats([SplitFolders("s", tmp_path / "images", tmp_path / "masks")], TABLE, workers=1)
+    stats = collect_stats({"s": SplitFolders(tmp_path / "images", tmp_path / "masks")}, TABLE, workers=1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # an all-zero log-scale chart must not warn
         written = write_charts(stats, tmp_path / "charts")
@@ -191,7 +191,7 @@ def bcc_mini() -> DatasetStats:
             pytest.fail(f"{BCC_MINI} is missing; CI must provide the shared data")
         pytest.skip(f"shared data not present at {BCC_MINI}")
     table = ClassTable(TABLE.classes)  # the reference project's colours, no ignore colour
-    return collect_stats([SplitFolders("all", BCC_MINI / "images", BCC_MINI / "masks")], table, workers=2)
+    return collect_stats({"all": SplitFolders(BCC_MINI / "images", BCC_MINI / "masks")}, table, workers=2)
 
 
 def test_bcc_mini_counts(bcc_mini: DatasetStats) -> None:
@@ -214,3 +214,23 @@ def test_bcc_mini_deformed_copies_are_the_only_duplicates(bcc_mini: DatasetStats
         frozenset(("barrdistorted_1003_0.3_0.3_40.png", "deformed_alpha_1300_sigmoid_8_40.png")),
     }
     assert all(not pair.leak and pair.distance < 0.05 for pair in bcc_mini.duplicates)
+
+
+def test_segkit_stats_names_the_splits_of_a_project_and_of_a_folder(tmp_path: Path) -> None:
+    """A project file's dataset plugin gives its split folders; a folder gives ``<split>/images``."""
+    from typer.testing import CliRunner
+
+    from segkit.cli.main import app
+    from tiny_data import write_tiny_project
+
+    project = write_tiny_project(tmp_path)
+    (tmp_path / "data" / "infer").rename(tmp_path / "infer")  # images without masks are not a split
+    expected = {"train": 8, "valid": 4, "test": 4}
+    for target, report in ((project, tmp_path / "p.json"), (tmp_path / "data", tmp_path / "f.json")):
+        result = CliRunner().invoke(app, ["stats", str(target), "--json", str(report)])
+        assert result.exit_code == 0, result.output
+        splits = json.loads(report.read_text())["splits"]
+        assert {s["name"]: s["pairs"] for s in splits} == expected
+    # a folder's splits come in name order, a project's in the order its dataset gives them
+    order = {name: [s["name"] for s in json.loads((tmp_path / name).read_text())["splits"]] for name in ("f.json", "p.json")}
+    assert order == {"f.json": ["test", "train", "valid"], "p.json": ["train", "valid", "test"]}

@@ -24,19 +24,19 @@ DEFAULT_TABLE = ClassTable((ClassInfo("background", (0, 0, 0)), ClassInfo("benig
                             ClassInfo("malignant", (255, 0, 0))))
 
 
-def folder_splits(folder: Path) -> list[SplitFolders]:
+def folder_splits(folder: Path) -> dict[str, SplitFolders]:
     """``folder/{images,masks}`` as one split, or ``folder/<split>/{images,masks}`` for each split."""
     if (folder / "images").is_dir() and (folder / "masks").is_dir():
-        return [SplitFolders(folder.name, folder / "images", folder / "masks")]
-    splits = [SplitFolders(p.name, p / "images", p / "masks") for p in sorted(folder.iterdir())
-              if (p / "images").is_dir() and (p / "masks").is_dir()]
+        return {folder.name: SplitFolders(folder / "images", folder / "masks")}
+    splits = {p.name: SplitFolders(p / "images", p / "masks") for p in sorted(folder.iterdir())
+              if (p / "images").is_dir() and (p / "masks").is_dir()}
     if not splits:
         raise DataError(f"{folder}: no images/ and masks/ folders in it or in its subfolders "
                         "(expected FOLDER/images + FOLDER/masks, or FOLDER/<split>/images + masks)")
     return splits
 
 
-def project_splits(project_file: Path, overrides: list[str]) -> tuple[list[SplitFolders], ClassTable]:
+def project_splits(project_file: Path, overrides: list[str]) -> tuple[dict[str, SplitFolders], ClassTable]:
     project = load_project(project_file, overrides, get_registry())
     spec = get_registry().get("dataset", project.dataset.name).spec
     source = spec.build(DatasetRequest(project.dataset.options, project.classes, project.output_dir,
@@ -44,7 +44,7 @@ def project_splits(project_file: Path, overrides: list[str]) -> tuple[list[Split
     folders = getattr(source, "folders", None)
     if folders is None:
         raise DataError(f"dataset '{project.dataset.name}' does not expose its folders; run segkit stats on a folder")
-    return [SplitFolders(name, f.images, f.masks) for name, f in folders().items()], project.classes
+    return dict(folders()), project.classes
 
 
 @mapped

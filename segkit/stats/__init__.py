@@ -5,9 +5,10 @@ Pure numpy/Pillow/matplotlib: importing this package never imports TensorFlow or
 
 from __future__ import annotations
 
+from segkit.data.folders import SplitFolders
 from segkit.stats.charts import write_charts
 from segkit.stats.counts import collect_stats
-from segkit.stats.dataset_stats import ClassCount, DatasetStats, Problem, Sample, SplitFolders, SplitStats
+from segkit.stats.dataset_stats import ClassCount, DatasetStats, Problem, Sample, SplitStats
 from segkit.stats.near_duplicates import DEFAULT_THRESHOLD, DuplicatePair, find_near_duplicates
 from segkit.stats.tables import render
 

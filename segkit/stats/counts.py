@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -21,10 +21,11 @@ import numpy as np
 from PIL import Image
 
 from segkit.classes import IGNORE_INDEX, RGB, ClassTable
+from segkit.data.folders import SplitFolders
 from segkit.data.images import printable, read_mask_source, read_preview
 from segkit.data.pairing import list_images
 from segkit.errors import DataError
-from segkit.stats.dataset_stats import ClassCount, DatasetStats, Problem, Sample, SplitFolders
+from segkit.stats.dataset_stats import ClassCount, DatasetStats, Problem, Sample
 from segkit.stats.dataset_stats import SplitStats
 from segkit.stats.near_duplicates import DEFAULT_THRESHOLD, ImageFingerprint
 from segkit.stats.near_duplicates import find_near_duplicates, fingerprint
@@ -98,49 +99,47 @@ def scan_mask(path: Path, table: ClassTable) -> MaskScan | Unreadable:
 
 
 def collect_stats(
-    splits: Sequence[SplitFolders],
+    splits: Mapping[str, SplitFolders],
     table: ClassTable,
     *,
     workers: int = 2,
     duplicate_threshold: float | None = None,
 ) -> DatasetStats:
-    """Read every image and mask of ``splits`` once and summarise them; see ``SplitStats``.
+    """Read every image and mask of ``splits`` (by split name) once and summarise them; see ``SplitStats``.
 
     ``workers > 1`` spreads the per-file work over that many processes. Near-duplicates are image
     pairs at fingerprint distance ``<= duplicate_threshold`` (default ``DEFAULT_THRESHOLD``).
     """
-    listings = [_list_split(split) for split in splits]
+    listings = [_list_split(name, folders) for name, folders in splits.items()]
     # dict.fromkeys: splits that share a folder still read each file once
     image_paths = list(dict.fromkeys(path for listing in listings for path in listing.images))
     mask_paths = list(dict.fromkeys(path for listing in listings for path in listing.masks))
     image_scans, mask_scans = _scan_files(image_paths, mask_paths, table, workers)
     threshold = DEFAULT_THRESHOLD if duplicate_threshold is None else duplicate_threshold
     prints = [
-        ImageFingerprint(printable(path.name), split.name, scan.fingerprint)
-        for split, listing in zip(splits, listings)
+        ImageFingerprint(printable(path.name), listing.name, scan.fingerprint)
+        for listing in listings
         for path in listing.images
         if isinstance(scan := image_scans[path], ImageScan)
     ]
     return DatasetStats(
         table=table,
-        splits=tuple(
-            _split_stats(split, listing, image_scans, mask_scans, table)
-            for split, listing in zip(splits, listings)
-        ),
+        splits=tuple(_split_stats(listing, image_scans, mask_scans, table) for listing in listings),
         duplicates=tuple(find_near_duplicates(prints, threshold)),
         duplicate_threshold=threshold,
-        samples=_pick_samples(splits, listings, image_scans, mask_scans),
+        samples=_pick_samples(listings, image_scans, mask_scans),
     )
 
 
 @dataclass(frozen=True)
 class _Listing:
+    name: str
     images: list[Path]
     masks: list[Path]
     problems: list[Problem]
 
 
-def _list_split(split: SplitFolders) -> _Listing:
+def _list_split(name: str, split: SplitFolders) -> _Listing:
     """Both folders' image files; a folder that cannot be listed is a problem and counts as empty."""
     found: list[list[Path]] = []
     problems: list[Problem] = []
@@ -150,7 +149,7 @@ def _list_split(split: SplitFolders) -> _Listing:
         except DataError as exc:
             found.append([])
             problems.append(Problem(printable(str(folder)), _reason(folder, exc)))
-    return _Listing(found[0], found[1], problems)
+    return _Listing(name, found[0], found[1], problems)
 
 
 def _scan_files(
@@ -170,7 +169,6 @@ def _scan_files(
 
 
 def _split_stats(
-    split: SplitFolders,
     listing: _Listing,
     image_scans: dict[Path, ImageScan | Unreadable],
     mask_scans: dict[Path, MaskScan | Unreadable],
@@ -185,7 +183,7 @@ def _split_stats(
     index_pixels = sum((scan.index_pixels for scan in read_masks), np.zeros(256, dtype=np.int64))
     far_pixels, far_colors = _far_summary(read_masks)
     return SplitStats(
-        name=split.name,
+        name=listing.name,
         images=len(images),
         masks=len(masks),
         pairs=len(image_stems & mask_stems),
@@ -247,17 +245,16 @@ def _file_problems(
 
 
 def _pick_samples(
-    splits: Sequence[SplitFolders],
     listings: list[_Listing],
     image_scans: dict[Path, ImageScan | Unreadable],
     mask_scans: dict[Path, MaskScan | Unreadable],
 ) -> tuple[Sample, ...]:
     """Up to ``SAMPLE_COUNT`` readable pairs, spread evenly over the splits and over each split's files."""
     per_split: list[list[Sample]] = []
-    for split, listing in zip(splits, listings):
+    for listing in listings:
         masks = {p.stem: p for p in listing.masks if isinstance(mask_scans[p], MaskScan)}
         pairs = [
-            Sample(split.name, p, masks[p.stem])
+            Sample(listing.name, p, masks[p.stem])
             for p in listing.images
             if p.stem in masks and isinstance(image_scans[p], ImageScan)
         ]

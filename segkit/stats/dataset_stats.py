@@ -15,15 +15,6 @@ from segkit.stats.near_duplicates import DuplicatePair
 
 
 @dataclass(frozen=True)
-class SplitFolders:
-    """Where one split's images and masks live; ``name`` is how reports call it (train, val, test)."""
-
-    name: str
-    images: Path
-    masks: Path
-
-
-@dataclass(frozen=True)
 class Problem:
     """A file (or folder) that could not be used, and why, in one line."""
 
