@@ -18,7 +18,8 @@ from segkit.validation import Context, suggestion, validate_table
 PROJECT_KEYS = (
     Option("name", "str", help="name of the project, used for the default output folder"),
     Option("output_dir", "path", None, "run folder (default runs/<name> beside the project file)"),
-    Option("seed", "int", 42, "seed of every random choice (weights, shuffling, augmentation)"),
+    Option("seed", "int", 42, "seed of every random choice (weights, shuffling, augmentation)",
+           minimum=0, maximum=2**32 - 1),  # NumPy's range, which keras.utils.set_random_seed passes it to
 )
 MODEL_KEYS = (
     Option("name", "str", help="model plugin, e.g. 'flexunet' (see `segkit plugins`)"),

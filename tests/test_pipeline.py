@@ -345,3 +345,22 @@ def test_turns_and_zoom_reach_the_pipeline_and_keep_resized_labels_whole(tmp_pat
         assert set(np.unique(y.argmax(-1))) <= {0, 1, 2}
         changed += not np.array_equal(np.rint(x[0] * 255), image)
     assert changed == 6
+
+
+def test_a_global_seed_of_zero_is_refused_in_one_line_and_segkit_never_sets_it(tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    from segkit.engine.runtime import seed_everything
+
+    images, labels = random_pairs(2, 16, 16)
+    write_pairs(tmp_path, images, labels)
+    source = source_for(tmp_path)
+    try:
+        tf.random.set_seed(0)
+        with pytest.raises(ValueError, match=r"global seed is 0 .* set another global seed first"):
+            make_training_dataset(source, source.pairs("train"), settings(), 0, 1)
+        for seed in (0, 2**31 - 2, 2**32 - 3):  # seed + 1 would be 0 modulo 2**31 - 1 for the last two
+            seed_everything(seed)
+            assert len(epochs_of(source, settings(batch_size=1), 0, 1)[0]) == 2
+    finally:
+        tf.random.set_seed(1)

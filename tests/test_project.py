@@ -81,6 +81,7 @@ def test_overrides_parse_toml_values_and_set_paths_from_cwd(tiny_project: Path, 
         ('color = [255, 0, 0]', 'color = [300, 0, 0]', r"classes\.2\.color: colour channels must be 0\.\.255"),
         ('"data/test/images", masks', '"data/nowhere", masks', r"dataset\.test\.images: folder .*nowhere does not exist"),
         ("count = 2", "count = 0", r"callbacks\.0\.count: must be at least 1, got 0"),
+        ("seed = 7", "seed = -1", r"project\.seed: must be at least 0, got -1"),
         ("batch_size = 4", "batch_size = 4.5", r"train\.batch_size: expected an integer, got a number"),
     ],
 )

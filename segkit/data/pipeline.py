@@ -260,6 +260,17 @@ def make_dataset(source: DatasetSource, pairs: Sequence[Pair], settings: Pipelin
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
+def _check_global_seed() -> None:
+    """tf.data pairs each op seed with TensorFlow's global seed and compares the pair with (0, 0),
+    which fails deep inside tracing when the global seed is 0 and the op seed a tensor (the
+    per-epoch seeds below are); say so plainly instead. segkit's own runs never set 0."""
+    from tensorflow.python.framework import random_seed
+
+    if random_seed.get_seed(None)[0] == 0:
+        raise ValueError("TensorFlow's global seed is 0 (tf.random.set_seed(0) or keras.utils.set_random_seed(0)); "
+                         "tf.data cannot combine it with per-epoch seeds: set another global seed first")
+
+
 def make_training_dataset(
     source: DatasetSource, pairs: Sequence[Pair], settings: PipelineSettings, first_epoch: int, epochs: int,
 ) -> tuple[Any, int]:
@@ -270,6 +281,7 @@ def make_training_dataset(
     """
     import tensorflow as tf
 
+    _check_global_seed()
     # without [augment] the same path runs with every transform off (crop mode still crops)
     augment = settings.augment or Augment(flips=False, rotate90=False)
     augmenting = PipelineSettings(**{**settings.__dict__, "augment": augment})

@@ -55,8 +55,9 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
 
     keras.utils.set_random_seed(seed)
     # TensorFlow reads a (0, op_seed) pair specially and cannot compare it when op_seed is a
-    # tensor (tf.data's per-epoch seeds are), so its global seed is kept away from 0.
-    tf.random.set_seed(seed + 1)
+    # tensor (tf.data's per-epoch seeds are), so its global seed, which it takes modulo 2**31 - 1,
+    # is kept away from 0 (seed + 1 for every seed below 2**31 - 2).
+    tf.random.set_seed(seed % (2**31 - 2) + 1)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
     else:
