@@ -24,14 +24,14 @@ def global_seed() -> None:
     tf.random.set_seed(3)
 
 
-def stained(seed: int, size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """An RGB image drawn from known haematoxylin and eosin amounts (a constant trace of DAB, so
-    that no jitter drives an amount below zero), and those amounts."""
+def stained(seed: int, size: int = 32) -> np.ndarray:
+    """An RGB image drawn from varied haematoxylin and eosin amounts (a constant trace of DAB, so
+    that no jitter drives an amount below zero)."""
     rng = np.random.default_rng(seed)
     amounts = np.stack([rng.uniform(0.3, 1.0, (size, size)), rng.uniform(0.25, 0.6, (size, size)),
                         np.full((size, size), 0.25)], axis=-1)
     rgb = 256.0 * np.exp(-amounts @ RGB_FROM_HED) - 1.0
-    return np.clip(np.round(rgb), 0, 255).astype(np.uint8), amounts
+    return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
 
 
 def amounts_of(rgb: np.ndarray) -> np.ndarray:
@@ -43,7 +43,7 @@ def seed(a: int, b: int = 0) -> object:
 
 
 def test_hed_jitter_scales_and_shifts_each_stain_by_one_map_within_its_strength() -> None:
-    image, _ = stained(1)
+    image = stained(1)
     before = amounts_of(image)  # what the uint8 image holds, rounding included
     strength = 0.2
     maps = []
@@ -93,7 +93,7 @@ def test_hed_jitter_reaches_training_only_and_keeps_masks(tmp_path: Path) -> Non
     augment = pipeline_settings(project, training=True).augment
     assert augment is not None and (augment.hed_jitter, augment.stain_jitter) == (0.25, 0.0)
     assert pipeline_settings(project, training=False).augment is None
-    image, _ = stained(2, 16)
+    image = stained(2, 16)
     label = np.zeros((16, 16), np.uint8)
     label[4:12, 4:12] = 2
     write_pairs(tmp_path / "data", [image], [label])
