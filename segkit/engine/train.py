@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +76,8 @@ def pipeline_settings(project: Project, training: bool) -> PipelineSettings:
         with_weights=project.classes.ignore_color is not None or augment.crop, crop=augment.crop,
         crops_per_image=augment.crops_per_image, cache=project.train.cache,
         cache_dir=project.output_dir / "cache",
-        augment=Augment(flips=augment.flips, rotate90=augment.rotate90, stain_jitter=augment.stain_jitter,
-                        rotate=augment.rotate, zoom=augment.zoom, hed_jitter=augment.hed_jitter)
+        # every transform of [augment] by its own name, so a new one needs no line here
+        augment=Augment(**{f.name: getattr(augment, f.name) for f in fields(Augment)})
         if training and augment.enabled else None,
     )
 
