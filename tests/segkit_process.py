@@ -14,7 +14,11 @@ SEGKIT = [sys.executable, "-c", "from segkit.cli.main import main; main()"]
 
 def environment(pythonpath: Sequence[Path] = (), **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEGKIT_")}
-    env.update(TF_CPP_MIN_LOG_LEVEL="3", COLUMNS="250", PYTHONPATH=os.pathsep.join(str(p) for p in pythonpath))
+    # the caller's PYTHONPATH comes after ours: a checkout tested through PYTHONPATH (a git worktree
+    # beside an editable install) must stay the code the subprocess runs
+    inherited = [part for part in os.environ.get("PYTHONPATH", "").split(os.pathsep) if part]
+    env.update(TF_CPP_MIN_LOG_LEVEL="3", COLUMNS="250",
+               PYTHONPATH=os.pathsep.join([*(str(p) for p in pythonpath), *inherited]))
     env.update(extra)
     return env
 
