@@ -18,7 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
+from benchkit.clock import load_average  # noqa: E402
+from benchkit.project import ROOT, ensure_pairs, write_project  # noqa: E402
+from benchkit.tables import machine, median, table  # noqa: E402
 
 BIN = Path(sys.executable).parent
 SEGKIT = BIN / "segkit"
@@ -26,7 +28,7 @@ SEGKIT = BIN / "segkit"
 
 def timed(command: list[str]) -> float:
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, cwd=common.ROOT)
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed ({done.returncode}): {done.stderr[-2000:]}")
@@ -38,7 +40,7 @@ def imports_tensorflow(args: list[str]) -> bool:
     code = ("import sys\nfrom segkit.cli.main import main\nsys.argv = ['segkit', *sys.argv[1:]]\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
             "sys.__stdout__.write('\\nTF=' + str(any(m in sys.modules for m in ('tensorflow', 'keras'))) + '\\n')")
-    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=common.ROOT)
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT)
     return "TF=True" in done.stdout
 
 
@@ -46,12 +48,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
-    print(common.machine())
+    print(machine())
     import tempfile
 
     folder = Path(tempfile.mkdtemp(prefix="segkit-bench-cli-"))
-    data = common.ensure_pairs(folder / "data", 8, side=64)
-    project = common.write_project(folder, data, side=64)
+    data = ensure_pairs(folder / "data", 8, side=64)
+    project = write_project(folder, data, side=64)
     commands = {
         "python -c 'import tensorflow'": [sys.executable, "-c", "import tensorflow"],
         "segkit --help": [str(SEGKIT), "--help"],
@@ -68,14 +70,14 @@ def main() -> None:
     for _ in range(args.repeats):
         for name, command in commands.items():
             walls[name].append(timed(command))
-    base = common.median(walls["python -c 'import tensorflow'"])
+    base = median(walls["python -c 'import tensorflow'"])
     rows = []
     for name, values in walls.items():
-        wall = common.median(values)
+        wall = median(values)
         goal = "<= 0.25" if name == "segkit --help" else ""
         rows.append([name, wall, min(values), wall / base, goal])
-    print(f"\nmedian of {args.repeats} interleaved runs (load {common.load_average()})")
-    print(common.table(rows, ["command", "median s", "min s", "/ import tensorflow", "goal"]))
+    print(f"\nmedian of {args.repeats} interleaved runs (load {load_average()})")
+    print(table(rows, ["command", "median s", "min s", "/ import tensorflow", "goal"]))
     import shutil
 
     for argv in (["--help"], ["plugins"], ["stats", str(project)], ["train", "--help"]):

@@ -25,7 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
+from benchkit.project import BASE_FILTERS, DEFAULT_DATA, MODEL_SIDE, NUM_CLASSES, NUM_LAYERS, ensure_pairs  # noqa: E402
+from benchkit.tables import machine, table  # noqa: E402
+from benchkit.workers import worker  # noqa: E402
 
 TRAIN = Path(__file__).resolve().parent / "bench_train.py"
 
@@ -91,9 +93,9 @@ def main() -> None:
     parser.add_argument("--onednn", default="default", choices=("default", "on", "off", "both"),
                         help="TF_ENABLE_ONEDNN_OPTS for the measured training ('default': TensorFlow's own; "
                              "'both': default, then off)")
-    parser.add_argument("--data", type=Path, default=common.DEFAULT_DATA)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     args = parser.parse_args()
-    print(common.machine())
+    print(machine())
 
     env = dict(os.environ)
     forward_onednn = "0" if args.onednn == "off" else "1"
@@ -108,20 +110,20 @@ def main() -> None:
 
     from segkit_flexunet.flexunet import build_flexunet
 
-    model = build_flexunet(image_height=common.MODEL_SIDE, image_width=common.MODEL_SIDE, image_channels=3,
-                           num_classes=common.NUM_CLASSES, base_filters=common.BASE_FILTERS,
-                           num_layers=common.NUM_LAYERS)
+    model = build_flexunet(image_height=MODEL_SIDE, image_width=MODEL_SIDE, image_channels=3,
+                           num_classes=NUM_CLASSES, base_filters=BASE_FILTERS,
+                           num_layers=NUM_LAYERS)
     analytic = analytic_flops(model)
     profiled = profiler_flops(model)
-    print(f"FlexUNet {common.MODEL_SIDE}x{common.MODEL_SIDE}, num_layers {common.NUM_LAYERS}, base_filters "
-          f"{common.BASE_FILTERS}: {model.count_params():,} parameters")
+    print(f"FlexUNet {MODEL_SIDE}x{MODEL_SIDE}, num_layers {NUM_LAYERS}, base_filters "
+          f"{BASE_FILTERS}: {model.count_params():,} parameters")
     print(f"forward FLOPs per image: analytic {analytic / 1e9:.2f} G, TF profiler (frozen graph) "
           f"{profiled / 1e9 if profiled else float('nan'):.2f} G")
     train_flops = 3 * analytic
     print(f"training FLOPs per image (3x forward): {train_flops / 1e9:.2f} G")
     peak, how = peak_gflops(args.fma_units, args.ghz)
     print(f"peak: {how} = {peak:.0f} GFLOP/s FP32")
-    batch = np.random.default_rng(0).random((8, common.MODEL_SIDE, common.MODEL_SIDE, 3), dtype=np.float32)
+    batch = np.random.default_rng(0).random((8, MODEL_SIDE, MODEL_SIDE, 3), dtype=np.float32)
     model.predict_on_batch(batch)
     started = time.perf_counter()
     for _ in range(5):
@@ -136,13 +138,13 @@ def main() -> None:
     if args.images_per_s:
         rates.append(("given", args.images_per_s))
     else:
-        common.ensure_pairs(args.data, args.pairs)
+        ensure_pairs(args.data, args.pairs)
         settings = ["default", "off"] if args.onednn == "both" else [args.onednn]
         for setting in settings:
             env = dict(os.environ)
             if setting != "default":
                 os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if setting == "on" else "0"
-            result = common.worker(TRAIN, [
+            result = worker(TRAIN, [
                 "--side", "segkit", "--cache", "memory", "--pairs", str(args.pairs), "--epochs", str(args.epochs),
                 "--steps", "0", "--batch-size", str(args.batch_size), "--data", str(args.data)])
             os.environ.clear()
@@ -152,7 +154,7 @@ def main() -> None:
             print(f"{label}: {result['images_per_s']:.2f} img/s (load {result['load']})", flush=True)
     rows = [[label, rate, train_flops * rate / 1e9, 100 * train_flops * rate / 1e9 / peak] for label, rate in rates]
     print()
-    print(common.table(rows, ["training", "img/s", "GFLOP/s", "% of peak"]))
+    print(table(rows, ["training", "img/s", "GFLOP/s", "% of peak"]))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
+from benchkit.project import BASE_FILTERS, NUM_LAYERS, ensure_pairs  # noqa: E402
+from benchkit.tables import machine, table  # noqa: E402
+from benchkit.workers import worker  # noqa: E402
 
 TRAIN = Path(__file__).resolve().parent / "bench_train.py"
 
@@ -59,9 +61,9 @@ def main() -> None:
         args.side, args.pairs, args.batch_size, args.epochs = 64, 8, 4, 2
     data = args.data or Path(tempfile.gettempdir()) / f"segkit-bench-gpu-{args.side}"
     print(f"GPU: {gpu_model()}")
-    print(common.machine())
-    common.ensure_pairs(data, args.pairs, side=args.side)
-    print(f"FlexUNet {args.side}x{args.side}, num_layers {common.NUM_LAYERS}, base_filters {common.BASE_FILTERS}; "
+    print(machine())
+    ensure_pairs(data, args.pairs, side=args.side)
+    print(f"FlexUNet {args.side}x{args.side}, num_layers {NUM_LAYERS}, base_filters {BASE_FILTERS}; "
           f"{args.pairs} pairs, batch {args.batch_size}, epochs 2..{args.epochs} timed\n", flush=True)
     rows = []
     # op determinism off everywhere, then segkit's own XLA-off setting (deterministic kernels) last
@@ -77,7 +79,7 @@ def main() -> None:
                        "--determinism", determinism]
         note = "deterministic kernels (segkit's default)" if determinism == "segkit" else ""
         try:
-            result = common.worker(TRAIN, worker_args, timeout=max(60.0, args.budget + 30))
+            result = worker(TRAIN, worker_args, timeout=max(60.0, args.budget + 30))
         except (SystemExit, subprocess.TimeoutExpired) as failure:
             print(f"jit {jit} {precision} determinism {determinism}: failed ({failure})", flush=True)
             continue
@@ -88,7 +90,7 @@ def main() -> None:
                      result["first_step_s"], note])
     if rows:
         base = rows[0][3]
-        print("\n" + common.table([[*r[:4], r[3] / base, *r[4:]] for r in rows],
+        print("\n" + table([[*r[:4], r[3] / base, *r[4:]] for r in rows],
                                   ["jit_compile", "XLA used", "precision", "img/s", f"/ {rows[0][0]} {rows[0][2]}",
                                    "first step s (compile + first decode)", "note"]))
     print(f"\ntotal {time.perf_counter() - started:.0f} s")

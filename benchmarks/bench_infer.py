@@ -32,7 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-import common  # noqa: E402
+from benchkit.clock import load_average  # noqa: E402
+from benchkit.project import DEFAULT_DATA, MODEL_SIDE, SEED, SIDE, ensure_pairs, load, write_project  # noqa: E402
+from benchkit.tables import machine, median, table  # noqa: E402
+from benchkit.workers import add_onednn_option, add_worker_options, apply_onednn, emit, ran_as_worker, worker  # noqa: E402
 
 SCRIPT = Path(__file__).resolve()
 WARMUP_IMAGES = 8
@@ -85,18 +88,18 @@ def run_worker(args: argparse.Namespace) -> None:
     folder = Path(args.folder)
     project_file = folder / "bench.toml"
     if args.side == "save":
-        project, registry = common.load(project_file)
+        project, registry = load(project_file)
         import keras
 
         from segkit.engine import components
         from segkit.run_folder import BEST_MODEL
 
         import_tensorflow()
-        keras.utils.set_random_seed(common.SEED)
+        keras.utils.set_random_seed(SEED)
         model = components.build_model(project, registry)
         (project.output_dir / BEST_MODEL).parent.mkdir(parents=True, exist_ok=True)
         model.save(project.output_dir / BEST_MODEL)
-        common.emit({"side": "save"})
+        emit({"side": "save"})
         return
 
     from segkit.data.images import read_image
@@ -111,8 +114,8 @@ def run_worker(args: argparse.Namespace) -> None:
         from segkit.engine.infer import infer
         from segkit.engine.predict import segment
 
-        warm, _ = common.load(project_file, [f"infer.images={warmup}", f"infer.output={out / 'warm'}"])
-        project, _ = common.load(project_file, [f"infer.images={timed}", f"infer.output={out / 'timed'}"])
+        warm, _ = load(project_file, [f"infer.images={warmup}", f"infer.output={out / 'warm'}"])
+        project, _ = load(project_file, [f"infer.images={timed}", f"infer.output={out / 'timed'}"])
         infer(warm)
         started = time.perf_counter()
         count = infer(project).count
@@ -131,7 +134,7 @@ def run_worker(args: argparse.Namespace) -> None:
 
         import tensorflow  # noqa: F401  (a plain TensorFlow program)
 
-        project, _ = common.load(project_file)
+        project, _ = load(project_file)
         from segkit.run_folder import BEST_MODEL
 
         model = keras.saving.load_model(project.output_dir / BEST_MODEL, compile=False)
@@ -157,34 +160,34 @@ def run_worker(args: argparse.Namespace) -> None:
     assert len(list((out / "timed").glob("*.png"))) == count
     shutil.rmtree(out, ignore_errors=True)
     result["images"] = count
-    result["load"] = common.load_average()
-    common.emit(result)
+    result["load"] = load_average()
+    emit(result)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--data", type=Path, default=common.DEFAULT_DATA)
-    common.add_onednn_option(parser)
-    common.add_worker_options(parser)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    add_onednn_option(parser)
+    add_worker_options(parser)
     parser.add_argument("--folder", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if common.ran_as_worker(args, run_worker):
+    if ran_as_worker(args, run_worker):
         return
-    common.apply_onednn(args.onednn)
-    common.ensure_pairs(args.data, args.images + WARMUP_IMAGES)
-    print(common.machine())
+    apply_onednn(args.onednn)
+    ensure_pairs(args.data, args.images + WARMUP_IMAGES)
+    print(machine())
     folder = Path(tempfile.mkdtemp(prefix="segkit-bench-infer-"))
     try:
         timed, _ = image_folders(args.data, args.images, folder / "images")
-        common.write_project(folder, args.data, infer=timed)
-        common.worker(SCRIPT, ["--side", "save", "--folder", str(folder)])
-        print(f"{args.images} images of {common.SIDE}x{common.SIDE}, model {common.MODEL_SIDE}x{common.MODEL_SIDE}\n")
+        write_project(folder, args.data, infer=timed)
+        worker(SCRIPT, ["--side", "save", "--folder", str(folder)])
+        print(f"{args.images} images of {SIDE}x{SIDE}, model {MODEL_SIDE}x{MODEL_SIDE}\n")
         results: dict[str, list[dict]] = {"reference": [], "segkit": []}
         for round_ in range(args.rounds):
             for side in ("reference", "segkit"):
-                result = common.worker(SCRIPT, ["--side", side, "--folder", str(folder)])
+                result = worker(SCRIPT, ["--side", side, "--folder", str(folder)])
                 results[side].append(result)
                 print(f"[round {round_ + 1}] {side:9s} end to end {result['images'] / result['end_to_end_s']:6.2f} img/s, "
                       f"model only {result['images'] / result['model_only_s']:6.2f} img/s (load {result['load']})",
@@ -194,11 +197,11 @@ def main() -> None:
     rows = []
     for key, name in (("end_to_end_s", "end to end (files in, masks + overlays out)"),
                       ("model_only_s", "model only (images in memory)")):
-        ref = args.images / common.median([r[key] for r in results["reference"]])
-        seg = args.images / common.median([r[key] for r in results["segkit"]])
+        ref = args.images / median([r[key] for r in results["reference"]])
+        seg = args.images / median([r[key] for r in results["segkit"]])
         rows.append([name, ref, seg, seg / ref, ">= 2"])
     print("\nmedians over rounds (img/s)")
-    print(common.table(rows, ["figure", "per-image predict", "segkit", "segkit/ref", "goal"]))
+    print(table(rows, ["figure", "per-image predict", "segkit", "segkit/ref", "goal"]))
 
 
 if __name__ == "__main__":

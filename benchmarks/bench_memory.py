@@ -24,7 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
+from benchkit.project import DEFAULT_DATA, ensure_pairs, linked_pairs  # noqa: E402
+from benchkit.tables import machine, median, table  # noqa: E402
+from benchkit.workers import add_onednn_option, apply_onednn, worker  # noqa: E402
 
 TRAIN = Path(__file__).resolve().parent / "bench_train.py"
 
@@ -39,22 +41,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--cache", default="none", choices=("none", "memory"))
     parser.add_argument("--reference-images", default="uint8", choices=("uint8", "float32"))
-    common.add_onednn_option(parser)
-    parser.add_argument("--data", type=Path, default=common.DEFAULT_DATA)
+    add_onednn_option(parser)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     args = parser.parse_args()
-    common.apply_onednn(args.onednn)
-    common.ensure_pairs(args.data, args.large)
-    print(common.machine())
+    apply_onednn(args.onednn)
+    ensure_pairs(args.data, args.large)
+    print(machine())
     print(f"batch {args.batch_size}, {args.steps} steps, segkit cache {args.cache}, reference images "
           f"{args.reference_images}, patch {os.environ.get('SEGKIT_BENCH_PATCH', 'none')}\n")
     sizes = {args.small: args.data, args.large: args.data}
     if args.scaled:
-        sizes[args.scaled] = common.linked_pairs(args.data, args.scaled)
+        sizes[args.scaled] = linked_pairs(args.data, args.scaled)
     peaks: dict[tuple[str, int], list[dict]] = {}
     for round_ in range(args.rounds):
         for pairs, data in sizes.items():
             for side in ("reference", "segkit"):
-                result = common.worker(TRAIN, [
+                result = worker(TRAIN, [
                     "--side", side, "--cache", args.cache if side == "segkit" else "none", "--pairs", str(pairs),
                     "--epochs", "1", "--steps", str(args.steps), "--warmup", "1", "--batch-size", str(args.batch_size),
                     "--data", str(data), "--reference-images", args.reference_images])
@@ -63,10 +65,10 @@ def main() -> None:
                       f"(before data {result['rss_before_data_mb']:.0f} MiB)", flush=True)
 
     def peak(side: str, pairs: int) -> float:
-        return common.median([r["peak_rss_mb"] for r in peaks[(side, pairs)]])
+        return median([r["peak_rss_mb"] for r in peaks[(side, pairs)]])
 
     def base(side: str, pairs: int) -> float:
-        return common.median([r["rss_before_data_mb"] for r in peaks[(side, pairs)]])
+        return median([r["rss_before_data_mb"] for r in peaks[(side, pairs)]])
 
     print("\nmedians over rounds (MiB)")
     rows = []
@@ -74,7 +76,7 @@ def main() -> None:
         small, large = peak(side, args.small), peak(side, args.large)
         rows.append([side, base(side, args.large), small, large, large / small - 1,
                      "<= 15%" if side == "segkit" else ""])
-    print(common.table(rows, ["", "before data", f"peak {args.small}", f"peak {args.large}", "growth", "goal"]))
+    print(table(rows, ["", "before data", f"peak {args.small}", f"peak {args.large}", "growth", "goal"]))
     ratio = peak("segkit", args.large) / peak("reference", args.large)
     print(f"\nsegkit/reference peak at {args.large} pairs: {ratio:.3f} (goal <= 0.5)")
     over = [(peak(s, args.large) - base(s, args.large)) for s in ("reference", "segkit")]

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_train.py [--pairs 512] [--epoch-pairs 64] [--batch-size 4] [--rounds 2]
 
 Same FlexUNet (256x256, num_layers 6, base_filters 16), same 512x512 PNG pairs, same seed, one run,
-A B A B (each measured run a fresh process, see ``common.py``):
+A B A B (each measured run a fresh process, see ``benchkit``):
 
 1. ``--pairs`` (512) pairs, ``--steps`` steps of epoch 1: the time from the start of data
    preparation to the first finished step (goal: segkit <= 0.25x the reference), and the rate of
@@ -37,7 +37,11 @@ from pathlib import Path
 STARTED = time.perf_counter()
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
+from benchkit.clock import StepClock, cpu_rate, load_average, rss_mb, steady_rate  # noqa: E402
+from benchkit.project import DEFAULT_DATA, MODEL_SIDE, NUM_CLASSES, ensure_pairs, load, write_project  # noqa: E402
+from benchkit.reference import reference_arrays, reference_model  # noqa: E402
+from benchkit.tables import machine, median, table  # noqa: E402
+from benchkit.workers import add_onednn_option, add_worker_options, apply_onednn, emit, ran_as_worker, worker  # noqa: E402
 
 SCRIPT = Path(__file__).resolve()
 
@@ -45,7 +49,7 @@ SCRIPT = Path(__file__).resolve()
 def run_worker(args: argparse.Namespace) -> None:
     """One measured training run in this process; prints RESULT {...}."""
     folder = Path(tempfile.mkdtemp(prefix="segkit-bench-train-"))
-    project, registry = common.load(common.write_project(
+    project, registry = load(write_project(
         folder, args.data, batch_size=args.batch_size, cache=args.cache, epochs=args.epochs,
         jit=args.jit, precision=args.precision, side=args.model_side))
     from segkit.engine import components
@@ -71,9 +75,9 @@ def run_worker(args: argparse.Namespace) -> None:
     pairs = source.pairs("train")[: args.pairs]
     assert len(pairs) == args.pairs, f"{args.data} holds {len(pairs)} pairs, {args.pairs} asked"
     model = components.build_model(project, registry)
-    clock = common.StepClock(time.perf_counter() + args.max_seconds if args.max_seconds else None)
+    clock = StepClock(time.perf_counter() + args.max_seconds if args.max_seconds else None)
     steps = args.steps or -(-len(pairs) // args.batch_size)
-    rss_before_data = common.rss_mb()
+    rss_before_data = rss_mb()
     data_start = time.perf_counter()
     if args.side == "segkit":
         from segkit.data.pipeline import make_training_dataset
@@ -86,10 +90,10 @@ def run_worker(args: argparse.Namespace) -> None:
     else:
         from segkit_training.dice_metrics import DiceCoefMulticlass
 
-        images, masks = common.reference_arrays(source, pairs, args.model_side, common.NUM_CLASSES,
+        images, masks = reference_arrays(source, pairs, args.model_side, NUM_CLASSES,
                                                 args.reference_images, args.reference_decode)
         data_ready = time.perf_counter()
-        model = common.reference_model(model, args.reference_images)
+        model = reference_model(model, args.reference_images)
         model.compile(optimizer=components.build_optimizer(project),
                       loss=keras.losses.CategoricalCrossentropy(), metrics=[DiceCoefMulticlass()],
                       jit_compile={"on": True, "off": False}.get(args.jit, "auto"))
@@ -100,14 +104,14 @@ def run_worker(args: argparse.Namespace) -> None:
     warmup = steps if args.epochs > 1 else args.warmup  # whole epochs after the first, or steps after warm-up
     if len(ends) <= warmup + 1:  # stopped by --max-seconds before that: every step after the first
         warmup = 1
-    common.emit({
+    emit({
         "side": args.side, "cache": args.cache, "pairs": len(pairs), "steps": len(ends),
         "data_ready_s": round(data_ready - data_start, 3),
         "first_step_s": round(ends[0] - data_start, 3),
         "first_step_from_start_s": round(ends[0] - STARTED, 3),
-        "images_per_s": round(common.steady_rate(ends, warmup, args.batch_size), 4),
-        "images_per_cpu_s": round(common.cpu_rate(ends, clock.cpu, warmup, args.batch_size), 4),
-        "load": common.load_average(),
+        "images_per_s": round(steady_rate(ends, warmup, args.batch_size), 4),
+        "images_per_cpu_s": round(cpu_rate(ends, clock.cpu, warmup, args.batch_size), 4),
+        "load": load_average(),
         "stopped_early": clock.stopped,
         "jit_effective": bool(getattr(model, "jit_compile", False)),
         "rss_before_data_mb": round(rss_before_data, 1),
@@ -143,24 +147,24 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="epochs of the whole-epoch part (the first is warm-up)")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2, help="A B rounds")
-    parser.add_argument("--data", type=Path, default=common.DEFAULT_DATA)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--jit", default="auto", choices=("auto", "on", "off"))
     parser.add_argument("--precision", default="float32", choices=("float32", "mixed_float16", "mixed_bfloat16"))
     parser.add_argument("--reference-images", default="uint8", choices=("uint8", "float32"))
     parser.add_argument("--reference-decode", default="segkit", choices=("segkit", "reference"),
                         help="decode the reference's arrays with segkit's readers (default) or its own argmin")
-    common.add_onednn_option(parser)
-    common.add_worker_options(parser)
+    add_onednn_option(parser)
+    add_worker_options(parser)
     parser.add_argument("--cache", default="none", help=argparse.SUPPRESS)
-    parser.add_argument("--model-side", type=int, default=common.MODEL_SIDE, help=argparse.SUPPRESS)
+    parser.add_argument("--model-side", type=int, default=MODEL_SIDE, help=argparse.SUPPRESS)
     parser.add_argument("--max-seconds", type=float, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--determinism", default="segkit", choices=("segkit", "off"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if common.ran_as_worker(args, run_worker):
+    if ran_as_worker(args, run_worker):
         return
-    common.apply_onednn(args.onednn)
-    common.ensure_pairs(args.data, max(args.pairs, args.epoch_pairs))
-    print(common.machine())
+    apply_onednn(args.onednn)
+    ensure_pairs(args.data, max(args.pairs, args.epoch_pairs))
+    print(machine())
     print(f"batch {args.batch_size}, jit {args.jit}, precision {args.precision}, oneDNN {args.onednn}, "
           f"reference images {args.reference_images}, reference decode {args.reference_decode}, "
           f"patch {os.environ.get('SEGKIT_BENCH_PATCH', 'none')}\n")
@@ -169,7 +173,7 @@ def main() -> None:
     if args.pairs:
         for round_ in range(args.rounds):
             for side in ("reference", "segkit"):
-                result = common.worker(SCRIPT, worker_args(args, side, "none", args.pairs, 1, args.steps))
+                result = worker(SCRIPT, worker_args(args, side, "none", args.pairs, 1, args.steps))
                 first[side].append(result)
                 print(f"[{args.pairs} pairs, round {round_ + 1}] {side:9s} data ready {result['data_ready_s']:6.2f} s, "
                       f"first step {result['first_step_s']:6.2f} s ({result['first_step_from_start_s']:.2f} s "
@@ -182,7 +186,7 @@ def main() -> None:
         for round_ in range(args.rounds):
             for name in epochs:
                 side, cache = (name.split() + ["none"])[:2]
-                result = common.worker(SCRIPT, worker_args(args, side, cache, args.epoch_pairs, args.epochs, 0))
+                result = worker(SCRIPT, worker_args(args, side, cache, args.epoch_pairs, args.epochs, 0))
                 epochs[name].append(result)
                 print(f"[{args.epoch_pairs} pairs x {args.epochs} epochs, round {round_ + 1}] {name:13s} "
                       f"epochs 2..{args.epochs}: {result['images_per_s']:.2f} img/s ({result['images_per_cpu_s']:.2f} per CPU-s; "
@@ -192,7 +196,7 @@ def main() -> None:
     rows = []
     keys = ("first_step_s", "images_per_s", "images_per_cpu_s", "first_step_from_start_s")
     if args.pairs:
-        ref, seg = ({k: common.median([r[k] for r in first[s]]) for k in keys} for s in ("reference", "segkit"))
+        ref, seg = ({k: median([r[k] for r in first[s]]) for k in keys} for s in ("reference", "segkit"))
         rows.append([f"time to first step, {args.pairs} pairs (s)", ref["first_step_s"], seg["first_step_s"],
                      seg["first_step_s"] / ref["first_step_s"], "", "<= 0.25"])
         rows.append(["  same, from process start (s)", ref["first_step_from_start_s"],
@@ -202,13 +206,13 @@ def main() -> None:
                      seg["images_per_s"], seg["images_per_s"] / ref["images_per_s"],
                      seg["images_per_cpu_s"] / ref["images_per_cpu_s"], ">= 1.0"])
     if args.epoch_pairs:
-        ref = {k: common.median([r[k] for r in epochs["reference"]]) for k in keys}
+        ref = {k: median([r[k] for r in epochs["reference"]]) for k in keys}
         for name in ("segkit none", "segkit memory"):
-            seg = {k: common.median([r[k] for r in epochs[name]]) for k in keys}
+            seg = {k: median([r[k] for r in epochs[name]]) for k in keys}
             rows.append([f"img/s, {args.epoch_pairs} pairs, epochs 2..{args.epochs}, cache {name.split()[1]}",
                          ref["images_per_s"], seg["images_per_s"], seg["images_per_s"] / ref["images_per_s"],
                          seg["images_per_cpu_s"] / ref["images_per_cpu_s"], ">= 1.0"])
-    print(common.table(rows, ["figure", "reference", "segkit", "segkit/ref", "per CPU-s", "goal"]))
+    print(table(rows, ["figure", "reference", "segkit", "segkit/ref", "per CPU-s", "goal"]))
 
 
 if __name__ == "__main__":

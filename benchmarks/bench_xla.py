@@ -26,7 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
+from benchkit.project import DEFAULT_DATA, ensure_pairs  # noqa: E402
+from benchkit.tables import machine, median, table  # noqa: E402
+from benchkit.workers import add_onednn_option, apply_onednn, worker  # noqa: E402
 
 TRAIN = Path(__file__).resolve().parent / "bench_train.py"
 
@@ -41,21 +43,21 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--max-seconds", type=float, default=60,
                         help="stop a run this long after its data is ready (its rate then counts the steps after the first)")
-    common.add_onednn_option(parser)
+    add_onednn_option(parser)
     parser.add_argument("--determinism", default="segkit", choices=("off", "segkit"),
                         help="deterministic kernels as segkit train sets them (off only with XLA), or off in every row")
-    parser.add_argument("--data", type=Path, default=common.DEFAULT_DATA)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     args = parser.parse_args()
-    common.apply_onednn(args.onednn)
-    common.ensure_pairs(args.data, args.pairs)
-    print(common.machine())
+    apply_onednn(args.onednn)
+    ensure_pairs(args.data, args.pairs)
+    print(machine())
     print(f"{args.pairs} pairs, batch {args.batch_size}, epochs 2..{args.epochs} timed, oneDNN {args.onednn}, "
           f"op determinism {args.determinism}\n")
     configs = [(jit, precision) for precision in args.precisions.split(",") for jit in args.jit.split(",")]
     results: dict[tuple[str, str], list[dict]] = {c: [] for c in configs}
     for round_ in range(args.rounds):
         for jit, precision in configs:
-            result = common.worker(TRAIN, [
+            result = worker(TRAIN, [
                 "--side", "segkit", "--cache", "memory", "--pairs", str(args.pairs), "--epochs", str(args.epochs),
                 "--steps", "0", "--batch-size", str(args.batch_size), "--data", str(args.data), "--jit", jit,
                 "--precision", precision, "--max-seconds", str(args.max_seconds), "--determinism", args.determinism])
@@ -65,16 +67,16 @@ def main() -> None:
                   f"{result['images_per_s']:6.2f} img/s "
                   f"({result['images_per_cpu_s']:.2f} per CPU-s), first step {result['first_step_s']:6.1f} s, "
                   f"loss {result.get('last_loss', float('nan')):.4f}{stopped} (load {result['load']})", flush=True)
-    base = common.median([r["images_per_s"] for r in results[configs[0]]])
+    base = median([r["images_per_s"] for r in results[configs[0]]])
     rows = []
     for jit, precision in configs:
-        rate = common.median([r["images_per_s"] for r in results[(jit, precision)]])
-        first = common.median([r["first_step_s"] for r in results[(jit, precision)]])
-        cpu = common.median([r["images_per_cpu_s"] for r in results[(jit, precision)]])
+        rate = median([r["images_per_s"] for r in results[(jit, precision)]])
+        first = median([r["first_step_s"] for r in results[(jit, precision)]])
+        cpu = median([r["images_per_cpu_s"] for r in results[(jit, precision)]])
         used = results[(jit, precision)][0]["jit_effective"]
         rows.append([f"jit {jit}", str(used), precision, rate, rate / base, cpu, first])
     print("\nmedians over rounds")
-    print(common.table(rows, ["jit_compile", "XLA used", "precision", "img/s", f"/ jit {configs[0][0]} {configs[0][1]}",
+    print(table(rows, ["jit_compile", "XLA used", "precision", "img/s", f"/ jit {configs[0][0]} {configs[0][1]}",
                               "img per CPU-s", "first step s"]))
 
 
