@@ -12,7 +12,7 @@ import pytest
 
 from segkit.data.stain_augment import HED_FROM_RGB, RGB_FROM_HED, channel_jitter, hed_jitter
 from segkit.errors import ProjectError
-from test_pipeline import epochs_of, settings, source_for, write_pairs
+from pipeline_helpers import epochs_of, settings, source_for, write_pairs
 from tiny_data import write_tiny_project
 
 tf = pytest.importorskip("tensorflow")
