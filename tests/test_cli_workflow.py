@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from segkit import toml_io
 from segkit.cli.main import app
+from segkit.report.charts import metric_panels
 
 runner = CliRunner()
 
@@ -45,6 +46,8 @@ def test_train_writes_histories_plots_model_and_resolved_project(trained: Path) 
         assert all(0.0 <= float(r[column]) <= 1.0 for r in metrics), column
     for png in ("train_losses.png", "train_metrics.png"):
         assert Image.open(run / "eval" / png).size[0] > 300
+    (dice_panel,) = metric_panels(list(metrics[0])[1:])  # no plugin metric here: the Dice panel alone
+    assert {"mean_foreground_dice", "dice_benign", "dice_malignant", "val_dice_malignant"} <= set(dice_panel[1])
     resolved = toml_io.loads((run / "project.resolved.toml").read_text())
     assert resolved["train"]["epochs"] == 2  # the --set value, not the file's 5
     assert resolved["model"]["dilation"] == [1, 1]

@@ -9,7 +9,8 @@ import keras
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from segkit.report.history import plot_history, read_csv, split_columns, write_csv
+from segkit.report.charts import metric_panels, plot_history
+from segkit.report.history import read_csv, split_columns, write_csv
 
 SHOWN_METRICS = ("loss", "dice_coef_multiclass", "mean_foreground_dice")
 
@@ -77,6 +78,6 @@ class HistoryWriter(keras.callbacks.Callback):
         losses, metrics = split_columns(row)
         write_csv(self.eval_dir / "train_losses.csv", losses, self.rows)
         write_csv(self.eval_dir / "train_metrics.csv", metrics, self.rows)
-        plot_history(self.eval_dir / "train_losses.png", self.rows, losses, "loss")
-        headline = [m for m in metrics if m.removeprefix("val_") in SHOWN_METRICS]
-        plot_history(self.eval_dir / "train_metrics.png", self.rows, headline, "metrics")
+        loss_panel = ("loss", [c for c in losses if c != "learning_rate"])
+        plot_history(self.eval_dir / "train_losses.png", self.rows, [loss_panel])
+        plot_history(self.eval_dir / "train_metrics.png", self.rows, metric_panels(metrics))
