@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from matplotlib.axes import Axes
 
@@ -47,4 +48,4 @@ def test_epoch_ticks_are_whole_epochs_from_one(epochs: int) -> None:
     axes = history_figure(rows, [("loss", ["loss", "val_loss"])]).axes[0]
     ticks = _visible_ticks(axes)
     assert ticks and all(t.is_integer() and 1 <= t <= epochs for t in ticks)
-    assert list(axes.get_lines()[0].get_xdata()) == list(range(1, epochs + 1))
+    assert np.array_equal(np.asarray(axes.get_lines()[0].get_xdata()), np.arange(1, epochs + 1))
