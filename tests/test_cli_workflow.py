@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from segkit_training.epoch_change import titled
+from tiny_data import write_tiny_project
 from typer.testing import CliRunner
 
 from segkit import toml_io
 from segkit.cli.main import app
-from tiny_data import write_tiny_project
+from segkit.report.charts import metric_panels
 
 runner = CliRunner()
 
@@ -44,6 +46,8 @@ def test_train_writes_histories_plots_model_and_resolved_project(trained: Path) 
         assert all(0.0 <= float(r[column]) <= 1.0 for r in metrics), column
     for png in ("train_losses.png", "train_metrics.png"):
         assert Image.open(run / "eval" / png).size[0] > 300
+    (dice_panel,) = metric_panels(list(metrics[0])[1:])  # no plugin metric here: the Dice panel alone
+    assert {"mean_foreground_dice", "dice_benign", "dice_malignant", "val_dice_malignant"} <= set(dice_panel[1])
     resolved = toml_io.loads((run / "project.resolved.toml").read_text())
     assert resolved["train"]["epochs"] == 2  # the --set value, not the file's 5
     assert resolved["model"]["dilation"] == [1, 1]
@@ -58,8 +62,22 @@ def test_epoch_change_images_and_montage_use_class_colours(trained: Path) -> Non
     mask = np.asarray(Image.open(folder / "epoch_002_img_00.png").convert("RGB"))
     assert mask.shape == (64, 64, 3)
     assert {tuple(c) for c in mask.reshape(-1, 3)} <= {(0, 0, 0), (0, 255, 0), (255, 0, 0)}
-    montage = Image.open(folder / "epoch_002_montage.png")
-    assert montage.size == (64 * 2 + 4, 64 * 2 + 4)
+
+
+def test_epoch_change_montage_is_titled_with_its_epoch_and_shows_the_ground_truth(trained: Path) -> None:
+    folder, test_split = trained.parent / "run" / "epoch_change_infer", trained.parent / "data" / "test"
+    first, second = (np.asarray(Image.open(folder / f"epoch_00{e}_montage.png").convert("RGB")) for e in (1, 2))
+    band = second.shape[0] - (3 * 64 + 2 * 4)  # rows: input, ground truth, prediction; 4-px gaps
+    assert second.shape[1] == 64 * 2 + 4 and first.shape == second.shape and 8 <= band <= 32
+    for column, stem in enumerate(("img_00", "img_01")):
+        left = column * (64 + 4)
+        image = np.asarray(Image.open(test_split / "images" / f"{stem}.png").convert("RGB"))
+        truth = np.asarray(Image.open(test_split / "masks" / f"{stem}.png").convert("RGB"))
+        assert np.array_equal(second[band : band + 64, left : left + 64], image)
+        assert np.array_equal(second[band + 68 : band + 132, left : left + 64], truth)
+    title = second[:band]
+    assert (title.max(axis=2) < 128).sum() > 20 and not np.array_equal(title, first[:band])
+    assert np.array_equal(title, titled(np.zeros((0, second.shape[1], 3), np.uint8), "epoch 2"))
 
 
 def test_eval_writes_every_figure(trained: Path) -> None:

@@ -1,4 +1,4 @@
-"""Per-epoch CSV histories (``eval/train_losses.csv``, ``eval/train_metrics.csv``) and their plots."""
+"""Per-epoch CSV histories (``eval/train_losses.csv``, ``eval/train_metrics.csv``); ``charts`` plots them."""
 
 from __future__ import annotations
 
@@ -44,27 +44,3 @@ def _cell(value: float | None) -> str:
 def read_csv(path: Path) -> list[dict[str, float]]:
     with path.open(newline="", encoding="utf-8") as handle:
         return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
-
-
-def plot_history(path: Path, rows: Sequence[Mapping[str, float]], columns: Sequence[str], title: str) -> None:
-    """One line per column against the epoch, validation dashed, written as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(7, 4.2), dpi=100)
-    epochs = [row["epoch"] for row in rows]
-    for column in columns:
-        if column == "learning_rate":
-            continue
-        style = "--" if column.startswith("val_") else "-"
-        axes.plot(epochs, [row.get(column, float("nan")) for row in rows], style, marker="o", ms=3, label=column)
-    axes.set_xlabel("epoch")
-    axes.set_title(title)
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=7, loc="best")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    plt.close(figure)
