@@ -11,7 +11,7 @@ import difflib
 import functools
 import importlib.metadata as metadata
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -19,7 +19,16 @@ import pluggy
 
 from segkit import hookspecs
 from segkit.errors import PluginError
-from segkit.specs import Spec
+from segkit.options import Option
+from segkit.specs import (
+    CallbackSpec,
+    DatasetSpec,
+    LossSpec,
+    MetricSpec,
+    ModelSpec,
+    PreparerSpec,
+    Spec,
+)
 
 ENTRY_POINT_GROUP = "segkit"
 DISABLE_ENV = "SEGKIT_DISABLE_PLUGINS"
@@ -29,6 +38,10 @@ KINDS: tuple[Kind, ...] = get_args(Kind)
 _HOOK_OF_KIND: dict[Kind, str] = {
     "model": "segkit_models", "dataset": "segkit_datasets", "loss": "segkit_losses",
     "metric": "segkit_metrics", "callback": "segkit_callbacks", "preparer": "segkit_preparers",
+}
+_SPEC_OF_KIND: dict[Kind, type[Spec]] = {
+    "model": ModelSpec, "dataset": DatasetSpec, "loss": LossSpec,
+    "metric": MetricSpec, "callback": CallbackSpec, "preparer": PreparerSpec,
 }
 
 
@@ -132,21 +145,87 @@ def _one_line(exc: BaseException) -> str:
     return f"{exc.__class__.__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
+class _BadPlugin(Exception):
+    """Why one plugin cannot be used: a hook result that is no record, or a hook name with no spec."""
+
+
 def _collect(registry: Registry, manager: pluggy.PluginManager, plugin: object, info: PluginInfo) -> PluginInfo:
-    """Call each hook of one plugin on its own, so one bad hook costs only that plugin."""
-    found: list[tuple[Kind, Spec]] = []
+    """Call each hook of one plugin on its own, so one bad hook or record costs only that plugin.
+
+    Every record is checked before any is registered: a plugin is used whole or not at all.
+    """
     try:
-        for kind, hook_name in _HOOK_OF_KIND.items():
-            caller = getattr(manager.hook, hook_name)
-            for impl in caller.get_hookimpls():
-                if impl.plugin is plugin:
-                    found.extend((kind, spec) for spec in impl.function() or ())
+        _check_hook_names(manager, plugin)
+        found = [(kind, spec) for kind, hook_name in _HOOK_OF_KIND.items()
+                 for spec in _records(manager, plugin, kind, hook_name)]
+    except _BadPlugin as exc:
+        manager.unregister(plugin)
+        return _failed(info, str(exc))
     except Exception as exc:  # noqa: BLE001 - any failure of third-party code is isolated
         manager.unregister(plugin)
         return _failed(info, f"hook raised {_one_line(exc)}")
     for kind, spec in found:
         registry.add(kind, spec, info)
     return info
+
+
+def _check_hook_names(manager: pluggy.PluginManager, plugin: object) -> None:
+    """A hook implementation whose name no spec has (``segkit_model``) would silently do nothing.
+
+    This is pluggy's ``check_pending`` restricted to one plugin, so the failure is that plugin's.
+    """
+    for caller in manager.get_hookcallers(plugin) or ():
+        if caller.has_spec():
+            continue
+        if any(impl.plugin is plugin and not impl.optionalhook for impl in caller.get_hookimpls()):
+            close = difflib.get_close_matches(caller.name, list(_HOOK_OF_KIND.values()), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f" (hooks: {', '.join(_HOOK_OF_KIND.values())})"
+            raise _BadPlugin(f"unknown hook '{caller.name}'{hint}")
+
+
+def _records(manager: pluggy.PluginManager, plugin: object, kind: Kind, hook_name: str) -> list[Spec]:
+    """What this plugin's implementation of ``hook_name`` returned, each item checked."""
+    records: list[Spec] = []
+    for impl in getattr(manager.hook, hook_name).get_hookimpls():
+        if impl.plugin is not plugin:
+            continue
+        result = impl.function()
+        if result is None:
+            continue
+        if isinstance(result, (str, bytes, Mapping)) or not isinstance(result, Iterable) or hasattr(result, "build"):
+            raise _BadPlugin(f"hook {hook_name} returned {_kind_of(result)}, not a list of {_SPEC_OF_KIND[kind].__name__}")
+        for record in result:
+            problem = record_problem(kind, record)
+            if problem:
+                raise _BadPlugin(f"hook {hook_name} returned a bad record: {problem}")
+            records.append(record)
+    return records
+
+
+def record_problem(kind: Kind, record: object) -> str:
+    """Why ``record`` is not a usable spec of ``kind`` ("" when it is)."""
+    expected = _SPEC_OF_KIND[kind]
+    if not isinstance(record, expected):
+        return f"{_kind_of(record)} is not a {expected.__name__}"
+    name = record.name
+    if not isinstance(name, str) or not name.strip():
+        return f"name {name!r} is not a non-empty string"
+    if any(not ch.isprintable() for ch in name):
+        return f"name {name!r} contains control characters"
+    if not isinstance(record.description, str):
+        return f"{name!r}: description {_kind_of(record.description)} is not a string"
+    if not callable(record.build):
+        return f"{name!r}: build {_kind_of(record.build)} is not callable"
+    options = record.options
+    if not isinstance(options, tuple) or not all(isinstance(o, Option) for o in options):
+        return f"{name!r}: options must be a tuple of Option records"
+    return ""
+
+
+def _kind_of(value: object) -> str:
+    """The type and a short repr of a plugin's value, for a one-line reason."""
+    text = repr(getattr(value, "name", None) if isinstance(value, tuple(_SPEC_OF_KIND.values())) else value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
 
 
 def _failed(info: PluginInfo, reason: str) -> PluginInfo:

@@ -1,9 +1,10 @@
 """Broken third-party plugins, installed as real distributions, break nothing but themselves.
 
-Three fake distributions live in one folder put on PYTHONPATH for a ``segkit`` subprocess, each
+Fake distributions live in one folder put on PYTHONPATH for a ``segkit`` subprocess, each
 with a ``.dist-info`` (METADATA + entry_points.txt) so that importlib.metadata finds them exactly
-as it finds pip-installed ones: one whose module raises on import, one whose hook raises, and
-one that registers the built-in name ``flexunet`` again.
+as it finds pip-installed ones: one whose module raises on import, one whose hook raises, one whose
+hook returns no spec records, one with a misspelt hook name, and one that registers the built-in
+name ``flexunet`` again.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ PLUGINS = {
     "flexunet-again": ("flexunet_again_plugin", (
         "import segkit\nfrom segkit.specs import ModelSpec\n\n@segkit.hookimpl\ndef segkit_models():\n"
         "    return [ModelSpec('flexunet', 'a second flexunet', lambda request: None)]\n")),
+    "not-a-record": ("not_a_record_plugin", (
+        "import segkit\n\n@segkit.hookimpl\ndef segkit_models():\n    return ['unet', {'name': 'unet'}]\n")),
+    "misspelt-hook": ("misspelt_hook_plugin", (
+        "import segkit\nfrom segkit.specs import ModelSpec\n\n@segkit.hookimpl\ndef segkit_model():\n"
+        "    return [ModelSpec('typo-net', 'never seen', lambda request: None)]\n")),
 }
 
 
@@ -60,6 +66,10 @@ def test_plugins_lists_each_failure_on_one_line(site: Path) -> None:
     assert len(conflict) == 1
     assert "plugin 'flexunet' (segkit 0.1.0)" in conflict[0]
     assert "plugin 'flexunet-again' (flexunet-again 1.0)" in conflict[0]
+    assert "failed: plugin 'not-a-record' (not-a-record 1.0): hook segkit_models returned a bad record: str " \
+           "'unet' is not a ModelSpec" in lines
+    assert "failed: plugin 'misspelt-hook' (misspelt-hook 1.0): unknown hook 'segkit_model'; did you mean " \
+           "'segkit_models'?" in lines
     assert any("categorized-masks" in line and "segkit 0.1.0" in line for line in lines)  # the table is intact
 
 
@@ -70,7 +80,8 @@ def test_plugins_json_keeps_every_working_builtin(site: Path) -> None:
             ("callback", "epoch-change-inferencer")} <= names
     assert ("model", "flexunet") not in names  # claimed twice: unusable until one is disabled
     status = {p["plugin"]: p["status"] for p in report["problems"]}
-    assert status == {"broken-hook": "failed", "broken-import": "failed"}
+    assert status == {"broken-hook": "failed", "broken-import": "failed", "misspelt-hook": "failed",
+                      "not-a-record": "failed"}
 
 
 def test_builtin_project_trains_beside_broken_plugins(site: Path, project: Path) -> None:

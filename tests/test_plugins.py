@@ -7,6 +7,7 @@ import json
 import sys
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -16,7 +17,7 @@ from segkit import hookspecs
 from segkit.cli.main import app
 from segkit.errors import PluginError
 from segkit.plugins import build_registry, get_registry
-from segkit.specs import ModelSpec
+from segkit.specs import LossSpec, ModelSpec
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,3 +134,40 @@ def test_every_hook_is_documented_with_an_example() -> None:
     for name in hooks:
         doc = getattr(hookspecs, name).__doc__ or ""
         assert "Called" in doc and ":return:" in doc and "Example::" in doc, name
+
+
+@pytest.mark.parametrize(("records", "reason"), [
+    (lambda: ["flexunet"], "hook segkit_models returned a bad record: str 'flexunet' is not a ModelSpec"),
+    (lambda: [{"name": "net"}], "hook segkit_models returned a bad record: dict {'name': 'net'} is not a ModelSpec"),
+    (lambda: ModelSpec("single", "not in a list", lambda r: None),
+     "hook segkit_models returned ModelSpec 'single', not a list of ModelSpec"),
+    (lambda: [ModelSpec(7, "int name", lambda r: None)], "bad record: name 7 is not a non-empty string"),  # type: ignore[arg-type]
+    (lambda: [ModelSpec(" ", "blank", lambda r: None)], "bad record: name ' ' is not a non-empty string"),
+    (lambda: [ModelSpec("a\nb", "newline", lambda r: None)], "bad record: name 'a\\nb' contains control characters"),
+    (lambda: [ModelSpec("net", None, lambda r: None)], "bad record: 'net': description NoneType None is not a string"),  # type: ignore[arg-type]
+    (lambda: [ModelSpec("net", "x", "build_net")], "bad record: 'net': build str 'build_net' is not callable"),  # type: ignore[arg-type]
+    (lambda: [ModelSpec("net", "x", lambda r: None, options=["depth"])],  # type: ignore[arg-type]
+     "bad record: 'net': options must be a tuple of Option records"),
+    (lambda: [LossSpec("net", "a loss from the model hook", lambda r: None)],
+     "bad record: LossSpec 'net' is not a ModelSpec"),
+])
+def test_a_bad_record_fails_only_its_plugin(monkeypatch: pytest.MonkeyPatch, records: Any, reason: str) -> None:
+    install_module(monkeypatch, "fake_good", segkit_models=lambda: [ModelSpec("good", "works", lambda r: None)])
+    install_module(monkeypatch, "fake_bad", segkit_models=records,
+                   segkit_losses=lambda: [LossSpec("never-registered", "x", lambda r: None)])
+    registry = build_registry([fake_entry_point("good", "fake_good"), fake_entry_point("bad", "fake_bad")])
+    status = {p.name: (p.status, p.reason) for p in registry.plugins}
+    assert status["good"] == ("loaded", "")
+    assert status["bad"][0] == "failed" and reason in status["bad"][1], status["bad"][1]
+    assert registry.names("model") == ["good"]
+    assert registry.names("loss") == []  # a plugin with one bad record registers nothing
+
+
+def test_a_misspelt_hook_fails_its_plugin_naming_the_right_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+    install_module(monkeypatch, "fake_typo", segkit_model=lambda: [ModelSpec("typo-net", "x", lambda r: None)])
+    install_module(monkeypatch, "fake_odd", frobnicate=lambda: ["never called"])
+    registry = build_registry([fake_entry_point("typo", "fake_typo"), fake_entry_point("odd", "fake_odd")])
+    status = {p.name: (p.status, p.reason) for p in registry.plugins}
+    assert status["typo"] == ("failed", "unknown hook 'segkit_model'; did you mean 'segkit_models'?")
+    assert status["odd"][0] == "failed"
+    assert status["odd"][1].startswith("unknown hook 'frobnicate' (hooks: segkit_models, segkit_datasets")
