@@ -3,16 +3,29 @@
 Each entry point is loaded and each hook called inside its own ``try``: a broken plugin is
 recorded with its reason and shown by ``segkit plugins``, and only a project that needs it fails
 (pluggy's ``load_setuptools_entrypoints`` would let one import error take the whole CLI down).
+
+What counts as the plugin's failure: any ``Exception``, and also ``SystemExit`` and
+``KeyboardInterrupt`` raised by its import or hooks (``sys.exit(3)`` at import must not end every
+command). A Ctrl-C the user presses while plugins load still stops the command: a SIGINT handler
+installed for the loading notes the key press, and an interrupt seen after one is raised again.
+What a plugin prints while loading is captured (``segkit plugins --json`` must stay JSON) and
+kept with the plugin, shown by ``segkit plugins``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import difflib
 import functools
 import importlib.metadata as metadata
+import io
 import os
-from collections.abc import Iterable, Mapping
+import signal
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any, Literal, get_args
 
 import pluggy
@@ -55,6 +68,8 @@ class PluginInfo:
     version: str
     status: Literal["loaded", "failed", "disabled"] = "loaded"
     reason: str = ""
+    #: what the plugin printed (stdout and stderr) while it was imported and its hooks called
+    output: str = ""
 
 
 @dataclass(frozen=True)
@@ -149,7 +164,43 @@ class _BadPlugin(Exception):
     """Why one plugin cannot be used: a hook result that is no record, or a hook name with no spec."""
 
 
-def _collect(registry: Registry, manager: pluggy.PluginManager, plugin: object, info: PluginInfo) -> PluginInfo:
+#: What a plugin's import or hook may raise that costs only that plugin (see the module docstring).
+_PLUGIN_FAILURES = (Exception, SystemExit, KeyboardInterrupt)
+
+
+class _UserInterrupts:
+    """Tells a Ctrl-C the user pressed from a ``KeyboardInterrupt`` a plugin raised itself."""
+
+    def __init__(self) -> None:
+        self.pressed = False
+
+    def on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        self.pressed = True
+        raise KeyboardInterrupt
+
+    def reraise_if_pressed(self, exc: BaseException) -> None:
+        if self.pressed and isinstance(exc, KeyboardInterrupt):
+            raise exc
+
+
+@contextlib.contextmanager
+def _noting_user_interrupts() -> Iterator[_UserInterrupts]:
+    """Note SIGINT while plugins load; where Python's default handler is not in place
+    (another thread, an embedding application) a signal's meaning is not ours to change."""
+    interrupts = _UserInterrupts()
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield interrupts
+        return
+    signal.signal(signal.SIGINT, interrupts.on_sigint)
+    try:
+        yield interrupts
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _collect(registry: Registry, manager: pluggy.PluginManager, plugin: object, info: PluginInfo,
+             interrupts: _UserInterrupts) -> PluginInfo:
     """Call each hook of one plugin on its own, so one bad hook or record costs only that plugin.
 
     Every record is checked before any is registered: a plugin is used whole or not at all.
@@ -161,7 +212,8 @@ def _collect(registry: Registry, manager: pluggy.PluginManager, plugin: object, 
     except _BadPlugin as exc:
         manager.unregister(plugin)
         return _failed(info, str(exc))
-    except Exception as exc:  # noqa: BLE001 - any failure of third-party code is isolated
+    except _PLUGIN_FAILURES as exc:  # any failure of third-party code is isolated
+        interrupts.reraise_if_pressed(exc)
         manager.unregister(plugin)
         return _failed(info, f"hook raised {_one_line(exc)}")
     for kind, spec in found:
@@ -229,7 +281,7 @@ def _kind_of(value: object) -> str:
 
 
 def _failed(info: PluginInfo, reason: str) -> PluginInfo:
-    return PluginInfo(info.name, info.module, info.distribution, info.version, "failed", reason)
+    return dataclasses.replace(info, status="failed", reason=reason)
 
 
 def build_registry(entry_points: Iterable[metadata.EntryPoint] | None = None) -> Registry:
@@ -239,20 +291,31 @@ def build_registry(entry_points: Iterable[metadata.EntryPoint] | None = None) ->
     registry = Registry()
     blocked = disabled_plugins()
     points = entry_points if entry_points is not None else metadata.entry_points(group=ENTRY_POINT_GROUP)
-    for entry_point in sorted(points, key=lambda ep: ep.name):
-        info = _plugin_info(entry_point)
-        if info.name in blocked or info.distribution in blocked:
-            manager.set_blocked(info.name)
-            registry.plugins.append(PluginInfo(**{**info.__dict__, "status": "disabled", "reason": f"in {DISABLE_ENV}"}))
-            continue
+    with _noting_user_interrupts() as interrupts:
+        for entry_point in sorted(points, key=lambda ep: ep.name):
+            info = _plugin_info(entry_point)
+            if info.name in blocked or info.distribution in blocked:
+                manager.set_blocked(info.name)
+                registry.plugins.append(dataclasses.replace(info, status="disabled", reason=f"in {DISABLE_ENV}"))
+                continue
+            registry.plugins.append(_load(registry, manager, entry_point, info, interrupts))
+    return registry
+
+
+def _load(registry: Registry, manager: pluggy.PluginManager, entry_point: metadata.EntryPoint, info: PluginInfo,
+          interrupts: _UserInterrupts) -> PluginInfo:
+    """Import one plugin and collect its records, what it prints kept with it."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
         try:
             plugin = entry_point.load()
             manager.register(plugin, name=info.name)
-        except Exception as exc:  # noqa: BLE001 - a plugin that fails to import is reported, not fatal
-            registry.plugins.append(_failed(info, f"import failed: {_one_line(exc)}"))
-            continue
-        registry.plugins.append(_collect(registry, manager, plugin, info))
-    return registry
+        except _PLUGIN_FAILURES as exc:  # a plugin that fails to import is reported, not fatal
+            interrupts.reraise_if_pressed(exc)
+            result = _failed(info, f"import failed: {_one_line(exc)}")
+        else:
+            result = _collect(registry, manager, plugin, info, interrupts)
+    return dataclasses.replace(result, output=printed.getvalue())
 
 
 @functools.lru_cache(maxsize=1)

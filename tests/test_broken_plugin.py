@@ -3,18 +3,22 @@
 Fake distributions live in one folder put on PYTHONPATH for a ``segkit`` subprocess, each
 with a ``.dist-info`` (METADATA + entry_points.txt) so that importlib.metadata finds them exactly
 as it finds pip-installed ones: one whose module raises on import, one whose hook raises, one whose
-hook returns no spec records, one with a misspelt hook name, and one that registers the built-in
-name ``flexunet`` again.
+hook returns no spec records, one with a misspelt hook name, ones that exit or raise
+KeyboardInterrupt, one whose reason holds rich markup, one with an int for a name, one that prints
+while loading, and one that registers the built-in name ``flexunet`` again.
 """
 
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from segkit_process import output_of, run_segkit
+from segkit_process import SEGKIT, environment, output_of, run_segkit
 from tiny_data import write_tiny_project
 
 PLUGINS = {
@@ -31,7 +35,21 @@ PLUGINS = {
     "misspelt-hook": ("misspelt_hook_plugin", (
         "import segkit\nfrom segkit.specs import ModelSpec\n\n@segkit.hookimpl\ndef segkit_model():\n"
         "    return [ModelSpec('typo-net', 'never seen', lambda request: None)]\n")),
+    "exits-at-import": ("exits_at_import_plugin", "import sys\nsys.exit(3)\n"),
+    "interrupts-at-import": ("interrupts_at_import_plugin", "raise KeyboardInterrupt\n"),
+    "exits-in-hook": ("exits_in_hook_plugin", (
+        "import sys\nimport segkit\n\n@segkit.hookimpl\ndef segkit_losses():\n    sys.exit('no licence')\n")),
+    "markup-reason": ("markup_reason_plugin", 'raise RuntimeError("needs [/] and [bold]x[/bold] set")\n'),
+    "int-name": ("int_name_plugin", (
+        "import segkit\nfrom segkit.specs import ModelSpec\n\n@segkit.hookimpl\ndef segkit_models():\n"
+        "    return [ModelSpec(7, 'a number for a name', lambda request: None)]\n")),
+    "noisy": ("noisy_plugin", (
+        "import sys\nimport segkit\nfrom segkit.specs import ModelSpec\nprint('noisy: hello [/] from import')\n\n"
+        "@segkit.hookimpl\ndef segkit_models():\n    print('noisy: warning on stderr', file=sys.stderr)\n"
+        "    return [ModelSpec('noisy-net', 'works, but talks', lambda request: None)]\n")),
 }
+FAILED = {"broken-hook", "broken-import", "misspelt-hook", "not-a-record", "exits-at-import", "interrupts-at-import",
+          "exits-in-hook", "markup-reason", "int-name"}
 
 
 def install_fake_distribution(site: Path, name: str, module: str, source: str, version: str = "1.0") -> None:
@@ -80,8 +98,7 @@ def test_plugins_json_keeps_every_working_builtin(site: Path) -> None:
             ("callback", "epoch-change-inferencer")} <= names
     assert ("model", "flexunet") not in names  # claimed twice: unusable until one is disabled
     status = {p["plugin"]: p["status"] for p in report["problems"]}
-    assert status == {"broken-hook": "failed", "broken-import": "failed", "misspelt-hook": "failed",
-                      "not-a-record": "failed"}
+    assert status == dict.fromkeys(FAILED, "failed")
 
 
 def test_builtin_project_trains_beside_broken_plugins(site: Path, project: Path) -> None:
@@ -117,3 +134,49 @@ def test_disabled_plugin_is_shown_as_disabled_not_failed(site: Path) -> None:
     report = json.loads(run_segkit(["--disable-plugin", "broken-import", "plugins", "--json"], [site]).stdout)
     status = {p["plugin"]: p["status"] for p in report["problems"]}
     assert status["broken-import"] == "disabled" and status["broken-hook"] == "failed"
+
+
+def test_plugins_that_exit_interrupt_or_talk_cost_only_themselves(site: Path) -> None:
+    result = run_segkit(["plugins"], [site])
+    assert result.returncode == 0, output_of(result)
+    lines = result.stdout.splitlines()
+    for line in [
+        "failed: plugin 'exits-at-import' (exits-at-import 1.0): import failed: SystemExit: 3",
+        "failed: plugin 'interrupts-at-import' (interrupts-at-import 1.0): import failed: KeyboardInterrupt",
+        "failed: plugin 'exits-in-hook' (exits-in-hook 1.0): hook raised SystemExit: no licence",
+        ("failed: plugin 'markup-reason' (markup-reason 1.0): import failed: RuntimeError: needs [/] and "
+         "[bold]x[/bold] set"),
+        ("failed: plugin 'int-name' (int-name 1.0): hook segkit_models returned a bad record: name 7 is not a "
+         "non-empty string"),
+        "note: plugin 'noisy' (noisy 1.0) printed while loading:",
+        "    noisy: hello [/] from import",
+        "    noisy: warning on stderr",
+    ]:
+        assert line in lines, (line, output_of(result))
+    assert lines.index("note: plugin 'noisy' (noisy 1.0) printed while loading:") > 0
+    assert lines[0].startswith("segkit plugins")  # nothing printed before the table
+    assert any(line.startswith("│ noisy-net") for line in lines)
+
+
+def test_plugins_json_stays_json_when_a_plugin_prints(site: Path) -> None:
+    result = run_segkit(["plugins", "--json"], [site])
+    assert result.returncode == 0, output_of(result)
+    report = json.loads(result.stdout)  # stdout and stderr together: nothing but the JSON
+    assert ("model", "noisy-net") in {(e["kind"], e["name"]) for e in report["entries"]}
+    assert report["printed"] == [{"plugin": "noisy", "distribution": "noisy", "version": "1.0",
+                                  "output": "noisy: hello [/] from import\nnoisy: warning on stderr\n"}]
+
+
+def test_ctrl_c_while_plugins_load_still_stops_the_command(tmp_path: Path) -> None:
+    marker = tmp_path / "importing"
+    install_fake_distribution(tmp_path, "slow-import", "slow_import_plugin", (
+        f"import pathlib, time\npathlib.Path({str(marker)!r}).touch()\ntime.sleep(60)\n"))
+    command = subprocess.Popen([*SEGKIT, "plugins"], env=environment([tmp_path]), text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while not marker.exists() and time.monotonic() < deadline and command.poll() is None:
+        time.sleep(0.05)
+    command.send_signal(signal.SIGINT)
+    output, _ = command.communicate(timeout=30)
+    assert command.returncode == 130, output
+    assert output.strip().splitlines()[-1] == "interrupted"

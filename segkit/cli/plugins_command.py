@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from segkit.cli.errors import mapped
 from segkit.plugins import KINDS, Registry, get_registry
@@ -23,7 +24,9 @@ def describe(registry: Registry) -> dict[str, Any]:
     problems = [{"plugin": p.name, "distribution": p.distribution, "version": p.version, "status": p.status,
                  "reason": p.reason} for p in registry.plugins if p.status != "loaded"]
     conflicts = [{"kind": kind, "name": name, "reason": reason} for (kind, name), reason in registry.unusable.items()]
-    return {"entries": entries, "problems": problems, "conflicts": conflicts}
+    printed = [{"plugin": p.name, "distribution": p.distribution, "version": p.version, "output": p.output}
+               for p in registry.plugins if p.output]
+    return {"entries": entries, "problems": problems, "conflicts": conflicts, "printed": printed}
 
 
 def _table(report: dict[str, Any]) -> Table:
@@ -46,11 +49,27 @@ def plugins(
         typer.echo(json.dumps(report, indent=2))
         return
     console.print(_table(report))
+    _print_notes(report)
+
+
+def _print_notes(report: dict[str, Any]) -> None:
+    """Failures, conflicts and plugin output, each a line whose text is printed as it is (no markup)."""
     for problem in report["problems"]:
-        console.print(f"[red]{problem['status']}[/]: plugin '{problem['plugin']}' ({problem['distribution']} "
-                      f"{problem['version']}): {problem['reason']}", markup=True)
+        _print_line("red", problem["status"], f"{_plugin(problem)}: {problem['reason']}")
     for conflict in report["conflicts"]:
-        console.print(f"[red]conflict[/]: {conflict['kind']} '{conflict['name']}' {conflict['reason']}")
+        _print_line("red", "conflict", f"{conflict['kind']} '{conflict['name']}' {conflict['reason']}")
+    for printed in report["printed"]:
+        _print_line("yellow", "note", f"{_plugin(printed)} printed while loading:")
+        for line in printed["output"].splitlines():
+            console.print(Text("    " + line), soft_wrap=True)
+
+
+def _plugin(item: dict[str, Any]) -> str:
+    return f"plugin '{item['plugin']}' ({item['distribution']} {item['version']})"
+
+
+def _print_line(style: str, label: str, text: str) -> None:
+    console.print(Text.assemble((label, style), ": ", text), soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
