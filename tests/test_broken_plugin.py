@@ -21,6 +21,8 @@ import pytest
 from segkit_process import SEGKIT, environment, output_of, run_segkit
 from tiny_data import write_tiny_project
 
+LONG_NAME = "segkit-plugin-with-a-distribution-name-longer-than-a-terminal-line-is-wide"
+LONG_TEXT = "a description that goes on " * 6 + "and ends here"
 PLUGINS = {
     # distribution, entry point, module, source
     "broken-import": ("broken_import_plugin", 'raise RuntimeError("cannot find its licence file")\n'),
@@ -47,6 +49,11 @@ PLUGINS = {
         "import sys\nimport segkit\nfrom segkit.specs import ModelSpec\nprint('noisy: hello [/] from import')\n\n"
         "@segkit.hookimpl\ndef segkit_models():\n    print('noisy: warning on stderr', file=sys.stderr)\n"
         "    return [ModelSpec('noisy-net', 'works, but talks', lambda request: None)]\n")),
+    LONG_NAME: ("long_names_plugin", (
+        "import segkit\nfrom segkit.options import Option\nfrom segkit.specs import LossSpec\n\n"
+        "@segkit.hookimpl\ndef segkit_losses():\n"
+        f"    return [LossSpec('{LONG_NAME}-loss', {LONG_TEXT!r}, lambda request: None,\n"
+        f"                     options=(Option('a_rather_long_key_name_for_a_loss_weight', 'float', 0.25, {LONG_TEXT!r}),))]\n")),
 }
 FAILED = {"broken-hook", "broken-import", "misspelt-hook", "not-a-record", "exits-at-import", "interrupts-at-import",
           "exits-in-hook", "markup-reason", "int-name"}
@@ -180,3 +187,31 @@ def test_ctrl_c_while_plugins_load_still_stops_the_command(tmp_path: Path) -> No
     output, _ = command.communicate(timeout=30)
     assert command.returncode == 130, output
     assert output.strip().splitlines()[-1] == "interrupted"
+
+
+def test_output_to_a_file_keeps_long_names_and_keys_whole(site: Path, tmp_path: Path) -> None:
+    listing = tmp_path / "plugins.txt"
+    with listing.open("w", encoding="utf-8") as out:  # as `segkit plugins --keys > file` with an 80-column shell
+        returncode = subprocess.run([*SEGKIT, "plugins", "--keys"], env=environment([site], COLUMNS="80"),
+                                    stdout=out, stderr=subprocess.STDOUT, check=False).returncode
+    text = listing.read_text(encoding="utf-8")
+    assert returncode == 0, text
+    row = next(line for line in text.splitlines() if line.startswith(f"│ {LONG_NAME}-loss "))
+    assert [cell.strip() for cell in row.strip("│").split("│")] == [
+        f"{LONG_NAME}-loss", "loss", LONG_TEXT, f"{LONG_NAME} 1.0"]
+    key_row = next(line for line in text.splitlines() if line.startswith("│ a_rather_long_key_name_for_a_loss_weight "))
+    assert [cell.strip() for cell in key_row.strip("│").split("│")] == [
+        "a_rather_long_key_name_for_a_loss_weight", "float", "0.25", LONG_TEXT]
+
+
+def test_plugins_name_shows_that_entry_and_its_keys(site: Path) -> None:
+    report = json.loads(run_segkit(["plugins", f"{LONG_NAME}-loss", "--json"], [site]).stdout)
+    assert [(e["kind"], e["name"]) for e in report["entries"]] == [("loss", f"{LONG_NAME}-loss")]
+    assert report["entries"][0]["keys"] == [{
+        "name": "a_rather_long_key_name_for_a_loss_weight", "kind": "float", "required": False, "default": 0.25,
+        "help": LONG_TEXT, "minimum": None, "maximum": None, "choices": [], "fields": []}]
+    result = run_segkit(["plugins", "categorised-masks"], [site])
+    assert result.returncode == 2
+    line, = result.stdout.splitlines()
+    assert line.startswith("error: unknown plugin entry 'categorised-masks' (available: categorical_crossentropy, ")
+    assert line.endswith("); did you mean 'categorized-masks'?")
