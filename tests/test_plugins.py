@@ -171,3 +171,28 @@ def test_a_misspelt_hook_fails_its_plugin_naming_the_right_hook(monkeypatch: pyt
     assert status["typo"] == ("failed", "unknown hook 'segkit_model'; did you mean 'segkit_models'?")
     assert status["odd"][0] == "failed"
     assert status["odd"][1].startswith("unknown hook 'frobnicate' (hooks: segkit_models, segkit_datasets")
+
+
+def test_optional_dataset_methods_are_declared_protocols(tmp_path: Path) -> None:
+    """check/notes/folders are found through the protocols in segkit.specs, not by attribute name."""
+    from segkit.classes import ClassInfo, ClassTable
+    from segkit.data.folders import FolderDataset, SplitFolders
+    from segkit.specs import CheckedSource, DatasetSource, FolderSource, NotedSource
+
+    class PairsOnly:
+        def pairs(self, split: str) -> list[Any]:
+            return []
+
+        def load(self, pair: Any) -> tuple[Any, Any]:
+            return None, None
+
+    class WithNotes(PairsOnly):
+        def notes(self) -> list[str]:
+            return ["a note"]
+
+    folders = FolderDataset({"train": SplitFolders(tmp_path, tmp_path)}, ClassTable((ClassInfo("a", (0, 0, 0)),)))
+    optional = (CheckedSource, NotedSource, FolderSource)
+    assert [isinstance(folders, p) for p in optional] == [True, True, True]
+    assert [isinstance(PairsOnly(), p) for p in optional] == [False, False, False]
+    assert [isinstance(WithNotes(), p) for p in optional] == [False, True, False]
+    assert not hasattr(DatasetSource, "splits") and not hasattr(folders, "splits")  # declared, never called: gone
