@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata as metadata
 import json
 import sys
@@ -10,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from segkit_process import block_imports, run_python
 from typer.testing import CliRunner
 
 import segkit
+import segkit.plugin as segkit_plugin
 from segkit import hookspecs
 from segkit.cli.main import app
 from segkit.errors import PluginError
@@ -114,10 +117,31 @@ def test_plugins_command_lists_builtins() -> None:
 
 
 def test_disable_plugin_option() -> None:
-    result = runner.invoke(app, ["--disable-plugin", "training", "plugins", "--json"])
+    result = runner.invoke(app, ["--disable-plugin", "synthetic", "plugins", "--json"])
     report = json.loads(result.output)
-    assert {e["name"] for e in report["entries"]}.isdisjoint({"dice_coef_multiclass", "epoch-change-inferencer"})
-    assert {"plugin": "training", "status": "disabled"}.items() <= report["problems"][0].items()
+    assert "synthetic-he" not in {e["name"] for e in report["entries"]}
+    assert {"plugin": "synthetic", "status": "disabled"}.items() <= report["problems"][0].items()
+
+
+@pytest.mark.parametrize(("how", "provides"), [
+    (["--disable-plugin", "training"], "loss 'categorical_crossentropy' and metric 'dice_coef_multiclass'"),
+    (["--disable-plugin", "flexunet", "--disable-plugin", "masks"], "dataset 'categorized-masks'"),
+])
+def test_disabling_a_plugin_that_provides_essential_names_is_one_line(how: list[str], provides: str) -> None:
+    result = runner.invoke(app, [*how, "plugins"])
+    assert result.exit_code == 2
+    plugin = how[-1]
+    assert result.output.splitlines() == [(
+        f"error: SEGKIT_DISABLE_PLUGINS: plugin '{plugin}' (segkit {segkit.__version__}) cannot be disabled: it "
+        f"provides {provides}, which segkit itself relies on (remove '{plugin}' from --disable-plugin and "
+        "SEGKIT_DISABLE_PLUGINS)")]
+
+
+def test_disabling_segkit_itself_names_the_essentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEGKIT_DISABLE_PLUGINS", "segkit")  # a distribution name disables all its plugins
+    with pytest.raises(PluginError, match=r"plugin 'masks' \(segkit [0-9.]+\) cannot be disabled: it provides "
+                                          r"dataset 'categorized-masks'"):
+        build_registry()
 
 
 def test_core_never_imports_a_plugin_package() -> None:
@@ -196,3 +220,28 @@ def test_optional_dataset_methods_are_declared_protocols(tmp_path: Path) -> None
     assert [isinstance(PairsOnly(), p) for p in optional] == [False, False, False]
     assert [isinstance(WithNotes(), p) for p in optional] == [False, True, False]
     assert not hasattr(DatasetSource, "splits") and not hasattr(folders, "splits")  # declared, never called: gone
+
+
+def test_plugins_import_segkit_only_through_the_facade() -> None:
+    """The built-in plugins and the example use only segkit.plugin, the surface offered to plugin authors."""
+    sources = [*(ROOT / "plugins").rglob("*.py"), *(ROOT / "examples" / "segkit-plugin-example").rglob("*.py")]
+    offenders = []
+    for source in sources:
+        if "tests" in source.relative_to(ROOT).parts:
+            continue  # a plugin's tests may drive the core (build_registry) like any test
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+            offenders += [f"{source.relative_to(ROOT)}: {m}" for m in modules
+                          if (m == "segkit" or m.startswith("segkit.")) and m != "segkit.plugin"]
+    assert len(sources) > 20 and offenders == []
+
+
+def test_facade_exports_what_it_lists_without_tensorflow() -> None:
+    result = run_python(block_imports(["tensorflow", "keras"]) + (
+        "import segkit.plugin as facade\n"
+        "missing = [n for n in facade.__all__ if not hasattr(facade, n)]\n"
+        "print(len(facade.__all__), missing)\n"))
+    assert result.stdout.split() == [str(len(segkit_plugin.__all__)), "[]"], result.stdout
+    assert {"hookimpl", "ModelSpec", "DatasetRequest", "Option", "ClassTable", "ClassInfo", "DataError",
+            "PluginError", "DatasetSource"} <= set(segkit_plugin.__all__)

@@ -12,11 +12,16 @@ from typing import Any
 import keras
 import numpy as np
 
-from segkit.classes import ClassTable
-from segkit.data.images import read_image, write_png
-from segkit.data.pairing import list_images
-from segkit.data.resize import montage, resize_image
-from segkit.engine.predict import Prediction, segment
+from segkit.plugin import (
+    ClassTable,
+    Prediction,
+    list_images,
+    montage,
+    read_image,
+    resize_image,
+    segment,
+    write_png,
+)
 
 
 class EpochChangeInferencer(keras.callbacks.Callback):
