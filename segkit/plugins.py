@@ -52,6 +52,14 @@ _HOOK_OF_KIND: dict[Kind, str] = {
     "model": "segkit_models", "dataset": "segkit_datasets", "loss": "segkit_losses",
     "metric": "segkit_metrics", "callback": "segkit_callbacks", "preparer": "segkit_preparers",
 }
+#: Names the core itself relies on: the defaults of ``[loss] name``, ``[dataset] name`` and
+#: ``[metrics] names``, and the headline figure of every report. As with pytest's essential
+#: plugins, the built-in plugin that provides them cannot be disabled.
+ESSENTIAL: dict[Kind, tuple[str, ...]] = {
+    "loss": ("categorical_crossentropy",), "dataset": ("categorized-masks",), "metric": ("dice_coef_multiclass",),
+}
+#: The distribution the core and its built-in plugins ship in.
+CORE_DISTRIBUTION = "segkit"
 _SPEC_OF_KIND: dict[Kind, type[Spec]] = {
     "model": ModelSpec, "dataset": DatasetSpec, "loss": LossSpec,
     "metric": MetricSpec, "callback": CallbackSpec, "preparer": PreparerSpec,
@@ -295,6 +303,7 @@ def build_registry(entry_points: Iterable[metadata.EntryPoint] | None = None) ->
         for entry_point in sorted(points, key=lambda ep: ep.name):
             info = _plugin_info(entry_point)
             if info.name in blocked or info.distribution in blocked:
+                _refuse_disabling_essentials(entry_point, info, interrupts)
                 manager.set_blocked(info.name)
                 registry.plugins.append(dataclasses.replace(info, status="disabled", reason=f"in {DISABLE_ENV}"))
                 continue
@@ -316,6 +325,27 @@ def _load(registry: Registry, manager: pluggy.PluginManager, entry_point: metada
         else:
             result = _collect(registry, manager, plugin, info, interrupts)
     return dataclasses.replace(result, output=printed.getvalue())
+
+
+def _refuse_disabling_essentials(entry_point: metadata.EntryPoint, info: PluginInfo,
+                                 interrupts: _UserInterrupts) -> None:
+    """A PluginError when a built-in plugin about to be disabled provides an essential name.
+
+    Only segkit's own plugins are loaded to find out (they are the core's code): a third-party
+    plugin the user disabled is never imported.
+    """
+    if info.distribution != CORE_DISTRIBUTION:
+        return
+    scratch = Registry()
+    manager = pluggy.PluginManager("segkit")
+    manager.add_hookspecs(hookspecs)
+    _load(scratch, manager, entry_point, info, interrupts)
+    provided = [f"{kind} '{name}'" for kind, names in ESSENTIAL.items() for name in names if name in scratch.entries[kind]]
+    if provided:
+        raise PluginError(
+            f"{DISABLE_ENV}: {_describe(info)} cannot be disabled: it provides {' and '.join(provided)}, which segkit "
+            f"itself relies on (remove '{info.name}' from --disable-plugin and {DISABLE_ENV})"
+        )
 
 
 @functools.lru_cache(maxsize=1)
