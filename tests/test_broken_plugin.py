@@ -48,6 +48,7 @@ PLUGINS = {
     "noisy": ("noisy_plugin", (
         "import sys\nimport segkit\nfrom segkit.specs import ModelSpec\nprint('noisy: hello [/] from import')\n\n"
         "@segkit.hookimpl\ndef segkit_models():\n    print('noisy: warning on stderr', file=sys.stderr)\n"
+        "    print('noisy: \\x1b[2Jcleared')\n"
         "    return [ModelSpec('noisy-net', 'works, but talks', lambda request: None)]\n")),
     LONG_NAME: ("long_names_plugin", (
         "import segkit\nfrom segkit.options import Option\nfrom segkit.specs import LossSpec\n\n"
@@ -158,6 +159,7 @@ def test_plugins_that_exit_interrupt_or_talk_cost_only_themselves(site: Path) ->
         "note: plugin 'noisy' (noisy 1.0) printed while loading:",
         "    noisy: hello [/] from import",
         "    noisy: warning on stderr",
+        "    noisy: \\x1b[2Jcleared",
     ]:
         assert line in lines, (line, output_of(result))
     assert lines.index("note: plugin 'noisy' (noisy 1.0) printed while loading:") > 0
@@ -171,7 +173,7 @@ def test_plugins_json_stays_json_when_a_plugin_prints(site: Path) -> None:
     report = json.loads(result.stdout)  # stdout and stderr together: nothing but the JSON
     assert ("model", "noisy-net") in {(e["kind"], e["name"]) for e in report["entries"]}
     assert report["printed"] == [{"plugin": "noisy", "distribution": "noisy", "version": "1.0",
-                                  "output": "noisy: hello [/] from import\nnoisy: warning on stderr\n"}]
+                                  "output": "noisy: hello [/] from import\nnoisy: warning on stderr\nnoisy: \x1b[2Jcleared\n"}]
 
 
 def test_ctrl_c_while_plugins_load_still_stops_the_command(tmp_path: Path) -> None:

@@ -113,7 +113,7 @@ def _print_notes(report: dict[str, Any]) -> None:
     for printed in report["printed"]:
         _print_line("yellow", "note", f"{_plugin(printed)} printed while loading:")
         for line in printed["output"].splitlines():
-            console.print(Text("    " + line), soft_wrap=True)
+            console.print(Text("    " + _visible(line)), soft_wrap=True)
 
 
 def _plugin(item: dict[str, Any]) -> str:
@@ -121,7 +121,12 @@ def _plugin(item: dict[str, Any]) -> str:
 
 
 def _print_line(style: str, label: str, text: str) -> None:
-    console.print(Text.assemble((label, style), ": ", text), soft_wrap=True)
+    console.print(Text.assemble((label, style), ": ", _visible(text)), soft_wrap=True)
+
+
+def _visible(text: str) -> str:
+    """A plugin's text with control characters escaped (``\\x1b``): it cannot move the cursor or forge lines."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 def register(app: typer.Typer) -> None:
