@@ -22,7 +22,16 @@ class ClassInfo:
 
 @dataclass(frozen=True)
 class ClassTable:
-    """Ordered classes plus the optional ignore colour and the colour tolerance of ``[mask]``."""
+    """Ordered classes plus the optional ignore colour and the colour tolerance of ``[mask]``.
+
+    What plugins receive as ``request.classes`` (datasets, metrics, callbacks; import it from
+    :mod:`segkit.plugin`). A class's index is its position in ``classes``, the order of the
+    project's ``[[classes]]``, and a model's output channel ``i`` is class ``i``. ``decode``
+    turns an RGB mask into those indices (a dataset's ``load`` returns masks decoded), with
+    :data:`IGNORE_INDEX` for pixels nearest the ignore colour; ``colorize`` goes back, and
+    ``palette`` gives the colours as a ``(num_classes, 3)`` uint8 array. ``tolerance`` is how far
+    (RGB distance) a mask colour may lie from its class colour before ``decode`` counts it.
+    """
 
     classes: tuple[ClassInfo, ...]
     ignore_color: RGB | None = None

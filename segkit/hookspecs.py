@@ -6,8 +6,9 @@ A plugin is an importable module registered under the ``segkit`` entry-point gro
     [project.entry-points.segkit]
     my_models = "my_package.segkit_plugin"
 
-and that module implements any of the hooks below with ``@segkit.hookimpl``. Each hook returns an
-iterable of named records from :mod:`segkit.specs`; segkit merges the records of every plugin by
+and that module implements any of the hooks below with ``@hookimpl`` (``from segkit.plugin import
+hookimpl``). Each hook returns an iterable of named records, imported from :mod:`segkit.plugin`
+like everything else a plugin uses; segkit merges the records of every plugin by
 kind and refuses a name two plugins both register, naming both. Hooks only *describe* builders:
 implementing them must not import TensorFlow, which is imported when a builder is called.
 """
@@ -37,7 +38,7 @@ def segkit_models() -> Iterable[ModelSpec]:
 
     Example::
 
-        @segkit.hookimpl
+        @hookimpl
         def segkit_models():
             return [ModelSpec("tiny-fcn", "two convolutions and a softmax", build_tiny_fcn,
                               options=(Option("filters", "int", 8, "width", minimum=1),))]
@@ -52,13 +53,13 @@ def segkit_datasets() -> Iterable[DatasetSpec]:
     :class:`~segkit.specs.DatasetRequest` when a command needs data and returns a
     :class:`~segkit.specs.DatasetSource`: pairs per split (paired by file stem) and a decoder
     from a pair to ``(image uint8 (H, W, C), mask uint8 (H, W) class indices)``. Masks use
-    ``segkit.classes.IGNORE_INDEX`` for pixels that count nowhere.
+    ``segkit.plugin.IGNORE_INDEX`` for pixels that count nowhere.
 
     :return: :class:`~segkit.specs.DatasetSpec` records; ``options`` declares ``[dataset]`` keys.
 
     Example::
 
-        @segkit.hookimpl
+        @hookimpl
         def segkit_datasets():
             return [DatasetSpec("my-folders", "my lab's layout", open_my_folders,
                                 options=(Option("root", "dir", help="data root"),))]
@@ -78,7 +79,7 @@ def segkit_losses() -> Iterable[LossSpec]:
 
     Example::
 
-        @segkit.hookimpl
+        @hookimpl
         def segkit_losses():
             return [LossSpec("focal", "focal loss", lambda req: keras.losses.CategoricalFocalCrossentropy())]
     """
@@ -97,7 +98,7 @@ def segkit_metrics() -> Iterable[MetricSpec]:
 
     Example::
 
-        @segkit.hookimpl
+        @hookimpl
         def segkit_metrics():
             return [MetricSpec("pixel_accuracy", "share of pixels right",
                                lambda req: [keras.metrics.CategoricalAccuracy(name="pixel_accuracy")])]
@@ -117,7 +118,7 @@ def segkit_callbacks() -> Iterable[CallbackSpec]:
 
     Example::
 
-        @segkit.hookimpl
+        @hookimpl
         def segkit_callbacks():
             return [CallbackSpec("lr-logger", "prints the learning rate", build_lr_logger)]
     """
@@ -135,7 +136,7 @@ def segkit_preparers() -> Iterable[PreparerSpec]:
 
     Example::
 
-        @segkit.hookimpl
+        @hookimpl
         def segkit_preparers():
             return [PreparerSpec("my-archive", "converts our scanner's export", convert_archive)]
     """

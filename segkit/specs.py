@@ -7,15 +7,16 @@ TOML table accepts. Building is deferred: registering a record imports no Tensor
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from segkit.classes import ClassTable
 from segkit.options import Option
 
 if TYPE_CHECKING:
+    from segkit.data.folders import SplitFolders
     from segkit.data.pairing import Pair
 
 
@@ -41,16 +42,49 @@ class DatasetRequest:
 
 
 class DatasetSource(Protocol):
-    """What a dataset builder returns: file pairs per split and a way to decode one pair."""
+    """What a dataset builder returns: file pairs per split and a way to decode one pair.
 
-    def splits(self) -> Sequence[str]:
-        """Split names this dataset provides, e.g. ``("train", "valid", "test")``."""
+    Three more methods are optional; the core calls each only on a source that has it, found by
+    ``isinstance`` against the protocols below (``segkit.data.folders.FolderDataset`` has all
+    three, so a source built on it gets them for free):
+
+    - ``check(split)`` (:class:`CheckedSource`): read every file's header before training
+      touches the run folder, so a bad file fails in a second, named;
+    - ``notes()`` (:class:`NotedSource`): lines shown after training (e.g. mask pixels that
+      matched no class colour);
+    - ``folders()`` (:class:`FolderSource`): the ``images``/``masks`` folders per split, which
+      ``segkit stats`` reads; a source without it cannot be given to ``segkit stats`` as a project.
+    """
 
     def pairs(self, split: str) -> list[Pair]:
         """Image/mask pairs of ``split``, paired by stem."""
 
     def load(self, pair: Pair) -> tuple[Any, Any]:
         """``(image (H, W, C) uint8, mask (H, W) uint8 class indices)`` of one pair."""
+
+
+@runtime_checkable
+class CheckedSource(DatasetSource, Protocol):
+    """A source that can check a split's files without decoding them."""
+
+    def check(self, split: str) -> list[Pair]:
+        """The pairs of ``split``, each file's header read; a DataError naming the first bad file."""
+
+
+@runtime_checkable
+class NotedSource(DatasetSource, Protocol):
+    """A source with something to say once the data has been read."""
+
+    def notes(self) -> list[str]:
+        """One line per thing worth telling the user, ``[]`` when there is none."""
+
+
+@runtime_checkable
+class FolderSource(DatasetSource, Protocol):
+    """A source made of ``images``/``masks`` folders, one pair of folders per split."""
+
+    def folders(self) -> Mapping[str, SplitFolders]:
+        """The folders behind each split."""
 
 
 @dataclass(frozen=True)

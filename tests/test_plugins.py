@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata as metadata
 import json
 import sys
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
+from segkit_process import block_imports, run_python
 from typer.testing import CliRunner
 
 import segkit
+import segkit.plugin as segkit_plugin
 from segkit import hookspecs
 from segkit.cli.main import app
 from segkit.errors import PluginError
 from segkit.plugins import build_registry, get_registry
-from segkit.specs import ModelSpec
+from segkit.specs import LossSpec, ModelSpec
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,10 +117,31 @@ def test_plugins_command_lists_builtins() -> None:
 
 
 def test_disable_plugin_option() -> None:
-    result = runner.invoke(app, ["--disable-plugin", "training", "plugins", "--json"])
+    result = runner.invoke(app, ["--disable-plugin", "synthetic", "plugins", "--json"])
     report = json.loads(result.output)
-    assert {e["name"] for e in report["entries"]}.isdisjoint({"dice_coef_multiclass", "epoch-change-inferencer"})
-    assert {"plugin": "training", "status": "disabled"}.items() <= report["problems"][0].items()
+    assert "synthetic-he" not in {e["name"] for e in report["entries"]}
+    assert {"plugin": "synthetic", "status": "disabled"}.items() <= report["problems"][0].items()
+
+
+@pytest.mark.parametrize(("how", "provides"), [
+    (["--disable-plugin", "training"], "loss 'categorical_crossentropy' and metric 'dice_coef_multiclass'"),
+    (["--disable-plugin", "flexunet", "--disable-plugin", "masks"], "dataset 'categorized-masks'"),
+])
+def test_disabling_a_plugin_that_provides_essential_names_is_one_line(how: list[str], provides: str) -> None:
+    result = runner.invoke(app, [*how, "plugins"])
+    assert result.exit_code == 2
+    plugin = how[-1]
+    assert result.output.splitlines() == [(
+        f"error: SEGKIT_DISABLE_PLUGINS: plugin '{plugin}' (segkit {segkit.__version__}) cannot be disabled: it "
+        f"provides {provides}, which segkit itself relies on (remove '{plugin}' from --disable-plugin and "
+        "SEGKIT_DISABLE_PLUGINS)")]
+
+
+def test_disabling_segkit_itself_names_the_essentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEGKIT_DISABLE_PLUGINS", "segkit")  # a distribution name disables all its plugins
+    with pytest.raises(PluginError, match=r"plugin 'masks' \(segkit [0-9.]+\) cannot be disabled: it provides "
+                                          r"dataset 'categorized-masks'"):
+        build_registry()
 
 
 def test_core_never_imports_a_plugin_package() -> None:
@@ -133,3 +158,90 @@ def test_every_hook_is_documented_with_an_example() -> None:
     for name in hooks:
         doc = getattr(hookspecs, name).__doc__ or ""
         assert "Called" in doc and ":return:" in doc and "Example::" in doc, name
+
+
+@pytest.mark.parametrize(("records", "reason"), [
+    (lambda: ["flexunet"], "hook segkit_models returned a bad record: str 'flexunet' is not a ModelSpec"),
+    (lambda: [{"name": "net"}], "hook segkit_models returned a bad record: dict {'name': 'net'} is not a ModelSpec"),
+    (lambda: ModelSpec("single", "not in a list", lambda r: None),
+     "hook segkit_models returned ModelSpec 'single', not a list of ModelSpec"),
+    (lambda: [ModelSpec(7, "int name", lambda r: None)], "bad record: name 7 is not a non-empty string"),  # type: ignore[arg-type]
+    (lambda: [ModelSpec(" ", "blank", lambda r: None)], "bad record: name ' ' is not a non-empty string"),
+    (lambda: [ModelSpec("a\nb", "newline", lambda r: None)], "bad record: name 'a\\nb' contains control characters"),
+    (lambda: [ModelSpec("net", None, lambda r: None)], "bad record: 'net': description NoneType None is not a string"),  # type: ignore[arg-type]
+    (lambda: [ModelSpec("net", "x", "build_net")], "bad record: 'net': build str 'build_net' is not callable"),  # type: ignore[arg-type]
+    (lambda: [ModelSpec("net", "x", lambda r: None, options=["depth"])],  # type: ignore[arg-type]
+     "bad record: 'net': options must be a tuple of Option records"),
+    (lambda: [LossSpec("net", "a loss from the model hook", lambda r: None)],
+     "bad record: LossSpec 'net' is not a ModelSpec"),
+])
+def test_a_bad_record_fails_only_its_plugin(monkeypatch: pytest.MonkeyPatch, records: Any, reason: str) -> None:
+    install_module(monkeypatch, "fake_good", segkit_models=lambda: [ModelSpec("good", "works", lambda r: None)])
+    install_module(monkeypatch, "fake_bad", segkit_models=records,
+                   segkit_losses=lambda: [LossSpec("never-registered", "x", lambda r: None)])
+    registry = build_registry([fake_entry_point("good", "fake_good"), fake_entry_point("bad", "fake_bad")])
+    status = {p.name: (p.status, p.reason) for p in registry.plugins}
+    assert status["good"] == ("loaded", "")
+    assert status["bad"][0] == "failed" and reason in status["bad"][1], status["bad"][1]
+    assert registry.names("model") == ["good"]
+    assert registry.names("loss") == []  # a plugin with one bad record registers nothing
+
+
+def test_a_misspelt_hook_fails_its_plugin_naming_the_right_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+    install_module(monkeypatch, "fake_typo", segkit_model=lambda: [ModelSpec("typo-net", "x", lambda r: None)])
+    install_module(monkeypatch, "fake_odd", frobnicate=lambda: ["never called"])
+    registry = build_registry([fake_entry_point("typo", "fake_typo"), fake_entry_point("odd", "fake_odd")])
+    status = {p.name: (p.status, p.reason) for p in registry.plugins}
+    assert status["typo"] == ("failed", "unknown hook 'segkit_model'; did you mean 'segkit_models'?")
+    assert status["odd"][0] == "failed"
+    assert status["odd"][1].startswith("unknown hook 'frobnicate' (hooks: segkit_models, segkit_datasets")
+
+
+def test_optional_dataset_methods_are_declared_protocols(tmp_path: Path) -> None:
+    """check/notes/folders are found through the protocols in segkit.specs, not by attribute name."""
+    from segkit.classes import ClassInfo, ClassTable
+    from segkit.data.folders import FolderDataset, SplitFolders
+    from segkit.specs import CheckedSource, DatasetSource, FolderSource, NotedSource
+
+    class PairsOnly:
+        def pairs(self, split: str) -> list[Any]:
+            return []
+
+        def load(self, pair: Any) -> tuple[Any, Any]:
+            return None, None
+
+    class WithNotes(PairsOnly):
+        def notes(self) -> list[str]:
+            return ["a note"]
+
+    folders = FolderDataset({"train": SplitFolders(tmp_path, tmp_path)}, ClassTable((ClassInfo("a", (0, 0, 0)),)))
+    optional = (CheckedSource, NotedSource, FolderSource)
+    assert [isinstance(folders, p) for p in optional] == [True, True, True]
+    assert [isinstance(PairsOnly(), p) for p in optional] == [False, False, False]
+    assert [isinstance(WithNotes(), p) for p in optional] == [False, True, False]
+    assert not hasattr(DatasetSource, "splits") and not hasattr(folders, "splits")  # declared, never called: gone
+
+
+def test_plugins_import_segkit_only_through_the_facade() -> None:
+    """The built-in plugins and the example use only segkit.plugin, the surface offered to plugin authors."""
+    sources = [*(ROOT / "plugins").rglob("*.py"), *(ROOT / "examples" / "segkit-plugin-example").rglob("*.py")]
+    offenders = []
+    for source in sources:
+        if "tests" in source.relative_to(ROOT).parts:
+            continue  # a plugin's tests may drive the core (build_registry) like any test
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+            offenders += [f"{source.relative_to(ROOT)}: {m}" for m in modules
+                          if (m == "segkit" or m.startswith("segkit.")) and m != "segkit.plugin"]
+    assert len(sources) > 20 and offenders == []
+
+
+def test_facade_exports_what_it_lists_without_tensorflow() -> None:
+    result = run_python(block_imports(["tensorflow", "keras"]) + (
+        "import segkit.plugin as facade\n"
+        "missing = [n for n in facade.__all__ if not hasattr(facade, n)]\n"
+        "print(len(facade.__all__), missing)\n"))
+    assert result.stdout.split() == [str(len(segkit_plugin.__all__)), "[]"], result.stdout
+    assert {"hookimpl", "ModelSpec", "DatasetRequest", "Option", "ClassTable", "ClassInfo", "DataError",
+            "PluginError", "DatasetSource"} <= set(segkit_plugin.__all__)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import segkit
-from segkit.specs import ModelSpec
+from segkit.plugin import ModelSpec, hookimpl
 from segkit_flexunet.flexunet_spec import FLEXUNET_OPTIONS, build_from_request
 
 
-@segkit.hookimpl
+@hookimpl
 def segkit_models() -> Iterable[ModelSpec]:
     return [
         ModelSpec(

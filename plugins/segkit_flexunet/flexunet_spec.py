@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from segkit.options import Option
-from segkit.specs import ModelRequest
+from segkit.plugin import ModelRequest, Option
 
 if TYPE_CHECKING:
     import keras

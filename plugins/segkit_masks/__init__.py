@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import segkit
-from segkit.specs import DatasetSpec
+from segkit.plugin import DatasetSpec, hookimpl
 from segkit_masks.categorized_masks import SPLIT_OPTIONS, open_categorized_masks
 
 
-@segkit.hookimpl
+@hookimpl
 def segkit_datasets() -> Iterable[DatasetSpec]:
     return [
         DatasetSpec(

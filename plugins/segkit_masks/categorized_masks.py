@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from segkit.data.folders import FolderDataset, SplitFolders
-from segkit.options import Option
-from segkit.specs import DatasetRequest
+from segkit.plugin import DatasetRequest, FolderDataset, Option, SplitFolders
 
 _FOLDERS = (
     Option("images", "dir", help="folder of images (.png .jpg .jpeg .tif .tiff .bmp)"),

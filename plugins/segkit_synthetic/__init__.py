@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import segkit
-from segkit.specs import DatasetSpec
+from segkit.plugin import DatasetSpec, hookimpl
 from segkit_synthetic.synthetic_dataset import SYNTHETIC_OPTIONS, open_synthetic_he
 
 
-@segkit.hookimpl
+@hookimpl
 def segkit_datasets() -> Iterable[DatasetSpec]:
     return [
         DatasetSpec(

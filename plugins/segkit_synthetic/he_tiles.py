@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFilter
 
-from segkit.classes import RGB, ClassTable
+from segkit.plugin import RGB, ClassTable
 
 #: Changes whenever the same seed and settings would render different pixels; it is one of the
 #: cache keys in ``settings.json``, so bumping it makes every cached dataset regenerate.

@@ -6,9 +6,7 @@ what a person opens in that folder is always what the model was trained on.
 
 from __future__ import annotations
 
-from segkit.data.folders import FolderDataset, SplitFolders
-from segkit.options import Option
-from segkit.specs import DatasetRequest
+from segkit.plugin import DatasetRequest, FolderDataset, Option, SplitFolders
 from segkit_synthetic.he_tiles import TileSettings
 from segkit_synthetic.tile_folders import dataset_is_current, write_dataset
 

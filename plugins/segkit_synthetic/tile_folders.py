@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from segkit.data.images import write_png
+from segkit.plugin import write_png
 from segkit_synthetic.he_tiles import GENERATOR_VERSION, TileSettings, generate_tile
 
 #: Name of the key file ``write_dataset`` writes into the dataset root (after the tiles).

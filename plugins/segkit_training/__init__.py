@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import segkit
-from segkit.specs import CallbackSpec, LossSpec, MetricSpec
+from segkit.plugin import CallbackSpec, LossSpec, MetricSpec, hookimpl
 from segkit_training.callback_builders import EPOCH_CHANGE_OPTIONS, epoch_change_inferencer
 from segkit_training.loss_builders import DICE_CROSSENTROPY_OPTIONS, categorical_crossentropy, dice_crossentropy
 from segkit_training.metric_sets import per_class_scores, reference_dice
 
 
-@segkit.hookimpl
+@hookimpl
 def segkit_losses() -> Iterable[LossSpec]:
     return [LossSpec("categorical_crossentropy", "Keras categorical cross-entropy on one-hot masks",
                      categorical_crossentropy),
@@ -19,7 +18,7 @@ def segkit_losses() -> Iterable[LossSpec]:
                      dice_crossentropy, options=DICE_CROSSENTROPY_OPTIONS)]
 
 
-@segkit.hookimpl
+@hookimpl
 def segkit_metrics() -> Iterable[MetricSpec]:
     return [
         MetricSpec("dice_coef_multiclass", "reference Dice over all channels incl. background (per-batch mean)",
@@ -29,7 +28,7 @@ def segkit_metrics() -> Iterable[MetricSpec]:
     ]
 
 
-@segkit.hookimpl
+@hookimpl
 def segkit_callbacks() -> Iterable[CallbackSpec]:
     return [CallbackSpec("epoch-change-inferencer", "after each epoch, segments a few images and saves a montage",
                          epoch_change_inferencer, options=EPOCH_CHANGE_OPTIONS)]

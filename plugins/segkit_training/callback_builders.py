@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from segkit.options import Option
-from segkit.run_folder import EPOCH_CHANGE_DIR
-from segkit.specs import CallbackRequest
+from segkit.plugin import EPOCH_CHANGE_DIR, CallbackRequest, Option
 
 if TYPE_CHECKING:
     import keras

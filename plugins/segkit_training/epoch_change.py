@@ -15,12 +15,19 @@ import keras
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from segkit.classes import ClassTable
-from segkit.data.images import read_image, read_mask, write_png
-from segkit.data.pairing import list_images
-from segkit.data.resize import montage, resize_image, resize_mask
-from segkit.engine.predict import Prediction, segment
-from segkit.errors import DataError
+from segkit.plugin import (
+    ClassTable,
+    DataError,
+    Prediction,
+    list_images,
+    montage,
+    read_image,
+    read_mask,
+    resize_image,
+    resize_mask,
+    segment,
+    write_png,
+)
 
 #: white space around the title line, in pixels
 TITLE_PADDING = 3

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from segkit.options import Option
-from segkit.specs import LossRequest
+from segkit.plugin import LossRequest, Option
 
 if TYPE_CHECKING:
     import keras

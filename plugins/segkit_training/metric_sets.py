@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from segkit.specs import MetricRequest
+from segkit.plugin import MetricRequest
 
 if TYPE_CHECKING:
     import keras

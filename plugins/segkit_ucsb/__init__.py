@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import segkit
-from segkit.specs import PreparerSpec
+from segkit.plugin import PreparerSpec, hookimpl
 from segkit_ucsb.prepare_ucsb import UCSB_OPTIONS, prepare_ucsb
 
 
-@segkit.hookimpl
+@hookimpl
 def segkit_preparers() -> Iterable[PreparerSpec]:
     return [
         PreparerSpec(

@@ -19,11 +19,16 @@ from typing import Any
 
 import numpy as np
 
-from segkit import toml_io
-from segkit.data.images import read_image, write_png
-from segkit.errors import DataError
-from segkit.options import Option
-from segkit.specs import PrepareReport, PreparerRequest
+from segkit.plugin import (
+    DataError,
+    Option,
+    PrepareReport,
+    PreparerRequest,
+    read_image,
+    toml_dumps,
+    write_atomic,
+    write_png,
+)
 from segkit_ucsb.ucsb_layout import UcsbPair, check_pairs, core_labels, discover
 
 SPLITS = ("train", "valid", "test")
@@ -276,7 +281,7 @@ def _project_text(source: Path, counts: Mapping[str, int], settings: Settings) -
         "# Paths are relative to this file. Train with: segkit train " + PROJECT_FILE,
         "", "",
     ]
-    return "\n".join(header) + toml_io.dumps(project_document(counts, settings))
+    return "\n".join(header) + toml_dumps(project_document(counts, settings))
 
 
 def _notes(orphans: Sequence[Path], groups: Mapping[str, str], shares: Mapping[str, float | None],
@@ -313,7 +318,7 @@ def prepare_ucsb(request: PreparerRequest) -> PrepareReport:
         shares = dict(zip((pair.stem for pair in layout.pairs), written))
     record = _split_record(layout.pairs, groups, settings)
     counts = {s: len(record["splits"][s]) for s in SPLITS}
-    toml_io.write_atomic(output / SPLIT_FILE, json.dumps(record, indent=2) + "\n")
-    toml_io.write_atomic(output / PROJECT_FILE, _project_text(request.source, counts, settings))
+    write_atomic(output / SPLIT_FILE, json.dumps(record, indent=2) + "\n")
+    write_atomic(output / PROJECT_FILE, _project_text(request.source, counts, settings))
     notes += _notes(layout.orphan_masks, groups, shares, settings)
     return PrepareReport(counts=counts, project_file=output / PROJECT_FILE, notes=tuple(notes))

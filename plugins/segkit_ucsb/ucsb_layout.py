@@ -14,8 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from segkit.data.images import image_size
-from segkit.errors import DataError
+from segkit.plugin import DataError, image_size
 
 IMAGES_DIR, MASKS_DIR = "Images", "Masks"
 TIFF_SUFFIXES = (".tif", ".tiff")

@@ -15,6 +15,7 @@ from segkit.plugins import get_registry
 from segkit.project import Project, load_project
 from segkit.report.console import console, figures_table
 from segkit.report.history import metric_order
+from segkit.specs import CheckedSource
 
 
 def _load(project: ProjectArg, overrides: list[str] | None, debug: bool) -> Project:
@@ -27,14 +28,14 @@ def _check_data(project: Project, splits: tuple[str, ...]) -> None:
 
     A bad file found here costs a second and leaves the output folder as it was (``--overwrite``
     has not cleared it yet); found inside tf.data it would cost the import and a partial epoch.
-    Dataset plugins without a ``check`` method are trusted as they are.
+    Dataset sources that are no ``CheckedSource`` (no ``check`` method) are trusted as they are.
     """
     from segkit.engine.components import open_dataset
 
-    check = getattr(open_dataset(project, get_registry()), "check", None)
-    if check is not None:
+    source = open_dataset(project, get_registry())
+    if isinstance(source, CheckedSource):
         for split in splits:
-            check(split)
+            source.check(split)
 
 
 def _check_infer_images(project: Project) -> None:

@@ -15,7 +15,7 @@ from segkit.errors import DataError
 from segkit.plugins import get_registry
 from segkit.project import load_project
 from segkit.report.console import console
-from segkit.specs import DatasetRequest
+from segkit.specs import DatasetRequest, FolderSource
 from segkit.stats import SplitFolders, collect_stats, render, write_charts
 from segkit.toml_io import write_atomic
 
@@ -41,10 +41,9 @@ def project_splits(project_file: Path, overrides: list[str]) -> tuple[dict[str, 
     spec = get_registry().get("dataset", project.dataset.name).spec
     source = spec.build(DatasetRequest(project.dataset.options, project.classes, project.output_dir,
                                        project.model.image_channels))
-    folders = getattr(source, "folders", None)
-    if folders is None:
+    if not isinstance(source, FolderSource):
         raise DataError(f"dataset '{project.dataset.name}' does not expose its folders; run segkit stats on a folder")
-    return dict(folders()), project.classes
+    return dict(source.folders()), project.classes
 
 
 @mapped

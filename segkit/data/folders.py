@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,9 +34,6 @@ class FolderDataset:
         self._channels = image_channels
         self._far: dict[Path, int] = {}
         self._lock = threading.Lock()
-
-    def splits(self) -> Sequence[str]:
-        return tuple(self._splits)
 
     def folders(self) -> dict[str, SplitFolders]:
         """The folders behind each split (``segkit stats`` reads them without pairing first)."""

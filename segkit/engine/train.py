@@ -21,6 +21,7 @@ from segkit.errors import DataError, RunStateError
 from segkit.plugins import Registry
 from segkit.project import Project
 from segkit.run_folder import BEST_MODEL, EVAL_DIR, RESOLVED_PROJECT
+from segkit.specs import NotedSource
 from segkit.toml_io import write_atomic
 
 
@@ -196,7 +197,7 @@ def _fit_function(model: Any, project: Project, registry: Registry, placement: A
 
 def _result(history: dict[str, list[float]], source: Any, interrupted: str, completed: int, model: Any) -> TrainResult:
     logs = {k: float(v[-1]) for k, v in history.items() if v}
-    notes = list(getattr(source, "notes", lambda: [])())
+    notes = list(source.notes()) if isinstance(source, NotedSource) else []
     best = float(min(history["val_loss"])) if history.get("val_loss") else float("nan")
     return TrainResult(len(history.get("loss", [])), best, logs, notes, interrupted, completed,
                        weights_digest(model))

@@ -4,11 +4,34 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.table import Table
 
-console = Console(highlight=False)
-error_console = Console(stderr=True, highlight=False)
+#: The width given to output that is not a terminal: wide enough that nothing is cut or wrapped.
+UNBOUNDED_WIDTH = 100_000
+
+
+class WholeLineConsole(Console):
+    """A Console that cuts lines to the terminal's width only when it writes to a terminal.
+
+    Written to a file or a pipe (``segkit plugins | cat``, a Slurm log) rich would fall back to 80
+    columns (or the width of the terminal the command was started from) and cut names and epoch
+    figures with an ellipsis; there no width limits the reader, so lines are kept whole. Tables
+    do not expand, so they are only as wide as what they hold.
+    """
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = super().size
+        return size if self.is_terminal else ConsoleDimensions(UNBOUNDED_WIDTH, size.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+
+console = WholeLineConsole(highlight=False)
+error_console = WholeLineConsole(stderr=True, highlight=False)
 
 
 def figures_table(title: str, figures: Mapping[str, float]) -> Table:

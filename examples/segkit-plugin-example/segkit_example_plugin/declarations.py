@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from segkit.options import Option
-from segkit.specs import CallbackRequest, LossRequest, ModelRequest
+from segkit.plugin import CallbackRequest, LossRequest, ModelRequest, Option
 
 if TYPE_CHECKING:
     import keras

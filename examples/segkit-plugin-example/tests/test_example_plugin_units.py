@@ -17,7 +17,7 @@ import tensorflow as tf
 
 import segkit_example_plugin as plugin
 from segkit.plugins import build_registry
-from segkit.specs import LossRequest
+from segkit.plugin import LossRequest
 from segkit_example_plugin.declarations import build_focal_tversky
 from segkit_example_plugin.focal_tversky import FocalTverskyCrossEntropy
 from segkit_example_plugin.lr_logger import LearningRateLogger
