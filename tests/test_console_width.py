@@ -20,7 +20,7 @@ def test_epoch_line_keeps_every_figure_when_stdout_is_not_a_terminal(capsys: pyt
     progress.on_train_end()
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("epochs"))
     assert line.rstrip().endswith(
-        "12/12 0:00:00 val_loss 0.1235  val_dice_coef_multiclass 0.8765  val_mean_foreground_dice 0.7654"), line
+        "12/12 0:00:00 eta 0:00:00 val_loss 0.1235  val_dice_coef_multiclass 0.8765  val_mean_foreground_dice 0.7654"), line
 
 
 def test_a_long_line_is_printed_whole(capsys: pytest.CaptureFixture[str]) -> None:
