@@ -11,6 +11,7 @@ import typer
 from segkit.classes import ClassInfo, ClassTable
 from segkit.cli.errors import mapped
 from segkit.cli.options import DebugOpt, SetOpt, apply_debug
+from segkit.data.names import refuse_loop
 from segkit.errors import DataError
 from segkit.plugins import get_registry
 from segkit.project import load_project
@@ -26,14 +27,18 @@ DEFAULT_TABLE = ClassTable((ClassInfo("background", (0, 0, 0)), ClassInfo("benig
 
 def folder_splits(folder: Path) -> dict[str, SplitFolders]:
     """``folder/{images,masks}`` as one split, or ``folder/<split>/{images,masks}`` for each split."""
-    if (folder / "images").is_dir() and (folder / "masks").is_dir():
+    if _holds_split(folder):
         return {folder.name: SplitFolders(folder / "images", folder / "masks")}
-    splits = {p.name: SplitFolders(p / "images", p / "masks") for p in sorted(folder.iterdir())
-              if (p / "images").is_dir() and (p / "masks").is_dir()}
+    splits = {p.name: SplitFolders(p / "images", p / "masks") for p in sorted(folder.iterdir()) if _holds_split(p)}
     if not splits:
         raise DataError(f"{folder}: no images/ and masks/ folders in it or in its subfolders "
                         "(expected FOLDER/images + FOLDER/masks, or FOLDER/<split>/images + masks)")
     return splits
+
+
+def _holds_split(folder: Path) -> bool:
+    """``images`` and ``masks`` are there; a link among them, even a broken one, is listed as a problem."""
+    return all((folder / name).is_dir() or (folder / name).is_symlink() for name in ("images", "masks"))
 
 
 def project_splits(project_file: Path, overrides: list[str]) -> tuple[dict[str, SplitFolders], ClassTable]:
@@ -60,6 +65,7 @@ def stats(
     """Count pairs, sizes, class pixels and near-duplicate/leaking images of a dataset."""
     apply_debug(debug)
     if not target.exists():
+        refuse_loop(target)
         raise DataError(f"{target}: does not exist; pass a project file or a dataset folder")
     if target.is_file():
         splits, table = project_splits(target, set_ or [])
