@@ -108,8 +108,8 @@ def collect_stats(
 ) -> DatasetStats:
     """Read every image and mask of ``splits`` (by split name) once and summarise them; see ``SplitStats``.
 
-    ``workers > 1`` spreads the per-file work over that many processes. Near-duplicates are image
-    pairs at fingerprint distance ``<= duplicate_threshold`` (default ``DEFAULT_THRESHOLD``).
+    ``workers > 1`` spreads the per-file work over that many processes. Near-duplicates are clusters of
+    images joined by fingerprint distance ``<= duplicate_threshold`` (default ``DEFAULT_THRESHOLD``).
     """
     listings = [_list_split(name, folders) for name, folders in splits.items()]
     # dict.fromkeys: splits that share a folder still read each file once
