@@ -18,6 +18,7 @@ from tiny_data import write_tiny_project
 from typer.testing import CliRunner, Result
 
 from segkit.cli.main import app
+from segkit.data import images
 from segkit.data.names import shown_path
 
 runner = CliRunner()
@@ -61,6 +62,30 @@ def test_train_names_the_entry_itself_not_its_partner(project: Path, kind: str, 
     assert re.search(problem, line), line
     assert "without a mask" not in line and "without an image" not in line, line  # not the partner
     assert not (project.parent / "run").exists()
+
+
+def test_a_file_that_is_no_image_is_named_itself(project: Path) -> None:
+    mask = project.parent / "data" / "train" / "masks" / "img_05.png"
+    mask.write_text("not a picture\n")
+    line = single_error_line(invoke("train", project))
+    assert line == (f"error: {mask}: cannot be read as an image (not a format Pillow recognises, or a damaged "
+                    "header); re-export it or remove it from the folder")
+
+
+def test_an_unreadable_file_says_permission_denied(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # chmod cannot take read access from root (which runs CI here); refuse the open the way the OS would
+    locked = train_images(project) / "img_02.png"
+    real_open = images.Image.open
+
+    def open_refusing_one_file(path: Path, *args: object, **kwargs: object) -> object:
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(images.Image, "open", open_refusing_one_file)
+    line = single_error_line(invoke("train", project))
+    assert line == (f"error: {locked}: cannot be read (permission denied; give yourself read access or "
+                    "remove it from the folder)")
 
 
 def test_newline_in_a_name_stays_one_quoted_line(project: Path) -> None:
