@@ -75,7 +75,7 @@ def run(root: Path, pairs: int, workers: int) -> None:
     for split in stats.splits:
         fractions = ", ".join(f"{c.name} {c.fraction:.2%}" for c in split.classes)
         print(f"  {split.name}: {split.pairs} pairs, {fractions}, far pixels {split.far_pixels}")
-    print(f"  near-duplicate pairs: {len(stats.duplicates)}")
+    print(f"  near-duplicate clusters: {len(stats.duplicates)} ({sum(c.size for c in stats.duplicates)} images)")
 
 
 def main() -> None:

@@ -17,7 +17,8 @@ from segkit import hookimpl
 from segkit.classes import IGNORE_INDEX, RGB, ClassInfo, ClassTable
 from segkit.data.folders import FolderDataset, SplitFolders
 from segkit.data.images import image_size, read_image, read_mask, write_png
-from segkit.data.pairing import Pair, list_images, pair_by_stem
+from segkit.data.pairing import Pair, list_images, pair_by_stem, scan_image_folder
+from segkit.data.prepared_output import prepared_files, staged_output
 from segkit.data.resize import montage, resize_image, resize_mask
 from segkit.engine.predict import Prediction, segment
 from segkit.errors import DataError, PluginError, ProjectError, SegkitError
@@ -84,11 +85,14 @@ __all__ = [
     "list_images",
     "montage",
     "pair_by_stem",
+    "prepared_files",
     "read_image",
     "read_mask",
     "resize_image",
     "resize_mask",
+    "scan_image_folder",
     "segment",
+    "staged_output",
     "toml_dumps",
     "write_atomic",
     "write_png",

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from segkit.data.names import resolved
 from segkit.errors import ProjectError
 from segkit.options import Option
 
@@ -97,7 +98,7 @@ def _path(value: Any, key: str, ctx: Context) -> Path:
     if not text:
         raise ctx.fail(key, "expected a path, got an empty string")
     path = Path(text).expanduser()
-    return (path if path.is_absolute() else ctx.base_for(key) / path).resolve()
+    return resolved(path if path.is_absolute() else ctx.base_for(key) / path)  # a link loop: one line
 
 
 def _folder(value: Any, key: str, ctx: Context) -> Path:

@@ -94,11 +94,11 @@ def test_thousand_images_are_compared_fast_and_the_planted_copy_is_found() -> No
     vectors[990] = np.rot90(square).ravel()  # a rotated copy of image 10
     prints = [ImageFingerprint(f"{i}.png", "train" if i < 500 else "test", v) for i, v in enumerate(vectors)]
     started = time.perf_counter()
-    pairs = find_near_duplicates(prints)
+    clusters = find_near_duplicates(prints)
     assert time.perf_counter() - started < 2.0
-    found = [(p.a, p.b, p.split_a, p.split_b, p.leak) for p in pairs]
-    assert found == [("10.png", "990.png", "train", "test", True)]
-    assert pairs[0].distance == pytest.approx(0.0, abs=1e-4)
+    found = [(c.members, c.leak) for c in clusters]
+    assert found == [((("test", "990.png"), ("train", "10.png")), True)]
+    assert clusters[0].max_distance == pytest.approx(0.0, abs=1e-4)
 
 
 def test_leakage_is_flagged_only_across_splits(tmp_path: Path) -> None:
@@ -116,10 +116,9 @@ def test_leakage_is_flagged_only_across_splits(tmp_path: Path) -> None:
     table = ClassTable((ClassInfo("background", (0, 0, 0)),))
     splits = {n: SplitFolders(tmp_path / n / "images", tmp_path / n / "masks") for n in ("train", "test")}
     stats = collect_stats(splits, table, workers=1)
-    found = {(p.a, p.split_a, p.b, p.split_b): p.leak for p in stats.duplicates}
-    assert found == {
-        ("flipped.png", "train", "orig.png", "train"): False,
-        ("orig.png", "train", "rotated.png", "test"): True,
-        ("flipped.png", "train", "rotated.png", "test"): True,
-    }
-    assert stats.to_json()["duplicates"]["leaks"] == 2
+    # the three copies form one cluster (other.png matches nothing), leaking from train into test
+    found = [(c.members, c.splits, c.leak) for c in stats.duplicates]
+    assert found == [
+        ((("test", "rotated.png"), ("train", "flipped.png"), ("train", "orig.png")), {"test": 1, "train": 2}, True),
+    ]
+    assert stats.to_json()["duplicates"]["leaks"] == 1

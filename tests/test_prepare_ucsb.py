@@ -19,40 +19,7 @@ from segkit.plugins import get_registry
 from segkit.project import load_project
 from segkit.specs import PrepareReport, PreparerRequest
 from segkit_ucsb.prepare_ucsb import bbox_region, hull_region, nuclei_region, split_cores, split_sizes
-
-H, W = 32, 40
-CORES = {"ytma10_010704": "benign", "ytma12_010804": "malignant", "ytma23_022103": "malignant",
-         "ytma49_042003": "malignant"}
-COLOURS = {"benign": (0, 255, 0), "malignant": (255, 0, 0)}
-WHITE = (255, 255, 255)
-# (top, left, bottom, right) inclusive: the two blobs of every mask, shifted by the image number.
-BLOBS = ((5, 6, 8, 10), (14, 20, 17, 25))
-
-
-def _blobs(shift: int) -> list[tuple[int, int, int, int]]:
-    return [(t + shift, l + shift, b + shift, r + shift) for t, l, b, r in BLOBS]
-
-
-def make_ucsb(root: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """A miniature of the download: 4 cores x 2 images; stem -> (image, 8-bit mask as written)."""
-    (root / "Images").mkdir(parents=True)
-    (root / "Masks").mkdir()
-    rng = np.random.default_rng(5)
-    written = {}
-    for core, label in CORES.items():
-        for n in (1, 2):
-            stem = f"{core}_{label}{n}"
-            image = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
-            mask = np.zeros((H, W), np.uint8)
-            for top, left, bottom, right in _blobs(n - 1):
-                mask[top: bottom + 1, left: right + 1] = 255
-            # Off-white and off-black values, as in the masks rebuilt from JPEG copies.
-            mask[6, 7], mask[15, 21] = 128, 127
-            Image.fromarray(image).save(root / "Images" / f"{stem}_ccd.tif")
-            Image.fromarray(mask).save(root / "Masks" / f"{stem}.TIF")
-            written[stem] = (image, mask)
-    return written
-
+from ucsb_miniature import COLOURS, CORES, WHITE, H, W, make_ucsb
 
 def prepare(source: Path, output: Path, **options: Any) -> PrepareReport:
     return get_registry().get("preparer", "ucsb-bcc").spec.build(PreparerRequest(source, output, options))
@@ -214,9 +181,10 @@ def test_refuses_a_non_empty_output_and_changes_nothing(source: Path, tmp_path: 
     with pytest.raises(DataError, match="output folder is not empty.*overwrite=true"):
         prepare(source, out)
     assert snapshot(out) == before
-    report = prepare(source, out, overwrite=True)
-    assert (out / "keep.txt").read_text() == "mine" and not (out / "train" / "images" / "stale.png").exists()
-    assert any("removed 1 PNG" in note for note in report.notes) and sum(report.counts.values()) == 8
+    # stale.png is no file a preparation wrote (no manifest lists it): overwrite must not delete it
+    with pytest.raises(DataError, match=r"train/images/stale\.png: was not written by segkit prepare"):
+        prepare(source, out, overwrite=True)
+    assert snapshot(out) == before
 
 
 @pytest.mark.parametrize("breakage, message", [

@@ -146,7 +146,7 @@ def test_json_round_trips_with_stable_keys(dataset: tuple[Path, DatasetStats]) -
     benign = {"name": "benign", "color": [0, 255, 0], "pixels": 9, "fraction": 9 / 92, "images": 2}
     assert train["classes"][1] == benign
     assert train["far_colors"] == [{"color": [0, 0, 200], "pixels": 2}]
-    assert document["duplicates"] == {"threshold": dataset[1].duplicate_threshold, "leaks": 0, "pairs": []}
+    assert document["duplicates"] == {"threshold": dataset[1].duplicate_threshold, "leaks": 0, "clusters": []}
 
 
 def test_process_pool_gives_the_same_numbers(dataset: tuple[Path, DatasetStats]) -> None:
@@ -207,13 +207,13 @@ def test_bcc_mini_counts(bcc_mini: DatasetStats) -> None:
 
 def test_bcc_mini_deformed_copies_are_the_only_duplicates(bcc_mini: DatasetStats) -> None:
     # Checked by eye: the trailing number names the original; 22, 39 and 40 each appear twice.
-    found = {frozenset((pair.a, pair.b)) for pair in bcc_mini.duplicates}
+    found = {frozenset(name for _, name in cluster.members) for cluster in bcc_mini.duplicates}
     assert found == {
         frozenset(("deformed_alpha_1300_sigmoid_10_22.png", "deformed_alpha_1300_sigmoid_8_22.png")),
         frozenset(("barrdistorted_1005_0.3_0.3_39.png", "deformed_alpha_1300_sigmoid_8_39.png")),
         frozenset(("barrdistorted_1003_0.3_0.3_40.png", "deformed_alpha_1300_sigmoid_8_40.png")),
     }
-    assert all(not pair.leak and pair.distance < 0.05 for pair in bcc_mini.duplicates)
+    assert all(not c.leak and c.max_distance < 0.05 for c in bcc_mini.duplicates)
 
 
 def test_segkit_stats_names_the_splits_of_a_project_and_of_a_folder(tmp_path: Path) -> None:

@@ -24,7 +24,9 @@ from segkit.plugin import (
     Option,
     PrepareReport,
     PreparerRequest,
+    prepared_files,
     read_image,
+    staged_output,
     toml_dumps,
     write_atomic,
     write_png,
@@ -33,13 +35,17 @@ from segkit_ucsb.ucsb_layout import UcsbPair, check_pairs, core_labels, discover
 
 SPLITS = ("train", "valid", "test")
 PROJECT_FILE, SPLIT_FILE = "ucsb-bcc.toml", "split.json"
+#: Everything a preparation writes into the output folder (beside the manifest), all replaced together.
+OUTPUT_ENTRIES = (*SPLITS, SPLIT_FILE, PROJECT_FILE)
+WRITTEN_BY = "segkit prepare ucsb-bcc"
 CLASS_COLORS = {0: (0, 0, 0), 1: (0, 255, 0), 2: (255, 0, 0)}
 CLASS_NAMES = ("background", "benign", "malignant")
 
 UCSB_OPTIONS = (
     Option("valid_ratio", "float", 0.15, "share of tissue cores for validation", minimum=0, maximum=0.9),
     Option("test_ratio", "float", 0.2, "share of tissue cores for test", minimum=0, maximum=0.9),
-    Option("seed", "int", 0, "seed of the core split (same seed, same split)"),
+    Option("seed", "int", 0, "seed of the core split (same seed, same split); also the project's seed",
+           minimum=0, maximum=2**32 - 1),  # the range of [project] seed, which the written project takes
     Option("ignore_margin", "int", -1, "grow the annotated region by this many pixels and paint the "
            "mask outside it with ignore_color; -1 = off (unlabelled nuclei count as background)", minimum=-1),
     Option("ignore_color", "color", [255, 255, 255], "mask colour outside the annotated region"),
@@ -206,23 +212,6 @@ def categorize(nuclei: np.ndarray, class_index: int, region: np.ndarray | None,
     return mask
 
 
-def _claim_output(output: Path, overwrite: bool) -> list[str]:
-    """Refuse a non-empty folder unless ``overwrite``, drop PNGs an earlier run left, make the folders."""
-    if output.exists() and not output.is_dir():
-        raise DataError(f"{output}: is a file, not a folder; pass a new or empty output folder")
-    if output.is_dir() and any(output.iterdir()) and not overwrite:
-        raise DataError(f"{output}: output folder is not empty; pass an empty folder, or "
-                        "--option overwrite=true to replace earlier output there")
-    folders = [output / s / kind for s in SPLITS for kind in ("images", "masks")]
-    # A core that moved to another split (new seed or ratios) must not stay in its old one too.
-    stale = [path for folder in folders if folder.is_dir() for path in folder.glob("*.png")]
-    for path in stale:
-        path.unlink()
-    for folder in folders:
-        folder.mkdir(parents=True, exist_ok=True)
-    return [f"overwrite: removed {len(stale)} PNG(s) of an earlier preparation"] if stale else []
-
-
 def _write_pair(pair: UcsbPair, folder: Path, settings: Settings) -> float | None:
     """Write the image and its categorized mask; returns the annotated share (None: no label)."""
     image = read_image(pair.image, 3)
@@ -311,14 +300,18 @@ def prepare_ucsb(request: PreparerRequest) -> PrepareReport:
     check_pairs(layout.pairs)
     groups = split_cores(core_labels(layout.pairs), settings.valid_ratio, settings.test_ratio, settings.seed)
     output = request.output
-    notes = _claim_output(output, settings.overwrite)
-    # PNG encoding is most of the time and Pillow releases the GIL for it: threads scale.
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        written = pool.map(lambda pair: _write_pair(pair, output / groups[pair.core], settings), layout.pairs)
-        shares = dict(zip((pair.stem for pair in layout.pairs), written))
+    earlier = prepared_files(output) if settings.overwrite and output.is_dir() else set()
     record = _split_record(layout.pairs, groups, settings)
     counts = {s: len(record["splits"][s]) for s in SPLITS}
-    write_atomic(output / SPLIT_FILE, json.dumps(record, indent=2) + "\n")
-    write_atomic(output / PROJECT_FILE, _project_text(request.source, counts, settings))
+    # Written into a staging folder and swapped in at the end: a file that fails to decode leaves
+    # the output as it was, and overwrite replaces only what an earlier preparation wrote.
+    with staged_output(output, OUTPUT_ENTRIES, overwrite=settings.overwrite, written_by=WRITTEN_BY) as staging:
+        # PNG encoding is most of the time and Pillow releases the GIL for it: threads scale.
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            written = pool.map(lambda pair: _write_pair(pair, staging / groups[pair.core], settings), layout.pairs)
+            shares = dict(zip((pair.stem for pair in layout.pairs), written))
+        write_atomic(staging / SPLIT_FILE, json.dumps(record, indent=2) + "\n")
+        write_atomic(staging / PROJECT_FILE, _project_text(request.source, counts, settings))
+    notes = [f"overwrite: replaced the {len(earlier)} file(s) of an earlier preparation"] if earlier else []
     notes += _notes(layout.orphan_masks, groups, shares, settings)
     return PrepareReport(counts=counts, project_file=output / PROJECT_FILE, notes=tuple(notes))

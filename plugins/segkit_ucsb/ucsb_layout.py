@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from segkit.plugin import DataError, image_size
+from segkit.plugin import DataError, image_size, scan_image_folder
 
 IMAGES_DIR, MASKS_DIR = "Images", "Masks"
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -50,10 +50,11 @@ class Layout:
 
 
 def _tiffs(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in TIFF_SUFFIXES and not p.name.startswith(".")
-    )
+    """The TIFF files in ``folder``; a folder, broken link or link loop named ``x.tif`` is an error."""
+    listing = scan_image_folder(folder, TIFF_SUFFIXES)
+    if listing.rejected:
+        raise listing.rejected[0].error()
+    return listing.files
 
 
 def _subfolder(source: Path, name: str) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -12,7 +13,7 @@ import typer
 from segkit.cli.errors import mapped
 from segkit.errors import ProjectError
 from segkit.plugins import get_registry
-from segkit.project import load_project
+from segkit.project import MODEL_KEYS, load_project
 from segkit.report.console import console
 from segkit.toml_io import write_atomic
 
@@ -20,6 +21,9 @@ Color = tuple[int, int, int]
 SPLITS = ("train", "valid", "test")
 DEFAULT_CLASSES = ("background:0,0,0", "foreground:255,0,0")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: The largest --size when [model] declares no maximum: a 4096 x 4096 input already needs several
+#: GiB of activations per image in a U-Net; larger images are trained on tiles (crop mode).
+INIT_MAX_SIZE = 4096
 _CLASS = re.compile(r"^(?P<name>[^:]+):(?P<r>\d{1,3}),(?P<g>\d{1,3}),(?P<b>\d{1,3})$")
 
 HEADER = """\
@@ -109,11 +113,23 @@ def parse_class(spec: str) -> tuple[str, Color]:
     return match["name"].strip(), color  # type: ignore[return-value]
 
 
+def size_limit() -> tuple[int, str]:
+    """The largest ``--size`` and where it comes from: ``[model]``'s declared maximum, else ``INIT_MAX_SIZE``."""
+    declared = [o.maximum for o in MODEL_KEYS if o.name in ("image_width", "image_height") and o.maximum]
+    if declared:
+        return int(min(declared)), "the most [model] image_width and image_height accept"
+    return INIT_MAX_SIZE, "the largest model input segkit init writes (one such image's activations take GiBs)"
+
+
 def flexunet_depth(size: int) -> int:
     """Levels (at most 6, the default) such that ``size`` divides by ``2**(levels - 1)``."""
     if size < 32 or size % 16:
         raise ProjectError("segkit init", "--size", f"{size} must be a multiple of 16, at least 32",
                            "e.g. 128, 256 or 512")
+    limit, why = size_limit()
+    if size > limit:
+        raise ProjectError("segkit init", "--size", f"{size} is more than {limit} pixels a side, {why}",
+                           "train on tiles of large images instead: e.g. --size 512, then [augment] crop = true")
     levels = 1
     while levels < 6 and size % 2**levels == 0:
         levels += 1
@@ -135,6 +151,22 @@ def make_layout(folder: Path) -> list[Path]:
     for path in folders:
         path.mkdir(parents=True, exist_ok=True)
     return folders
+
+
+def check_loads(project: Path, text: str) -> None:
+    """Load ``text`` as the project it will be, in a scratch folder, so init never writes one that fails.
+
+    The scratch copy has the same data layout (validation requires the folders); its errors are
+    reported against ``project``, the file the user asked for.
+    """
+    with tempfile.TemporaryDirectory(prefix="segkit-init-") as scratch:
+        trial = Path(scratch) / project.parent.name / project.name
+        make_layout(trial.parent)
+        trial.write_text(text, encoding="utf-8")
+        try:
+            load_project(trial, [], get_registry())
+        except ProjectError as exc:
+            raise ProjectError(str(project), exc.key, exc.problem, exc.hint) from None
 
 
 def _check_classes(classes: list[tuple[str, Color]]) -> None:
@@ -165,15 +197,9 @@ def init(
         raise ProjectError(str(project), "", "already exists",
                            "pass --force to overwrite it; the data folders are kept")
     text = render(name, table, size)
+    check_loads(project, text)
     make_layout(folder)
-    existed = project.exists()
     write_atomic(project, text)
-    try:
-        load_project(project, [], get_registry())  # fails only when flexunet or a built-in is unavailable
-    except Exception:
-        if not existed:
-            project.unlink()
-        raise
     console.print(f"created {project}", markup=False, soft_wrap=True)
     console.print(f"put pairs into {folder / 'data'}/<split>/images and masks, then: segkit train {project}",
                   markup=False, soft_wrap=True)

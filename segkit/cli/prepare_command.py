@@ -9,6 +9,7 @@ import typer
 
 from segkit.cli.errors import mapped
 from segkit.cli.options import DebugOpt, apply_debug
+from segkit.data.names import resolved, shown_path
 from segkit.errors import DataError, ProjectError
 from segkit.overrides import parse_value
 from segkit.plugins import get_registry
@@ -40,13 +41,14 @@ def prepare(
     """Convert a published layout into train/valid/test folders and a project file."""
     apply_debug(debug)
     spec = get_registry().get("preparer", name).spec
+    source, out = resolved(source), resolved(out)  # a link loop is one line, not a RuntimeError
     if not source.is_dir():
-        raise DataError(f"{source}: not a folder; pass the folder of the downloaded dataset")
+        raise DataError(f"{shown_path(source)}: not a folder; pass the folder of the downloaded dataset")
     context = Context(source=Path(f"segkit prepare {name}"), overridden=frozenset())
     options = validate_table(parse_options(name, option or []), spec.options, "option", context)
-    report = spec.build(PreparerRequest(source.resolve(), out.resolve(), options))
+    report = spec.build(PreparerRequest(source, out, options))
     for split, count in report.counts.items():
-        console.print(f"{split}: {count} pairs")
+        console.print(f"{split}: {count} pairs", markup=False)
     for note in report.notes:
         console.print(f"note: {note}", markup=False)
     if report.project_file is not None:

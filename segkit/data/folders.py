@@ -11,6 +11,7 @@ import numpy as np
 
 from segkit.classes import ClassTable
 from segkit.data.images import image_size, read_image, read_mask
+from segkit.data.names import shown_path
 from segkit.data.pairing import Pair, pair_by_stem
 from segkit.errors import DataError
 
@@ -86,6 +87,6 @@ class FolderDataset:
 
 def _size_mismatch(pair: Pair, mask: tuple[int, int], image: tuple[int, int]) -> DataError:
     return DataError(
-        f"{pair.mask}: mask is {mask[0]}x{mask[1]} but its image {pair.image.name} is "
+        f"{shown_path(pair.mask)}: mask is {mask[0]}x{mask[1]} but its image {shown_path(pair.image.name)} is "
         f"{image[0]}x{image[1]}; masks must have their image's size"
     )

@@ -11,30 +11,22 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from segkit.classes import ClassTable
+from segkit.data.names import printable, shown_path
 from segkit.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
-def is_image_file(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
-
-
-def printable(text: str) -> str:
-    """``text`` with undecodable file-name bytes shown as ``\\xNN``.
-
-    Python keeps the bytes of a non-UTF-8 file name as lone surrogates, which a UTF-8 terminal,
-    rich and JSON readers all reject; the escape still tells the user which file is meant.
-    """
-    try:
-        raw = text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # a surrogate that did not come from a file name
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return raw.decode("utf-8", "backslashreplace")
+def is_image_name(path: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> bool:
+    """Whether ``path``'s name says image: one of ``suffixes`` in any case, and not hidden (``._x.png``)."""
+    return path.suffix.lower() in suffixes and not path.name.startswith(".")
 
 
 def _unreadable(path: Path, exc: BaseException) -> DataError:
-    where = printable(str(path))
+    where = shown_path(path)
+    if isinstance(exc, PermissionError):
+        return DataError(f"{where}: cannot be read (permission denied; give yourself read access or "
+                         "remove it from the folder)")
     if _is_empty(path):  # Pillow says only "cannot identify"; an empty file is usually a failed copy
         return DataError(f"{where}: is empty (0 bytes); copy it again or remove it from the folder")
     if isinstance(exc, Image.DecompressionBombError):

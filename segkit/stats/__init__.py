@@ -9,14 +9,14 @@ from segkit.data.folders import SplitFolders
 from segkit.stats.charts import write_charts
 from segkit.stats.counts import collect_stats
 from segkit.stats.dataset_stats import ClassCount, DatasetStats, Problem, Sample, SplitStats
-from segkit.stats.near_duplicates import DEFAULT_THRESHOLD, DuplicatePair, find_near_duplicates
+from segkit.stats.near_duplicates import DEFAULT_THRESHOLD, DuplicateCluster, find_near_duplicates
 from segkit.stats.tables import render
 
 __all__ = [
     "DEFAULT_THRESHOLD",
     "ClassCount",
     "DatasetStats",
-    "DuplicatePair",
+    "DuplicateCluster",
     "Problem",
     "Sample",
     "SplitFolders",

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from segkit.data.images import printable, read_image, read_mask
+from segkit.data.images import read_image, read_mask
+from segkit.data.names import shown_path
 from segkit.errors import DataError
 from segkit.stats.dataset_stats import DatasetStats, Sample
 
@@ -133,5 +134,5 @@ def _sample_arrays(sample: Sample, stats: DatasetStats) -> tuple[np.ndarray, np.
 
 
 def _short(name: str, limit: int = 24) -> str:
-    name = printable(name)  # matplotlib cannot draw the lone surrogates of a non-UTF-8 file name
+    name = shown_path(name)  # matplotlib cannot draw the lone surrogates of a non-UTF-8 file name
     return name if len(name) <= limit else name[: limit - 1] + "…"

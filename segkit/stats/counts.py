@@ -23,7 +23,8 @@ from PIL import Image
 from segkit.classes import IGNORE_INDEX, RGB, ClassTable
 from segkit.data.folders import SplitFolders
 from segkit.data.images import printable, read_mask_source, read_preview
-from segkit.data.pairing import list_images
+from segkit.data.names import shown_path
+from segkit.data.pairing import check_stems, scan_image_folder
 from segkit.errors import DataError
 from segkit.stats.dataset_stats import ClassCount, DatasetStats, Problem, Sample
 from segkit.stats.dataset_stats import SplitStats
@@ -107,8 +108,8 @@ def collect_stats(
 ) -> DatasetStats:
     """Read every image and mask of ``splits`` (by split name) once and summarise them; see ``SplitStats``.
 
-    ``workers > 1`` spreads the per-file work over that many processes. Near-duplicates are image
-    pairs at fingerprint distance ``<= duplicate_threshold`` (default ``DEFAULT_THRESHOLD``).
+    ``workers > 1`` spreads the per-file work over that many processes. Near-duplicates are clusters of
+    images joined by fingerprint distance ``<= duplicate_threshold`` (default ``DEFAULT_THRESHOLD``).
     """
     listings = [_list_split(name, folders) for name, folders in splits.items()]
     # dict.fromkeys: splits that share a folder still read each file once
@@ -117,7 +118,7 @@ def collect_stats(
     image_scans, mask_scans = _scan_files(image_paths, mask_paths, table, workers)
     threshold = DEFAULT_THRESHOLD if duplicate_threshold is None else duplicate_threshold
     prints = [
-        ImageFingerprint(printable(path.name), listing.name, scan.fingerprint)
+        ImageFingerprint(shown_path(path.name), listing.name, scan.fingerprint)
         for listing in listings
         for path in listing.images
         if isinstance(scan := image_scans[path], ImageScan)
@@ -145,10 +146,14 @@ def _list_split(name: str, split: SplitFolders) -> _Listing:
     problems: list[Problem] = []
     for folder in (split.images, split.masks):
         try:
-            found.append(list_images(folder))
+            listing = scan_image_folder(folder)
+            check_stems(listing)
         except DataError as exc:
             found.append([])
-            problems.append(Problem(printable(str(folder)), _reason(folder, exc)))
+            problems.append(Problem(shown_path(folder), _reason(folder, exc)))
+            continue
+        found.append(listing.files)
+        problems += [Problem(_short_path(entry.path), entry.problem) for entry in listing.rejected]
     return _Listing(name, found[0], found[1], problems)
 
 
@@ -187,8 +192,8 @@ def _split_stats(
         images=len(images),
         masks=len(masks),
         pairs=len(image_stems & mask_stems),
-        images_without_mask=tuple(printable(p.name) for p in listing.images if p.stem not in mask_stems),
-        masks_without_image=tuple(printable(p.name) for p in listing.masks if p.stem not in image_stems),
+        images_without_mask=tuple(shown_path(p.name) for p in listing.images if p.stem not in mask_stems),
+        masks_without_image=tuple(shown_path(p.name) for p in listing.masks if p.stem not in image_stems),
         image_sizes=_tally(scan.size for scan in read_images),
         image_modes=_tally(scan.mode for scan in read_images),
         mask_sizes=_tally(scan.size for scan in read_masks),
@@ -299,7 +304,7 @@ def _wxh(size: tuple[int, int]) -> str:
 
 
 def _short_path(path: Path) -> str:
-    return printable(f"{path.parent.name}/{path.name}")
+    return shown_path(f"{path.parent.name}/{path.name}")
 
 
 def _reason(path: Path, exc: Exception) -> str:
@@ -308,5 +313,5 @@ def _reason(path: Path, exc: Exception) -> str:
     Names are made printable (non-UTF-8 bytes escaped): rich and JSON readers reject them raw.
     """
     message = printable(" ".join(str(exc).split()))
-    prefix = f"{printable(str(path))}: "
+    prefix = f"{shown_path(path)}: "
     return message[len(prefix) :] if message.startswith(prefix) else message

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from segkit.classes import RGB, ClassTable
-from segkit.stats.near_duplicates import DuplicatePair
+from segkit.stats.near_duplicates import DuplicateCluster
 
 
 @dataclass(frozen=True)
@@ -85,11 +85,11 @@ class SplitStats:
 
 @dataclass(frozen=True)
 class DatasetStats:
-    """All splits, the near-duplicate pairs found across them, and what charts need to draw samples."""
+    """All splits, the near-duplicate clusters found across them, and what charts need to draw samples."""
 
     table: ClassTable
     splits: tuple[SplitStats, ...]
-    duplicates: tuple[DuplicatePair, ...]
+    duplicates: tuple[DuplicateCluster, ...]
     duplicate_threshold: float
     samples: tuple[Sample, ...]
 
@@ -105,7 +105,7 @@ class DatasetStats:
             "splits": [split.to_json() for split in self.splits],
             "duplicates": {
                 "threshold": self.duplicate_threshold,
-                "leaks": sum(pair.leak for pair in self.duplicates),
-                "pairs": [vars(pair).copy() for pair in self.duplicates],
+                "leaks": sum(cluster.leak for cluster in self.duplicates),
+                "clusters": [cluster.to_json() for cluster in self.duplicates],
             },
         }

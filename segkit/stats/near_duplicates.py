@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -25,6 +26,8 @@ FINGERPRINT_SIDE = 16
 #: original (bcc-mini among themselves, and bcc-mini tiles against their 896x768 ucsb originals) lie
 #: at 0.002-0.04; the closest unrelated pair at 0.24, most above 0.35. 0.1 splits the gap.
 DEFAULT_THRESHOLD = 0.1
+#: Unrelated images lie near distance 1; a threshold above it would join everything.
+MAX_THRESHOLD = 1.0
 
 #: Distance-matrix entries computed per block, bounding memory (64 MiB of float32) for any N.
 _BLOCK_ENTRIES = 1 << 24
@@ -40,15 +43,42 @@ class ImageFingerprint:
 
 
 @dataclass(frozen=True)
-class DuplicatePair:
-    """Two images whose layouts match up to a flip/rotation; ``leak`` when they sit in different splits."""
+class DuplicateCluster:
+    """Images whose layouts match up to a flip/rotation, directly or through a chain of matches.
 
-    a: str
-    b: str
-    split_a: str
-    split_b: str
-    distance: float
-    leak: bool
+    ``members`` are ``(split, name)`` pairs, sorted; ``max_distance`` is the largest distance among
+    the matches that joined them (0: exact copies). One cluster per group, however many copies it
+    holds: 300 copies of one tile are one row, not 44,850 pairs.
+    """
+
+    members: tuple[tuple[str, str], ...]
+    max_distance: float
+
+    @property
+    def size(self) -> int:
+        return len(self.members)
+
+    @property
+    def splits(self) -> dict[str, int]:
+        """Members per split, in split-name order."""
+        counts: dict[str, int] = {}
+        for split, _ in self.members:
+            counts[split] = counts.get(split, 0) + 1
+        return dict(sorted(counts.items()))
+
+    @property
+    def leak(self) -> bool:
+        """The same content sits in more than one split (train/test leakage)."""
+        return len(self.splits) > 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "size": self.size,
+            "leak": self.leak,
+            "splits": [{"split": split, "count": n} for split, n in self.splits.items()],
+            "max_distance": self.max_distance,
+            "members": [{"split": split, "name": name} for split, name in self.members],
+        }
 
 
 def fingerprint(gray: np.ndarray) -> np.ndarray:
@@ -82,21 +112,96 @@ def distance_matrix(vectors: np.ndarray) -> np.ndarray:
 
 def find_near_duplicates(
     prints: Sequence[ImageFingerprint], threshold: float = DEFAULT_THRESHOLD
-) -> list[DuplicatePair]:
-    """Every pair of images at distance ``<= threshold``, closest first; memory stays bounded for any N."""
+) -> list[DuplicateCluster]:
+    """Clusters of images at distance ``<= threshold``, joined transitively; leaks first, then largest.
+
+    Images with the very same fingerprint (exact copies) are bucketed first and compared once, so
+    many copies of one tile cost one comparison, not one per pair; memory stays bounded for any N.
+    """
     if len(prints) < 2:
         return []
     vectors = np.stack([p.vector for p in prints]).astype(np.float32)
-    variants = dihedral_variants(vectors).reshape(-1, vectors.shape[1])
+    bucket_of, firsts = _exact_buckets(vectors)
+    components = _Components(len(firsts))
+    representatives = vectors[firsts]
+    variants = dihedral_variants(representatives).reshape(-1, vectors.shape[1])
     block = max(1, _BLOCK_ENTRIES // len(variants))
-    pairs: list[DuplicatePair] = []
-    for start in range(0, len(prints), block):
-        distances = _block_distances(vectors[start : start + block], variants)
+    for start in range(0, len(firsts), block):
+        distances = _block_distances(representatives[start : start + block], variants)
         rows, cols = np.nonzero(distances <= threshold)
-        for row, col in zip(rows.tolist(), cols.tolist()):
-            if col > start + row:  # each unordered pair once, never an image with itself
-                pairs.append(_pair(prints[start + row], prints[col], float(distances[row, col])))
-    return sorted(pairs, key=lambda p: (p.distance, p.split_a, p.a, p.split_b, p.b))
+        later = cols > rows + start  # each unordered pair once, never a bucket with itself
+        rows, cols = rows[later], cols[later]
+        components.merge(rows + start, cols, distances[rows, cols])
+    return _clusters(prints, bucket_of, components)
+
+
+def _exact_buckets(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Image -> bucket index of identical fingerprints, and each bucket's first image.
+
+    A flat image (zero vector) has no layout to compare, so it gets a bucket of its own: blank
+    tiles are not copies of each other.
+    """
+    seen: dict[bytes, int] = {}
+    bucket_of = np.empty(len(vectors), dtype=np.int64)
+    firsts: list[int] = []
+    for index, vector in enumerate(vectors):
+        key = vector.tobytes() if vector.any() else index.to_bytes(8, "little") + b"flat"
+        if key not in seen:
+            seen[key] = len(firsts)
+            firsts.append(index)
+        bucket_of[index] = seen[key]
+    return bucket_of, np.array(firsts, dtype=np.int64)
+
+
+def _clusters(
+    prints: Sequence[ImageFingerprint], bucket_of: np.ndarray, components: _Components
+) -> list[DuplicateCluster]:
+    """Every component holding two images or more, as a ``DuplicateCluster``."""
+    roots = components.roots(bucket_of)
+    reach = components.reach[bucket_of]
+    groups: dict[int, list[int]] = {}
+    for index, root in enumerate(roots.tolist()):
+        groups.setdefault(root, []).append(index)
+    clusters = [
+        DuplicateCluster(
+            members=tuple(sorted((prints[i].split, prints[i].name) for i in members)),
+            max_distance=round(float(reach[members].max()), 4),
+        )
+        for members in groups.values()
+        if len(members) > 1
+    ]
+    return sorted(clusters, key=lambda c: (not c.leak, -c.size, c.max_distance, c.members))
+
+
+class _Components:
+    """Connected components of ``n`` nodes, merged one batch of edges at a time with numpy.
+
+    A union-find whose roots always point to a lower index (so no cycles): a batch hooks each
+    edge's higher root under its lower one, paths are halved until every node points at its
+    root, and the batch repeats for the edges that still join two components. No Python loop
+    per edge, so tens of thousands of matching pairs cost milliseconds.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.parent = np.arange(n, dtype=np.int64)
+        #: Largest distance of a match touching each node: a cluster's is the max over its nodes.
+        self.reach = np.zeros(n, dtype=np.float32)
+
+    def roots(self, nodes: np.ndarray) -> np.ndarray:
+        while True:
+            grand = self.parent[self.parent]
+            if np.array_equal(grand, self.parent):
+                return self.parent[nodes]
+            self.parent = grand
+
+    def merge(self, first: np.ndarray, second: np.ndarray, distances: np.ndarray) -> None:
+        np.maximum.at(self.reach, first, distances)
+        np.maximum.at(self.reach, second, distances)
+        while first.size:
+            a, b = self.roots(first), self.roots(second)
+            apart = a != b
+            first, second, a, b = first[apart], second[apart], a[apart], b[apart]
+            np.minimum.at(self.parent, np.maximum(a, b), np.minimum(a, b))
 
 
 def _block_distances(rows: np.ndarray, variants: np.ndarray) -> np.ndarray:
@@ -105,14 +210,3 @@ def _block_distances(rows: np.ndarray, variants: np.ndarray) -> np.ndarray:
     best = correlations.reshape(len(rows), -1, 8).max(axis=2)
     distances: np.ndarray = np.clip(1.0 - best, 0.0, 2.0)
     return distances
-
-
-def _pair(first: ImageFingerprint, second: ImageFingerprint, distance: float) -> DuplicatePair:
-    return DuplicatePair(
-        a=first.name,
-        b=second.name,
-        split_a=first.split,
-        split_b=second.split,
-        distance=round(distance, 4),
-        leak=first.split != second.split,
-    )

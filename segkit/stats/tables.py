@@ -94,20 +94,24 @@ def _far_colors_table(stats: DatasetStats) -> Table:
 
 
 def _duplicates_table(stats: DatasetStats) -> Table:
-    leaks = sum(pair.leak for pair in stats.duplicates)
+    """One row per cluster of near-duplicates: its size, splits, first members and largest distance."""
+    leaks = sum(cluster.leak for cluster in stats.duplicates)
+    images = sum(cluster.size for cluster in stats.duplicates)
     title = (
         f"Near-duplicates at distance <= {stats.duplicate_threshold:g} "
-        f"({len(stats.duplicates)} pairs, {leaks} across splits)"
+        f"({len(stats.duplicates)} clusters of {images} images, {leaks} across splits)"
     )
     table = Table(title=title)
-    for header in ("image", "split", "image", "split", "distance", "kind"):
-        table.add_column(header, justify="right" if header == "distance" else "left")
-    for pair in stats.duplicates:
-        kind = Text("LEAK across splits", style="bold red") if pair.leak else Text("duplicate in split")
-        names = (Text(pair.a), Text(pair.split_a), Text(pair.b), Text(pair.split_b))
-        table.add_row(*names, f"{pair.distance:.4f}", kind)
+    for header in ("images", "splits", "members", "max distance", "kind"):
+        table.add_column(header, justify="right" if header in ("images", "max distance") else "left")
+    for cluster in stats.duplicates:
+        kind = Text("LEAK across splits", style="bold red") if cluster.leak else Text("duplicates in split")
+        splits = Text(", ".join(f"{split} {n}" for split, n in cluster.splits.items()))
+        # the splits column counts them; a leak also says which file sits in which split
+        members = _names([f"{split}/{name}" if cluster.leak else name for split, name in cluster.members])
+        table.add_row(str(cluster.size), splits, members, f"{cluster.max_distance:.4f}", kind)
     if not stats.duplicates:
-        table.add_row("none found", "", "", "", "", "")
+        table.add_row("", "", "none found", "", "")
     return table
 
 
