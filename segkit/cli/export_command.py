@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated, Optional, cast
 
 import typer
 
-from segkit.cli.errors import mapped
 from segkit.cli.options import DebugOpt, ProjectArg, SetOpt, apply_debug
 from segkit.plugins import get_registry
 from segkit.project import load_project
@@ -30,7 +29,6 @@ OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="where to wr
                                                 show_default=False)]
 
 
-@mapped
 def export(project: ProjectArg, format_: FormatOpt = ExportFormat.savedmodel, out: OutOpt = None,
            set_: SetOpt = None, debug: DebugOpt = False) -> None:
     """Export the best model; the savedmodel and onnx graphs resize or tile inside, as segkit infer does."""

@@ -9,7 +9,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from segkit.cli.errors import mapped
 from segkit.errors import ProjectError
 from segkit.plugins import get_registry
 from segkit.project import load_project
@@ -143,7 +142,6 @@ def _check_classes(classes: list[tuple[str, Color]]) -> None:
                            f"needs at least 2 classes (background first), got {len(classes)}")
 
 
-@mapped
 def init(
     name: Annotated[str, typer.Argument(help="project name, also the folder created", show_default=False)],
     directory: Annotated[Path, typer.Option("--dir", help="where to create the project folder")] = Path("."),

@@ -8,7 +8,6 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from segkit.cli.errors import mapped
 from segkit.plugins import KINDS, Registry, get_registry
 from segkit.report.console import console
 
@@ -36,7 +35,6 @@ def _table(report: dict[str, Any]) -> Table:
     return table
 
 
-@mapped
 def plugins(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON for machines")] = False,
 ) -> None:

@@ -6,11 +6,10 @@ from typing import Annotated
 
 import typer
 
-from segkit.cli.errors import mapped
 from segkit.cli.options import DebugOpt, ProjectArg, QuietOpt, SetOpt, apply_debug
 from segkit.data.images import image_size
 from segkit.data.pairing import list_images
-from segkit.errors import ProjectError
+from segkit.errors import ExitCode, ProjectError
 from segkit.plugins import get_registry
 from segkit.project import Project, load_project
 from segkit.report.console import console, figures_table
@@ -54,7 +53,6 @@ def _check_infer_images(project: Project) -> None:
         image_size(path, verify=True)
 
 
-@mapped
 def train(
     project: ProjectArg, set_: SetOpt = None, quiet: QuietOpt = False, debug: DebugOpt = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an earlier run in the output folder")] = False,
@@ -74,7 +72,7 @@ def train(
         kept = (f"the checkpoint of epoch {done} is kept. Resume with: segkit train {project} --resume" if done
                 else "no epoch had finished, so there is nothing to resume; start again")
         console.print(f"interrupted by {result.interrupted} after {done} complete epoch(s); {kept}", markup=False)
-        raise typer.Exit(130 if result.interrupted == "SIGINT" else 143)
+        raise typer.Exit(ExitCode.INTERRUPTED if result.interrupted == "SIGINT" else ExitCode.TERMINATED)
     logs = result.last_logs
     summary = {"epochs run": float(result.epochs_run), "best val_loss": result.best_val_loss,
                **{k: logs[k] for k in sorted(logs, key=metric_order)}}
@@ -82,7 +80,6 @@ def train(
     console.print(f"weights sha256: {result.weights_sha256}", markup=False)
 
 
-@mapped
 def evaluate(project: ProjectArg, set_: SetOpt = None, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Evaluate the best model on the test split; writes evaluation.csv."""
     from segkit.engine.evaluate import evaluate as run_evaluation
@@ -94,7 +91,6 @@ def evaluate(project: ProjectArg, set_: SetOpt = None, quiet: QuietOpt = False, 
     console.print(f"written {loaded.output_dir / 'evaluation.csv'}")
 
 
-@mapped
 def infer(project: ProjectArg, set_: SetOpt = None, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Segment every image of the infer folder at its original size; writes masks and overlays."""
     from segkit.engine.infer import infer as run_inference

@@ -9,7 +9,6 @@ from typing import Annotated, Optional
 import typer
 
 from segkit.classes import ClassInfo, ClassTable
-from segkit.cli.errors import mapped
 from segkit.cli.options import DebugOpt, SetOpt, apply_debug
 from segkit.errors import DataError
 from segkit.plugins import get_registry
@@ -47,7 +46,6 @@ def project_splits(project_file: Path, overrides: list[str]) -> tuple[dict[str, 
     return dict(folders()), project.classes
 
 
-@mapped
 def stats(
     target: Annotated[Path, typer.Argument(help="project file (TOML) or dataset folder", show_default=False)],
     json_file: Annotated[Optional[Path], typer.Option("--json", help="also write the figures as JSON here")] = None,
