@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
 from segkit.cli.options import DebugOpt, ProjectArg, QuietOpt, SetOpt, apply_debug
-from segkit.data.images import image_size
-from segkit.data.pairing import list_images
-from segkit.errors import ExitCode, ProjectError
+from segkit.errors import ExitCode
 from segkit.plugins import get_registry
 from segkit.project import Project, load_project
 from segkit.report.console import console, figures_table
@@ -34,23 +33,6 @@ def _check_data(project: Project, splits: tuple[str, ...]) -> None:
     if check is not None:
         for split in splits:
             check(split)
-
-
-def _check_infer_images(project: Project) -> None:
-    """The infer folder exists, holds images, and each one's header reads; errors name the key."""
-    folder = project.infer.images
-    key, source = "infer.images", str(project.source)
-    if folder is None:
-        raise ProjectError(source, key, "is not set", "add it to [infer] or pass --set infer.images=FOLDER")
-    if not folder.is_dir():
-        what = f"{folder} is a file, not a folder" if folder.exists() else f"folder {folder} does not exist"
-        raise ProjectError(source, key, what, "point it at the folder of images to segment")
-    files = list_images(folder)
-    if not files:
-        raise ProjectError(source, key, f"{folder} holds no images (.png .jpg .jpeg .tif .tiff .bmp)",
-                           "point it at the folder of images to segment")
-    for path in files:
-        image_size(path, verify=True)
 
 
 def train(
@@ -91,14 +73,28 @@ def evaluate(project: ProjectArg, set_: SetOpt = None, quiet: QuietOpt = False, 
     console.print(f"written {loaded.output_dir / 'evaluation.csv'}")
 
 
-def infer(project: ProjectArg, set_: SetOpt = None, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
-    """Segment every image of the infer folder at its original size; writes masks and overlays."""
+def infer(
+    project: ProjectArg,
+    images: Annotated[Optional[list[Path]], typer.Argument(
+        help="image files or folders of images to segment (default: [infer] images)", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="folder for the masks (default: [infer] output); overlays go beside it",
+        show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="replace files in the output folders that segkit did not write")] = False,
+    set_: SetOpt = None, quiet: QuietOpt = False, debug: DebugOpt = False,
+) -> None:
+    """Segment images at their original size; writes a mask and an overlay per image."""
     from segkit.engine.infer import infer as run_inference
+    from segkit.engine.infer_plan import plan_infer, quoted
 
     loaded = _load(project, set_, debug)
-    _check_infer_images(loaded)
-    result = run_inference(loaded)
-    console.print(f"{result.count} masks → {result.masks}; overlays → {result.overlays}")
+    plan = plan_infer(loaded, images or [], out, overwrite)  # every check before TensorFlow and any write
+    result = run_inference(loaded, plan)
+    if result.replaced:
+        console.print(f"replaced {len(result.replaced)} file(s) segkit had not written (--overwrite): "
+                      + ", ".join(quoted(path) for path in result.replaced), markup=False, soft_wrap=True)
+    console.print(f"{result.count} masks → {result.masks}; overlays → {result.overlays}", markup=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,130 @@
+"""``segkit infer`` and ``segkit export`` outputs: paths on the command line, and never a user's file replaced."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner, Result
+
+from segkit.cli.main import app
+from tiny_data import write_tiny_project
+
+runner = CliRunner()
+
+
+def invoke(*args: object) -> Result:
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()} if folder.is_dir() else {}
+
+
+def one_error(result: Result) -> str:
+    """The one ``error:`` line of a clean refusal (exit 2, no traceback)."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "internal error" not in result.output, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.output
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    project = write_tiny_project(tmp_path_factory.mktemp("outputs"), epochs=1)
+    result = invoke("train", project, "--quiet")
+    assert result.exit_code == 0, result.output
+    return project
+
+
+@pytest.fixture
+def images(trained: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny project's three infer images."""
+    folder = tmp_path / "images"
+    shutil.copytree(trained.parent / "data" / "infer", folder)
+    return folder
+
+
+def test_output_equal_to_the_images_is_refused_and_the_images_kept(trained: Path, images: Path) -> None:
+    before = files(images)
+    line = one_error(invoke("infer", trained, "--set", f"infer.images='{images}'",
+                            "--set", f"infer.output='{images}'"))
+    assert line == (f"error: {trained}: infer.output: '{images}' is (or lies inside) the folder of the images to "
+                    f"segment, '{images}'; choose another output folder")
+    assert files(images) == before
+    line = one_error(invoke("infer", trained, images, "--out", images / "masks"))
+    assert line.startswith(f"error: --out: '{images / 'masks'}' is (or lies inside) the folder of the images")
+    assert files(images) == before and not (images / "masks").exists()
+
+
+def test_an_output_folder_linked_to_the_images_is_refused(trained: Path, images: Path, tmp_path: Path) -> None:
+    link = tmp_path / "masks"
+    link.symlink_to(images, target_is_directory=True)
+    before = files(images)
+    line = one_error(invoke("infer", trained, images / "odd_1.png", "--out", link))
+    assert line == f"error: '{link / 'odd_1.png'}': is the input image '{images / 'odd_1.png'}'; choose another output folder"
+    assert files(images) == before
+
+
+def test_two_files_given_write_exactly_their_two_masks(trained: Path, images: Path, tmp_path: Path) -> None:
+    out = tmp_path / "two"
+    result = invoke("infer", trained, images / "odd_1.png", images / "odd_2.png", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert sorted(files(out)) == [".segkit-outputs.json", "odd_1.png", "odd_2.png"]
+    assert sorted(files(tmp_path / "two_overlay")) == [".segkit-outputs.json", "odd_1.png", "odd_2.png"]
+    for name in ("odd_1.png", "odd_2.png"):
+        assert Image.open(out / name).size == Image.open(images / name).size
+    assert result.output.startswith(f"2 masks → {out}; overlays → {out}_overlay")
+    # a folder argument means every image directly in it
+    result = invoke("infer", trained, images, "-o", tmp_path / "all")
+    assert result.exit_code == 0, result.output
+    assert sorted(files(tmp_path / "all")) == [".segkit-outputs.json", "odd_0.png", "odd_1.png", "odd_2.png"]
+
+
+def test_a_users_file_named_like_a_mask_is_kept_unless_overwrite(trained: Path, images: Path, tmp_path: Path) -> None:
+    out = tmp_path / "masks"
+    out.mkdir()
+    (out / "odd_1.png").write_bytes(b"my own drawing")
+    line = one_error(invoke("infer", trained, images, "--out", out))
+    assert line == (f"error: '{out}': masks would replace 1 file(s) segkit did not write ('odd_1.png'); move them, "
+                    "choose another output folder, or pass --overwrite")
+    assert files(out) == {"odd_1.png": b"my own drawing"} and not (tmp_path / "masks_overlay").exists()
+    result = invoke("infer", trained, images, "--out", out, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert f"replaced 1 file(s) segkit had not written (--overwrite): '{out / 'odd_1.png'}'" in result.output
+    assert Image.open(out / "odd_1.png").size == Image.open(images / "odd_1.png").size
+
+
+def test_infer_replaces_its_own_earlier_masks_without_overwrite(trained: Path, images: Path, tmp_path: Path) -> None:
+    out = tmp_path / "again"
+    assert invoke("infer", trained, images, "--out", out).exit_code == 0
+    first = files(out)
+    (out / "odd_0.png").write_bytes(b"stale")  # an earlier mask of ours, whatever its bytes now
+    result = invoke("infer", trained, images, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "replaced" not in result.output
+    assert files(out) == first
+    assert np.asarray(Image.open(out / "odd_0.png")).shape[:2] == (64, 64)
+
+
+@pytest.mark.parametrize(("name", "problem"), [("missing.png", "does not exist"),
+                                                ("notes.txt", "is not an image (.png .jpg .jpeg .tif .tiff .bmp)")])
+def test_a_bad_path_argument_is_one_quoted_line(trained: Path, images: Path, tmp_path: Path, name: str,
+                                                problem: str) -> None:
+    (images / "notes.txt").write_text("not an image")
+    line = one_error(invoke("infer", trained, images / "odd_0.png", images / name, "--out", tmp_path / "o"))
+    assert line == f"error: '{images / name}': {problem}; give image files or folders of images"
+    assert not (tmp_path / "o").exists()
+
+
+def test_two_images_with_one_stem_are_refused(trained: Path, images: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(images / "odd_0.png", other / "odd_0.png")
+    line = one_error(invoke("infer", trained, images / "odd_0.png", other / "odd_0.png", "--out", tmp_path / "o"))
+    assert line == (f"error: '{images / 'odd_0.png'}' and '{other / 'odd_0.png'}': both would write the mask "
+                    "'odd_0.png'; segment them into separate output folders")
