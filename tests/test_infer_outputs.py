@@ -11,6 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner, Result
 
 from segkit.cli.main import app
+from segkit.data.images import read_image, read_mask
 from tiny_data import write_tiny_project
 
 runner = CliRunner()
@@ -128,3 +129,31 @@ def test_two_images_with_one_stem_are_refused(trained: Path, images: Path, tmp_p
     line = one_error(invoke("infer", trained, images / "odd_0.png", other / "odd_0.png", "--out", tmp_path / "o"))
     assert line == (f"error: '{images / 'odd_0.png'}' and '{other / 'odd_0.png'}': both would write the mask "
                     "'odd_0.png'; segment them into separate output folders")
+
+
+def test_eval_infer_and_export_load_the_checkpoint_without_building_a_model(
+        trained: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One copy of the weights: the .keras file is loaded as it is, no FlexUNet is built beside it,
+    and the masks are those of the saved model."""
+    import keras
+
+    import segkit_flexunet.flexunet as flexunet
+    from segkit.engine.components import prediction_for
+    from segkit.engine.predict import segment
+    from segkit.project import load_project
+
+    builds: list[int] = []
+    real = flexunet.build_flexunet
+    monkeypatch.setattr(flexunet, "build_flexunet", lambda *a, **k: builds.append(1) or real(*a, **k))
+    out = tmp_path / "masks"
+    for args in (["infer", trained, images, "--out", out], ["eval", trained],
+                 ["export", trained, "-f", "keras", "--out", tmp_path / "m.keras"]):
+        result = invoke(*args)
+        assert result.exit_code == 0, result.output
+    assert builds == []
+    project = load_project(trained)
+    saved = keras.saving.load_model(project.output_dir / "models" / "best_model.keras", compile=False)
+    for path in sorted(images.iterdir()):
+        expected = segment(saved, [read_image(path)], prediction_for(project))[0]
+        written, _ = read_mask(out / path.name, project.classes)
+        assert np.array_equal(written, expected), path.name
