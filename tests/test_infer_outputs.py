@@ -157,3 +157,38 @@ def test_eval_infer_and_export_load_the_checkpoint_without_building_a_model(
         expected = segment(saved, [read_image(path)], prediction_for(project))[0]
         written, _ = read_mask(out / path.name, project.classes)
         assert np.array_equal(written, expected), path.name
+
+
+def _large_copy(images: Path, folder: Path) -> Path:
+    """``images`` with one 333x517 image added (over twice the tiny model's 64 px on both sides)."""
+    shutil.copytree(images, folder)
+    big = np.asarray(Image.open(sorted(images.iterdir())[0]).convert("RGB").resize((333, 517)))
+    Image.fromarray(big).save(folder / "big.png")
+    return folder
+
+
+SQUASHED = ("note: 1 of {n} images are more than 2x the model input (64x64) on a side (largest 'big.png', 333x517); "
+            "resize mode squashes them to 64x64: train with [augment] crop = true to segment them at full resolution")
+
+
+def test_infer_notes_images_that_resize_mode_squashes(trained: Path, images: Path, tmp_path: Path) -> None:
+    folder = _large_copy(images, tmp_path / "large")
+    result = invoke("infer", trained, folder, "--out", tmp_path / "masks")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == SQUASHED.format(n=4)
+    result = invoke("infer", trained, images, "--out", tmp_path / "small")  # all within 2x: no note
+    assert result.exit_code == 0 and "note:" not in result.output, result.output
+
+
+def test_eval_notes_test_images_that_resize_mode_squashes(trained: Path, tmp_path: Path) -> None:
+    test = trained.parent / "data" / "test"
+    images = _large_copy(test / "images", tmp_path / "images")
+    masks = tmp_path / "masks"
+    shutil.copytree(test / "masks", masks)
+    Image.open(masks / "img_00.png").resize((333, 517), Image.Resampling.NEAREST).save(masks / "big.png")
+    args = ["eval", trained, "--set", f"dataset.test.images='{images}'", "--set", f"dataset.test.masks='{masks}'",
+            "--set", f"project.output_dir='{tmp_path / 'run'}'"]
+    shutil.copytree(trained.parent / "run", tmp_path / "run")
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == SQUASHED.format(n=5)

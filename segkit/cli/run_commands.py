@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from segkit.cli.options import DebugOpt, ProjectArg, QuietOpt, SetOpt, apply_debug
+from segkit.data.images import image_size
 from segkit.errors import ExitCode
 from segkit.plugins import get_registry
 from segkit.project import Project, load_project
@@ -33,6 +35,20 @@ def _check_data(project: Project, splits: tuple[str, ...]) -> None:
     if check is not None:
         for split in splits:
             check(split)
+
+
+def _test_squash_note(project: Project) -> str | None:
+    from segkit.engine.components import open_dataset
+    from segkit.engine.infer_plan import squash_note
+
+    images = [pair.image for pair in open_dataset(project, get_registry()).pairs("test")]
+    return squash_note(project, [(path, image_size(path)) for path in images])
+
+
+def _notes(notes: Iterable[str | None]) -> None:
+    for note in notes:
+        if note:
+            console.print(f"note: {note}", markup=False, style="yellow", soft_wrap=True)
 
 
 def train(
@@ -68,6 +84,7 @@ def evaluate(project: ProjectArg, set_: SetOpt = None, quiet: QuietOpt = False, 
 
     loaded = _load(project, set_, debug)
     _check_data(loaded, ("test",))
+    _notes([_test_squash_note(loaded)])
     figures = run_evaluation(loaded, get_registry())
     console.print(figures_table(f"{loaded.name}: test split", figures))
     console.print(f"written {loaded.output_dir / 'evaluation.csv'}")
@@ -90,6 +107,7 @@ def infer(
 
     loaded = _load(project, set_, debug)
     plan = plan_infer(loaded, images or [], out, overwrite)  # every check before TensorFlow and any write
+    _notes(plan.notes)
     result = run_inference(loaded, plan)
     if result.replaced:
         console.print(f"replaced {len(result.replaced)} file(s) segkit had not written (--overwrite): "

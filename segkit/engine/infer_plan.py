@@ -8,7 +8,7 @@ its own masks freely while a user's file of the same name needs ``--overwrite``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from segkit.toml_io import write_atomic
 
 MANIFEST = ".segkit-outputs.json"
 IMAGE_KINDS = ".png .jpg .jpeg .tif .tiff .bmp"
+SQUASH_FACTOR = 2  # images this much larger than the model input lose their detail when resized
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class InferPlan:
     masks: Path
     overlays: Path
     replaced: list[Path]
+    notes: tuple[str, ...] = ()
 
 
 def quoted(path: Path | str) -> str:
@@ -47,6 +49,7 @@ def plan_infer(project: Project, paths: Sequence[Path] = (), out: Path | None = 
     """Images from ``paths`` (files or folders) or else ``[infer] images``, into ``out`` or else
     ``[infer] output``; every header is read and every output name checked here."""
     folders, images = _from_arguments(paths) if paths else _from_project(project)
+    sizes = [(path, image_size(path, verify=True)) for path in images]
     masks = (out if out is not None else project.infer.output).absolute()
     overlays = overlay_folder(masks)
     key = "--out" if out is not None else f"{project.source}: infer.output"
@@ -59,7 +62,8 @@ def plan_infer(project: Project, paths: Sequence[Path] = (), out: Path | None = 
                                                                     else "")
         raise DataError(f"{quoted(foreign[0].parent)}: masks would replace {len(foreign)} file(s) segkit did not "
                         f"write ({names}); move them, choose another output folder, or pass --overwrite")
-    return InferPlan(images, masks, overlays, foreign)
+    note = squash_note(project, sizes)
+    return InferPlan(images, masks, overlays, foreign, (note,) if note else ())
 
 
 def _from_project(project: Project) -> tuple[list[Path], list[Path]]:
@@ -75,7 +79,6 @@ def _from_project(project: Project) -> tuple[list[Path], list[Path]]:
     if not files:
         raise ProjectError(source, key, f"{folder} holds no images ({IMAGE_KINDS})",
                            "point it at the folder of images to segment")
-    _check_headers(files)
     return [folder], files
 
 
@@ -95,13 +98,20 @@ def _from_arguments(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
         else:
             what = "does not exist" if not path.exists() else f"is not an image ({IMAGE_KINDS})"
             raise DataError(f"{quoted(path)}: {what}; give image files or folders of images")
-    _check_headers(images)
     return folders, images
 
 
-def _check_headers(images: Iterable[Path]) -> None:
-    for path in images:
-        image_size(path, verify=True)
+def squash_note(project: Project, sizes: Sequence[tuple[Path, tuple[int, int]]]) -> str | None:
+    """A note when the model meets images by resizing (no ``[augment] crop``) and some are more
+    than :data:`SQUASH_FACTOR` times its input on a side: squashed that much, they come out blurred."""
+    width, height = project.model.image_width, project.model.image_height
+    big = [(path, size) for path, size in sizes if size[0] > SQUASH_FACTOR * width or size[1] > SQUASH_FACTOR * height]
+    if project.augment.crop or not big:
+        return None
+    path, (w, h) = max(big, key=lambda item: item[1][0] * item[1][1])
+    return (f"{len(big)} of {len(sizes)} images are more than {SQUASH_FACTOR}x the model input ({width}x{height}) "
+            f"on a side (largest {quoted(path.name)}, {w}x{h}); resize mode squashes them to {width}x{height}: "
+            "train with [augment] crop = true to segment them at full resolution")
 
 
 def _targets(images: list[Path], masks: Path, overlays: Path) -> list[Path]:
