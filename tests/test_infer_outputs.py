@@ -180,15 +180,32 @@ def test_infer_notes_images_that_resize_mode_squashes(trained: Path, images: Pat
     assert result.exit_code == 0 and "note:" not in result.output, result.output
 
 
-def test_eval_notes_test_images_that_resize_mode_squashes(trained: Path, tmp_path: Path) -> None:
+def _eval_with_a_large_test_image(trained: Path, tmp_path: Path) -> list[object]:
+    """``segkit eval`` arguments for a copy of the run and of the test split with a 333x517 pair added."""
     test = trained.parent / "data" / "test"
-    images = _large_copy(test / "images", tmp_path / "images")
-    masks = tmp_path / "masks"
+    images = _large_copy(test / "images", tmp_path / "test-images")
+    masks = tmp_path / "test-masks"
     shutil.copytree(test / "masks", masks)
     Image.open(masks / "img_00.png").resize((333, 517), Image.Resampling.NEAREST).save(masks / "big.png")
-    args = ["eval", trained, "--set", f"dataset.test.images='{images}'", "--set", f"dataset.test.masks='{masks}'",
-            "--set", f"project.output_dir='{tmp_path / 'run'}'"]
     shutil.copytree(trained.parent / "run", tmp_path / "run")
-    result = invoke(*args)
+    return ["eval", trained, "--set", f"dataset.test.images='{images}'", "--set", f"dataset.test.masks='{masks}'",
+            "--set", f"project.output_dir='{tmp_path / 'run'}'"]
+
+
+def test_eval_notes_test_images_that_resize_mode_squashes(trained: Path, tmp_path: Path) -> None:
+    result = invoke(*_eval_with_a_large_test_image(trained, tmp_path))
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0] == SQUASHED.format(n=5)
+
+
+def test_quiet_eval_and_infer_print_only_the_summary(trained: Path, images: Path, tmp_path: Path) -> None:
+    args = _eval_with_a_large_test_image(trained, tmp_path)
+    loud, quiet = invoke(*args), invoke(*args, "--quiet")
+    assert loud.exit_code == quiet.exit_code == 0, loud.output + quiet.output
+    assert loud.output.splitlines()[0].startswith("note: ")
+    assert quiet.output.splitlines() == loud.output.splitlines()[1:]  # the figures table and the file written
+    assert quiet.output.splitlines()[-1] == f"written {tmp_path / 'run' / 'evaluation.csv'}"
+    infer_args = ["infer", trained, _large_copy(images, tmp_path / "to-segment"), "--out", tmp_path / "o", "-q"]
+    result = invoke(*infer_args)
+    assert result.exit_code == 0, result.output
+    assert result.output == f"4 masks → {tmp_path / 'o'}; overlays → {tmp_path / 'o'}_overlay\n"

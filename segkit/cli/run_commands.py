@@ -45,9 +45,10 @@ def _test_squash_note(project: Project) -> str | None:
     return squash_note(project, [(path, image_size(path)) for path in images])
 
 
-def _notes(notes: Iterable[str | None]) -> None:
+def _notes(notes: Iterable[str | None], quiet: bool) -> None:
+    """``note:`` lines; --quiet leaves only errors and the final summary."""
     for note in notes:
-        if note:
+        if note and not quiet:
             console.print(f"note: {note}", markup=False, style="yellow", soft_wrap=True)
 
 
@@ -84,10 +85,10 @@ def evaluate(project: ProjectArg, set_: SetOpt = None, quiet: QuietOpt = False, 
 
     loaded = _load(project, set_, debug)
     _check_data(loaded, ("test",))
-    _notes([_test_squash_note(loaded)])
+    _notes([_test_squash_note(loaded)], quiet)
     figures = run_evaluation(loaded, get_registry())
     console.print(figures_table(f"{loaded.name}: test split", figures))
-    console.print(f"written {loaded.output_dir / 'evaluation.csv'}")
+    console.print(f"written {loaded.output_dir / 'evaluation.csv'}", markup=False, soft_wrap=True)
 
 
 def infer(
@@ -107,7 +108,7 @@ def infer(
 
     loaded = _load(project, set_, debug)
     plan = plan_infer(loaded, images or [], out, overwrite)  # every check before TensorFlow and any write
-    _notes(plan.notes)
+    _notes(plan.notes, quiet)
     result = run_inference(loaded, plan)
     if result.replaced:
         console.print(f"replaced {len(result.replaced)} file(s) segkit had not written (--overwrite): "
