@@ -209,3 +209,41 @@ def test_quiet_eval_and_infer_print_only_the_summary(trained: Path, images: Path
     result = invoke(*infer_args)
     assert result.exit_code == 0, result.output
     assert result.output == f"4 masks → {tmp_path / 'o'}; overlays → {tmp_path / 'o'}_overlay\n"
+
+
+def test_a_model_whose_classes_register_while_building_is_built_once(tiny_project: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plugin that imports its custom layers only when it builds: the file cannot load first, so
+    the model is built once (registering them) and the file loaded again."""
+    import keras
+
+    from segkit.engine.evaluate import load_best_model
+    from segkit.project import load_project
+
+    class Doubled(keras.layers.Layer):
+        def call(self, x: object) -> object:
+            return keras.ops.softmax(x * 2.0)
+
+    name = "segkit_test_custom>Doubled"
+    keras.saving.register_keras_serializable(package="segkit_test_custom")(Doubled)
+    project = load_project(tiny_project)
+    inputs = keras.Input((64, 64, 3))
+    model = keras.Model(inputs, Doubled()(keras.layers.Conv2D(3, 1)(inputs)))
+    (project.output_dir / "models").mkdir(parents=True)
+    model.save(project.output_dir / "models" / "best_model.keras")
+    monkeypatch.delitem(keras.saving.get_custom_objects(), name)  # as in a fresh process
+
+    import segkit_flexunet.flexunet as flexunet
+
+    builds: list[int] = []
+
+    def build_registering(*args: object, **kwargs: object) -> object:
+        builds.append(1)
+        keras.saving.get_custom_objects()[name] = Doubled
+        return model
+
+    monkeypatch.setattr(flexunet, "build_flexunet", build_registering)
+    loaded = load_best_model(project)
+    assert builds == [1]
+    image = np.random.default_rng(0).random((1, 64, 64, 3)).astype("float32")
+    assert np.allclose(loaded.predict_on_batch(image), model.predict_on_batch(image))
