@@ -137,7 +137,7 @@ def test_eval_infer_and_export_load_the_checkpoint_without_building_a_model(
     and the masks are those of the saved model."""
     import keras
 
-    import segkit_flexunet.flexunet as flexunet
+    from segkit_flexunet import flexunet
     from segkit.engine.components import prediction_for
     from segkit.engine.predict import segment
     from segkit.project import load_project
@@ -162,7 +162,7 @@ def test_eval_infer_and_export_load_the_checkpoint_without_building_a_model(
 def _large_copy(images: Path, folder: Path) -> Path:
     """``images`` with one 333x517 image added (over twice the tiny model's 64 px on both sides)."""
     shutil.copytree(images, folder)
-    big = np.asarray(Image.open(sorted(images.iterdir())[0]).convert("RGB").resize((333, 517)))
+    big = np.asarray(Image.open(min(images.iterdir())).convert("RGB").resize((333, 517)))
     Image.fromarray(big).save(folder / "big.png")
     return folder
 
@@ -233,7 +233,7 @@ def test_a_model_whose_classes_register_while_building_is_built_once(tiny_projec
     model.save(project.output_dir / "models" / "best_model.keras")
     monkeypatch.delitem(keras.saving.get_custom_objects(), name)  # as in a fresh process
 
-    import segkit_flexunet.flexunet as flexunet
+    from segkit_flexunet import flexunet
 
     builds: list[int] = []
 
