@@ -1,12 +1,24 @@
-"""Errors a user can act on. ``segkit.cli.main`` turns each into one line and an exit code."""
+"""Errors a user can act on, and the exit codes. ``segkit.cli.errors`` turns each error into one line."""
 
 from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Every exit status segkit gives; the shell sees the numbers."""
+
+    OK = 0
+    INTERNAL = 1  # our own bug: "internal error: ..."
+    USAGE = 2  # the user's to fix: a project file, an option, a file on disk (click's usage errors too)
+    INTERRUPTED = 130  # SIGINT, 128 + 2 as shells report it
+    TERMINATED = 143  # SIGTERM, 128 + 15
 
 
 class SegkitError(Exception):
     """Base of every error that is the user's to fix; printed as one line, exit code 2."""
 
-    exit_code = 2
+    exit_code: int = ExitCode.USAGE
 
 
 class ProjectError(SegkitError):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -138,8 +138,9 @@ def test_crop_trained_export_tiles_inside_the_graph(cropped: Project) -> None:
     assert_agrees_with_infer(cropped, reload(cropped, savedmodel))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tf2onnx") is not None, reason="tf2onnx is installed here")
-def test_onnx_without_the_converter_is_a_one_line_refusal(resized: Project) -> None:
+def test_onnx_without_the_converter_is_a_one_line_refusal(resized: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    # runs whether or not tf2onnx is installed (CI installs it): a None entry makes it unimportable
+    monkeypatch.setitem(sys.modules, "tf2onnx", None)
     result = runner.invoke(app, ["export", str(resized.source), "--format", "onnx"])
     assert result.exit_code == 2
     assert result.output.startswith("error: ONNX export needs the tf2onnx converter, which is not installed here")
@@ -181,3 +182,36 @@ def test_graph_windows_and_resize_follow_segkit() -> None:
     pillow = np.asarray(Image.fromarray(values, mode="F").resize((64, 64), Image.Resampling.BILINEAR))
     assert np.abs(resize_bilinear(values[:, :, None], 64, 64).numpy()[:, :, 0] - pillow).max() < 1e-5
     assert np.array_equal(resize_bilinear(values[:, :, None], 97, 53).numpy()[:, :, 0], values)
+
+
+def test_export_never_replaces_a_file_it_did_not_write(resized: Project, tmp_path: Path) -> None:
+    mine = tmp_path / "mine.keras"
+    mine.write_bytes(b"my own model")
+    result = runner.invoke(app, ["export", str(resized.source), "--format", "keras", "--out", str(mine)])
+    assert result.exit_code == 2, result.output
+    assert result.output == (f"error: {mine}: exists and was not written by segkit export; choose another --out "
+                             "or pass --overwrite to replace it\n")
+    assert mine.read_bytes() == b"my own model" and not Path(f"{mine}.json").exists()
+    # a metadata file of the user's beside the target is as much theirs
+    (tmp_path / "m.keras.json").write_text("{}")
+    result = runner.invoke(app, ["export", str(resized.source), "-f", "keras", "--out", str(tmp_path / "m.keras")])
+    assert result.exit_code == 2 and "m.keras.json: exists and was not written by segkit export" in result.output
+    assert (tmp_path / "m.keras.json").read_text() == "{}" and not (tmp_path / "m.keras").exists()
+
+
+def test_export_overwrite_replaces_a_foreign_file_and_says_so(resized: Project, tmp_path: Path) -> None:
+    mine = tmp_path / "mine.keras"
+    mine.write_bytes(b"my own model")
+    result = runner.invoke(app, ["export", str(resized.source), "-f", "keras", "--out", str(mine), "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"replaced {mine} (--overwrite; it was not a segkit export)\n")
+    assert mine.read_bytes()[:2] == b"PK"  # a .keras zip now
+
+
+def test_export_replaces_its_own_earlier_export(resized: Project, tmp_path: Path) -> None:
+    for fmt, target in (("keras", tmp_path / "again.keras"), ("savedmodel", tmp_path / "again")):
+        for _ in range(2):
+            result = runner.invoke(app, ["export", str(resized.source), "-f", fmt, "--out", str(target)])
+            assert result.exit_code == 0, result.output
+            assert "replaced" not in result.output
+        assert json.loads(Path(f"{target}.json").read_text())["written_by"] == "segkit export"

@@ -93,3 +93,28 @@ def test_scaffold_trains_once_pairs_are_added(tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", str(tmp_path / "blobs" / "project.toml"), "--quiet", *small])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "blobs" / "runs" / "blobs" / "models" / "best_model.keras").exists()
+
+
+def test_init_picks_crop_mode_for_images_much_larger_than_the_size(tmp_path: Path) -> None:
+    from PIL import Image
+
+    images = tmp_path / "slides" / "data" / "train" / "images"
+    images.mkdir(parents=True)
+    Image.new("RGB", (333, 517)).save(images / "big.png")
+    (images / "broken.png").write_bytes(b"not a png")  # unreadable files are left to stats and train
+    code, output = init("slides", "--dir", str(tmp_path), "--size", "64")
+    assert code == 0, output
+    assert output.splitlines()[1] == ("note: the images are up to 333x517, more than 2x --size 64: wrote [augment] "
+                                      "crop = true (train on 64-px crops, segment at full resolution) instead of "
+                                      "squashing them")
+    assert load_project(tmp_path / "slides" / "project.toml").augment.crop is True
+    code, output = init("slides", "--dir", str(tmp_path), "--size", "512", "--force")  # within 2x: resize
+    assert code == 0 and "note:" not in output, output
+    assert load_project(tmp_path / "slides" / "project.toml").augment.crop is False
+
+
+def test_init_without_data_writes_resize_mode(tmp_path: Path) -> None:
+    assert init("empty", "--dir", str(tmp_path))[0] == 0
+    text = (tmp_path / "empty" / "project.toml").read_text()
+    assert "\ncrop = false  " in text
+    assert load_project(tmp_path / "empty" / "project.toml").augment.crop is False

@@ -1,50 +1,74 @@
-"""Mapping exceptions to one line and an exit code (the huggingface_hub ``cli/_errors`` idea)."""
+"""One table from exception to line and exit code, applied where every command runs.
+
+The huggingface_hub ``cli/_errors`` idea: each kind of failure is one row of :data:`ERRORS`; the
+app's group (:class:`MappedGroup`) applies it around every command, and ``main()`` applies the
+same rows to anything that escapes the app itself.
+"""
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import typer
+from typer.core import TyperGroup
 
-from segkit.data.pipeline import take_load_failure
 from segkit.data.images import printable
-from segkit.errors import SegkitError
+from segkit.data.pipeline import take_load_failure
+from segkit.errors import ExitCode, SegkitError
 from segkit.report.console import error_console
 
-F = TypeVar("F", bound=Callable[..., Any])
+if TYPE_CHECKING:
+    from typer._click.core import Context  # the type TyperGroup.invoke declares
+
 DEBUG_ENV = "SEGKIT_DEBUG"
 
 
 def debugging() -> bool:
-    return os.environ.get(DEBUG_ENV, "") not in ("", "0", "false")
+    """``SEGKIT_DEBUG`` set to anything but empty, ``0`` or ``false``: tracebacks instead of lines."""
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false")
+
+
+@dataclass(frozen=True)
+class ErrorRule:
+    """Exceptions of ``kind`` (for which ``applies`` holds) print ``message(exc)`` and exit ``code``."""
+
+    kind: type[BaseException] | tuple[type[BaseException], ...]
+    message: Callable[[Any], str]
+    code: ExitCode = ExitCode.USAGE
+    applies: Callable[[Any], bool] = lambda exc: True
+
+
+def _internal(exc: BaseException) -> str:
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"internal error: {exc.__class__.__name__}: {first} (run with --debug for the traceback)"
+
+
+#: First matching row wins; the last row catches every other exception as our own bug.
+ERRORS: tuple[ErrorRule, ...] = (
+    ErrorRule(KeyboardInterrupt, lambda exc: "interrupted", ExitCode.INTERRUPTED),
+    ErrorRule(SegkitError, lambda exc: f"error: {exc}"),  # exit code: the error's own exit_code
+    ErrorRule(PermissionError, lambda exc: f"error: {exc.filename}: permission denied; choose a folder you can write to"),
+    ErrorRule((FileNotFoundError, NotADirectoryError, IsADirectoryError),
+              lambda exc: f"error: {exc.filename}: {exc.strerror}; check the path"),
+    ErrorRule(OSError, lambda exc: f"error: {exc.filename}: {exc.strerror}", applies=lambda exc: bool(exc.filename)),
+    ErrorRule(BaseException, _internal, ExitCode.INTERNAL),
+)
 
 
 def one_line(exc: BaseException) -> tuple[str, int]:
-    """The message and exit code shown for ``exc``: 2 for the user's errors, 1 for ours.
+    """The message and exit code :data:`ERRORS` gives ``exc``.
 
     File names that are not UTF-8 are shown escaped (``\\xe9``): printing them raw would fail.
     """
-    message, code = _line(exc)
-    return printable(message), code
+    rule = next(r for r in ERRORS if isinstance(exc, r.kind) and r.applies(exc))
+    code = exc.exit_code if isinstance(exc, SegkitError) else rule.code
+    return printable(rule.message(exc)), code
 
 
-def _line(exc: BaseException) -> tuple[str, int]:
-    if isinstance(exc, SegkitError):
-        return f"error: {exc}", exc.exit_code
-    if isinstance(exc, PermissionError):
-        return f"error: {exc.filename}: permission denied; choose a folder you can write to", 2
-    if isinstance(exc, (FileNotFoundError, NotADirectoryError, IsADirectoryError)):
-        return f"error: {exc.filename}: {exc.strerror}; check the path", 2
-    if isinstance(exc, OSError) and exc.filename:
-        return f"error: {exc.filename}: {exc.strerror}", 2
-    first = (str(exc).strip().splitlines() or [""])[0]
-    return f"internal error: {exc.__class__.__name__}: {first} (run with --debug for the traceback)", 1
-
-
-def _unwrapped(exc: Exception) -> Exception:
+def _unwrapped(exc: BaseException) -> BaseException:
     """The DataError behind a TensorFlow error, when a dataset loader raised one inside tf.data.
 
     ``model.fit``/``evaluate`` decode files in ``tf.numpy_function``, whose exceptions reach us
@@ -57,24 +81,27 @@ def _unwrapped(exc: Exception) -> Exception:
     return exc
 
 
-def mapped(command: F) -> F:
-    """Run a command so that errors print one line (a traceback only with --debug)."""
+def report(exc: BaseException) -> int | None:
+    """Print ``exc`` as its one line and return the exit code; None under ``SEGKIT_DEBUG``/``--debug``,
+    where the caller re-raises it for the traceback (an interrupt is always just reported)."""
+    if debugging() and not isinstance(exc, KeyboardInterrupt):
+        return None
+    message, code = one_line(_unwrapped(exc))
+    error_console.print(message, markup=False, soft_wrap=True)
+    return code
 
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+
+class MappedGroup(TyperGroup):
+    """The app's command group: every command (and the root callback) runs under :data:`ERRORS`."""
+
+    def invoke(self, ctx: Context) -> Any:
         take_load_failure()  # a failure left by an earlier command in this process is not ours
         try:
-            return command(*args, **kwargs)
-        except (typer.Exit, typer.Abort):
-            raise
-        except KeyboardInterrupt:
-            error_console.print("interrupted")
-            raise typer.Exit(130) from None
-        except Exception as exc:  # noqa: BLE001 - the one place every failure is turned into a line
-            if debugging():
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise  # click's own: an exit code already chosen, or a usage error it prints itself
+        except (Exception, KeyboardInterrupt) as exc:  # the one place failures become lines
+            code = report(exc)
+            if code is None:
                 raise
-            message, code = one_line(_unwrapped(exc))
-            error_console.print(message, markup=False, soft_wrap=True)
             raise typer.Exit(code) from None
-
-    return wrapper  # type: ignore[return-value]

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated, Optional, cast
 
 import typer
 
-from segkit.cli.errors import mapped
 from segkit.cli.options import DebugOpt, ProjectArg, SetOpt, apply_debug
 from segkit.plugins import get_registry
 from segkit.project import load_project
@@ -28,11 +27,11 @@ FormatOpt = Annotated[ExportFormat, typer.Option("--format", "-f", help="savedmo
                                                  "keras: the bare network; onnx: the savedmodel graph as ONNX")]
 OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="where to write (default <output_dir>/export/)",
                                                 show_default=False)]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="replace an existing file that is not a segkit export")]
 
 
-@mapped
 def export(project: ProjectArg, format_: FormatOpt = ExportFormat.savedmodel, out: OutOpt = None,
-           set_: SetOpt = None, debug: DebugOpt = False) -> None:
+           overwrite: OverwriteOpt = False, set_: SetOpt = None, debug: DebugOpt = False) -> None:
     """Export the best model; the savedmodel and onnx graphs resize or tile inside, as segkit infer does."""
     from segkit.engine.export import export as run_export
     from segkit.engine.export import require_converter
@@ -40,7 +39,9 @@ def export(project: ProjectArg, format_: FormatOpt = ExportFormat.savedmodel, ou
     apply_debug(debug)
     require_converter(format_.value)  # before validation and TensorFlow: the cheapest refusal first
     loaded = load_project(project, set_ or [], get_registry())
-    result = run_export(loaded, cast("Format", format_.value), out)
+    result = run_export(loaded, cast("Format", format_.value), out, overwrite)
+    for path in result.replaced:
+        console.print(f"replaced {path} (--overwrite; it was not a segkit export)", markup=False, soft_wrap=True)
     how = "tiles (Gaussian-blended windows)" if result.mode == "tile" else "resizes"
     console.print(f"{result.format} → {result.path}", markup=False, soft_wrap=True)
     if result.format != "keras":

@@ -10,8 +10,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from segkit.cli.errors import mapped
-from segkit.errors import ProjectError
+from segkit.data.images import image_size, is_image_file
+from segkit.engine.infer_plan import SQUASH_FACTOR
+from segkit.errors import DataError, ProjectError
 from segkit.plugins import get_registry
 from segkit.project import MODEL_KEYS, load_project
 from segkit.report.console import console
@@ -91,6 +92,8 @@ patience = 4
 
 [augment]
 enabled = false                    # flips, 90 degree turns and stain jitter on training pairs
+crop = {crop}                       # true: train on model-size crops and segment at full resolution
+                                   # (for images much larger than the model input); false: resize
 
 # After each epoch, segment a few validation images into <output_dir>/epoch_change_infer.
 [[callbacks]]
@@ -136,13 +139,13 @@ def flexunet_depth(size: int) -> int:
     return levels
 
 
-def render(name: str, classes: list[tuple[str, Color]], size: int) -> str:
+def render(name: str, classes: list[tuple[str, Color]], size: int, crop: bool = False) -> str:
     layers = flexunet_depth(size)
     text = HEADER.format(name=name, name_value=json.dumps(name), size=size, layers=layers, divisor=2 ** (layers - 1))
     for class_name, color in classes:
         rgb = ", ".join(map(str, color))
         text += f"[[classes]]\nname = {json.dumps(class_name, ensure_ascii=False)}\ncolor = [{rgb}]\n\n"
-    return text.rstrip("\n") + "\n" + BODY
+    return text.rstrip("\n") + "\n" + BODY.replace("{crop}", "true " if crop else "false")
 
 
 def make_layout(folder: Path) -> list[Path]:
@@ -169,13 +172,34 @@ def check_loads(project: Path, text: str) -> None:
             raise ProjectError(str(project), exc.key, exc.problem, exc.hint) from None
 
 
+def largest_image(folder: Path) -> tuple[Path, tuple[int, int]] | None:
+    """The readable image with the longest side already in the project's split folders, if any."""
+    found: list[tuple[Path, tuple[int, int]]] = []
+    for split in SPLITS:
+        images = folder / "data" / split / "images"
+        for path in sorted(p for p in images.iterdir() if is_image_file(p)) if images.is_dir() else []:
+            try:
+                found.append((path, image_size(path)))
+            except DataError:
+                continue  # a damaged file is for `segkit stats` and train to report
+    return max(found, key=lambda item: max(item[1]), default=None)
+
+
+def crop_note(largest: tuple[Path, tuple[int, int]] | None, size: int) -> str | None:
+    """Why crop mode was chosen: the data's images are more than twice the model input on a side."""
+    if largest is None or max(largest[1]) <= SQUASH_FACTOR * size:
+        return None
+    (width, height) = largest[1]
+    return (f"the images are up to {width}x{height}, more than {SQUASH_FACTOR}x --size {size}: wrote [augment] crop = "
+            f"true (train on {size}-px crops, segment at full resolution) instead of squashing them")
+
+
 def _check_classes(classes: list[tuple[str, Color]]) -> None:
     if len(classes) < 2:
         raise ProjectError("segkit init", "--classes",
                            f"needs at least 2 classes (background first), got {len(classes)}")
 
 
-@mapped
 def init(
     name: Annotated[str, typer.Argument(help="project name, also the folder created", show_default=False)],
     directory: Annotated[Path, typer.Option("--dir", help="where to create the project folder")] = Path("."),
@@ -196,11 +220,14 @@ def init(
     if project.exists() and not force:
         raise ProjectError(str(project), "", "already exists",
                            "pass --force to overwrite it; the data folders are kept")
-    text = render(name, table, size)
+    note = crop_note(largest_image(folder), size)
+    text = render(name, table, size, crop=note is not None)
     check_loads(project, text)
     make_layout(folder)
     write_atomic(project, text)
     console.print(f"created {project}", markup=False, soft_wrap=True)
+    if note:
+        console.print(f"note: {note}", markup=False, soft_wrap=True)
     console.print(f"put pairs into {folder / 'data'}/<split>/images and masks, then: segkit train {project}",
                   markup=False, soft_wrap=True)
 

@@ -11,12 +11,13 @@ import typer
 from segkit import __version__
 from segkit.cli import plugins_command, prepare_command, run_commands, stats_command
 from segkit.cli import export_command, init_command
-from segkit.cli.errors import one_line
+from segkit.cli.errors import MappedGroup, report
 from segkit.plugins import DISABLE_ENV, get_registry
-from segkit.report.console import console, error_console
+from segkit.report.console import console
 
 app = typer.Typer(
     name="segkit",
+    cls=MappedGroup,
     help="Semantic segmentation of microscopy and histology images; every part a plugin.",
     no_args_is_help=True,
     add_completion=False,
@@ -53,15 +54,12 @@ prepare_command.register(app)
 
 
 def main() -> None:
-    """Console-script entry point: commands map their own errors; this catches the rest."""
+    """Console-script entry point. Commands fail through :class:`MappedGroup`; the same table
+    (``segkit.cli.errors.ERRORS``) maps anything that escapes the app itself."""
     try:
         app()
-    except KeyboardInterrupt:
-        error_console.print("interrupted")
-        sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - last line of defence: one line, not a traceback
-        if os.environ.get("SEGKIT_DEBUG"):
+    except (Exception, KeyboardInterrupt) as exc:  # last line of defence: one line, not a traceback
+        code = report(exc)
+        if code is None:
             raise
-        message, code = one_line(exc)
-        error_console.print(message, markup=False)
         sys.exit(code)

@@ -9,7 +9,6 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from segkit.cli.errors import mapped
 from segkit.errors import PluginError
 from segkit.options import Option
 from segkit.plugins import KINDS, Registry, get_registry, unknown_name_message
@@ -83,7 +82,6 @@ def _only(report: dict[str, Any], name: str) -> dict[str, Any]:
     return {**report, "entries": entries}
 
 
-@mapped
 def plugins(
     name: Annotated[str | None, typer.Argument(help="show only the entries with this name, with their keys",
                                                 show_default=False)] = None,

@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from segkit.cli.errors import mapped
 from segkit.cli.options import DebugOpt, apply_debug
 from segkit.data.names import resolved, shown_path
 from segkit.errors import DataError, ProjectError
@@ -30,7 +29,6 @@ def parse_options(name: str, items: list[str]) -> dict[str, object]:
     return options
 
 
-@mapped
 def prepare(
     name: Annotated[str, typer.Argument(help="preparer plugin, e.g. ucsb-bcc (see `segkit plugins`)", show_default=False)],
     source: Annotated[Path, typer.Argument(help="the downloaded dataset folder", show_default=False)],

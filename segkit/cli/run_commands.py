@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
-from segkit.cli.errors import mapped
 from segkit.cli.options import DebugOpt, ProjectArg, QuietOpt, SetOpt, apply_debug
 from segkit.data.images import image_size
-from segkit.data.pairing import list_images
-from segkit.errors import ProjectError
+from segkit.errors import ExitCode
 from segkit.plugins import get_registry
 from segkit.project import Project, load_project
 from segkit.report.console import console, figures_table
@@ -38,24 +38,21 @@ def _check_data(project: Project, splits: tuple[str, ...]) -> None:
             source.check(split)
 
 
-def _check_infer_images(project: Project) -> None:
-    """The infer folder exists, holds images, and each one's header reads; errors name the key."""
-    folder = project.infer.images
-    key, source = "infer.images", str(project.source)
-    if folder is None:
-        raise ProjectError(source, key, "is not set", "add it to [infer] or pass --set infer.images=FOLDER")
-    if not folder.is_dir():
-        what = f"{folder} is a file, not a folder" if folder.exists() else f"folder {folder} does not exist"
-        raise ProjectError(source, key, what, "point it at the folder of images to segment")
-    files = list_images(folder)
-    if not files:
-        raise ProjectError(source, key, f"{folder} holds no images (.png .jpg .jpeg .tif .tiff .bmp)",
-                           "point it at the folder of images to segment")
-    for path in files:
-        image_size(path, verify=True)
+def _test_squash_note(project: Project) -> str | None:
+    from segkit.engine.components import open_dataset
+    from segkit.engine.infer_plan import squash_note
+
+    images = [pair.image for pair in open_dataset(project, get_registry()).pairs("test")]
+    return squash_note(project, [(path, image_size(path)) for path in images])
 
 
-@mapped
+def _notes(notes: Iterable[str | None], quiet: bool) -> None:
+    """``note:`` lines; --quiet leaves only errors and the final summary."""
+    for note in notes:
+        if note and not quiet:
+            console.print(f"note: {note}", markup=False, style="yellow", soft_wrap=True)
+
+
 def train(
     project: ProjectArg, set_: SetOpt = None, quiet: QuietOpt = False, debug: DebugOpt = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an earlier run in the output folder")] = False,
@@ -75,7 +72,7 @@ def train(
         kept = (f"the checkpoint of epoch {done} is kept. Resume with: segkit train {project} --resume" if done
                 else "no epoch had finished, so there is nothing to resume; start again")
         console.print(f"interrupted by {result.interrupted} after {done} complete epoch(s); {kept}", markup=False)
-        raise typer.Exit(130 if result.interrupted == "SIGINT" else 143)
+        raise typer.Exit(ExitCode.INTERRUPTED if result.interrupted == "SIGINT" else ExitCode.TERMINATED)
     logs = result.last_logs
     summary = {"epochs run": float(result.epochs_run), "best val_loss": result.best_val_loss,
                **{k: logs[k] for k in sorted(logs, key=metric_order)}}
@@ -83,27 +80,41 @@ def train(
     console.print(f"weights sha256: {result.weights_sha256}", markup=False)
 
 
-@mapped
 def evaluate(project: ProjectArg, set_: SetOpt = None, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Evaluate the best model on the test split; writes evaluation.csv."""
     from segkit.engine.evaluate import evaluate as run_evaluation
 
     loaded = _load(project, set_, debug)
     _check_data(loaded, ("test",))
+    _notes([_test_squash_note(loaded)], quiet)
     figures = run_evaluation(loaded, get_registry())
     console.print(figures_table(f"{loaded.name}: test split", figures))
-    console.print(f"written {loaded.output_dir / 'evaluation.csv'}")
+    console.print(f"written {loaded.output_dir / 'evaluation.csv'}", markup=False, soft_wrap=True)
 
 
-@mapped
-def infer(project: ProjectArg, set_: SetOpt = None, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
-    """Segment every image of the infer folder at its original size; writes masks and overlays."""
+def infer(
+    project: ProjectArg,
+    images: Annotated[Optional[list[Path]], typer.Argument(
+        help="image files or folders of images to segment (default: [infer] images)", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="folder for the masks (default: [infer] output); overlays go beside it",
+        show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="replace files in the output folders that segkit did not write")] = False,
+    set_: SetOpt = None, quiet: QuietOpt = False, debug: DebugOpt = False,
+) -> None:
+    """Segment images at their original size; writes a mask and an overlay per image."""
     from segkit.engine.infer import infer as run_inference
+    from segkit.engine.infer_plan import plan_infer, quoted
 
     loaded = _load(project, set_, debug)
-    _check_infer_images(loaded)
-    result = run_inference(loaded)
-    console.print(f"{result.count} masks → {result.masks}; overlays → {result.overlays}")
+    plan = plan_infer(loaded, images or [], out, overwrite)  # every check before TensorFlow and any write
+    _notes(plan.notes, quiet)
+    result = run_inference(loaded, plan)
+    if result.replaced:
+        console.print(f"replaced {len(result.replaced)} file(s) segkit had not written (--overwrite): "
+                      + ", ".join(quoted(path) for path in result.replaced), markup=False, soft_wrap=True)
+    console.print(f"{result.count} masks → {result.masks}; overlays → {result.overlays}", markup=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

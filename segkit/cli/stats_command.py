@@ -10,7 +10,6 @@ from typing import Annotated, Optional
 import typer
 
 from segkit.classes import ClassInfo, ClassTable
-from segkit.cli.errors import mapped
 from segkit.cli.options import DebugOpt, SetOpt, apply_debug
 from segkit.data.names import refuse_loop, shown_path
 from segkit.errors import DataError, ProjectError
@@ -53,7 +52,6 @@ def project_splits(project_file: Path, overrides: list[str]) -> tuple[dict[str, 
     return dict(source.folders()), project.classes
 
 
-@mapped
 def stats(
     target: Annotated[Path, typer.Argument(help="project file (TOML) or dataset folder", show_default=False)],
     json_file: Annotated[Optional[Path], typer.Option("--json", help="also write the figures as JSON here")] = None,

@@ -9,6 +9,7 @@ so it loads with nothing but the model plugin's package.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
@@ -28,6 +29,7 @@ from segkit.toml_io import write_atomic
 Format = Literal["savedmodel", "keras", "onnx"]
 FORMATS: tuple[Format, ...] = get_args(Format)
 EXPORT_DIR = "export"
+EXPORT_MARK = "segkit export"
 ONNX_OPSET = 17
 ONNX_MISSING = ("ONNX export needs the tf2onnx converter, which is not installed here "
                 "(pip install 'tf2onnx>=1.17' onnxruntime; 1.17 is the first release that works with "
@@ -44,6 +46,7 @@ class ExportResult:
     path: Path
     metadata: Path
     mode: str
+    replaced: list[Path]
 
 
 def default_target(project: Project, fmt: Format) -> Path:
@@ -51,18 +54,49 @@ def default_target(project: Project, fmt: Format) -> Path:
     return folder / "savedmodel" if fmt == "savedmodel" else folder / f"{project.name}.{fmt}"
 
 
-def check_target(target: Path, fmt: Format) -> None:
-    """Refuse to replace anything that is not an earlier export of the same format."""
+def check_target(target: Path, fmt: Format, overwrite: bool = False) -> list[Path]:
+    """Refuse to replace anything but an earlier segkit export; ``overwrite`` lets a file (or
+    SavedModel) another tool wrote be replaced, and those are returned to be named."""
     if fmt == "keras" and target.suffix != ".keras":
         raise ExportError(f"{target}: a Keras export must end in .keras")
-    if not target.exists():
-        return
-    if fmt == "savedmodel":
-        if target.is_dir() and (not any(target.iterdir()) or (target / "saved_model.pb").exists()):
-            return
+    if target.exists() and fmt == "savedmodel" and not (target.is_dir() and (
+            not any(target.iterdir()) or (target / "saved_model.pb").exists())):
         raise ExportError(f"{target}: exists and is not a SavedModel folder; choose another --out")
-    if target.is_dir():
+    if target.is_dir() and fmt != "savedmodel":
         raise ExportError(f"{target}: is a folder; pass a file name to --out")
+    foreign = [path for path in (target, metadata_path(target)) if _is_foreign(path, target, fmt)]
+    if foreign and not overwrite:
+        raise ExportError(f"{foreign[0]}: exists and was not written by segkit export; choose another --out "
+                          "or pass --overwrite to replace it")
+    return foreign
+
+
+def metadata_path(target: Path) -> Path:
+    return target.with_name(f"{target.name}.json")
+
+
+def _is_foreign(path: Path, target: Path, fmt: Format) -> bool:
+    """Whether ``path`` exists and is not what an export wrote: the metadata beside every export
+    names the digest of the file it describes (``saved_model.pb`` for a SavedModel)."""
+    if not (path.exists() or path.is_symlink()):
+        return False
+    if path.is_dir() and not any(path.iterdir()):
+        return False  # an empty folder made for the SavedModel
+    try:
+        marker = json.loads(metadata_path(target).read_text(encoding="utf-8"))
+        ours = marker.get("written_by") == EXPORT_MARK and marker.get("format") == fmt
+        return not ours or (path == target and marker.get("sha256") != _digest(target, fmt))
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return True
+
+
+def _digest(target: Path, fmt: Format) -> str:
+    """sha256 of the exported file, or of a SavedModel's ``saved_model.pb``."""
+    digest = hashlib.sha256()
+    with (target / "saved_model.pb" if fmt == "savedmodel" else target).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def require_converter(fmt: str) -> None:
@@ -71,11 +105,12 @@ def require_converter(fmt: str) -> None:
         raise ExportError(ONNX_MISSING)
 
 
-def export(project: Project, fmt: Format, out: Path | None = None) -> ExportResult:
-    """Write the best model of ``project`` in ``fmt`` to ``out`` (default ``<output_dir>/export/``)."""
+def export(project: Project, fmt: Format, out: Path | None = None, overwrite: bool = False) -> ExportResult:
+    """Write the best model of ``project`` in ``fmt`` to ``out`` (default ``<output_dir>/export/``);
+    ``overwrite`` allows replacing files that are not an earlier export."""
     target = (out or default_target(project, fmt)).resolve()
     require_converter(fmt)
-    check_target(target, fmt)
+    replaced = check_target(target, fmt, overwrite)
     import_tensorflow()
     model = load_best_model(project)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -88,9 +123,10 @@ def export(project: Project, fmt: Format, out: Path | None = None) -> ExportResu
         serve, signature = serving_function(model, how, project.model.image_channels, project.classes.num_classes)
         writer = _write_savedmodel if fmt == "savedmodel" else _write_onnx
         _replace(target, lambda tmp: writer(model, serve, signature, tmp))
-    metadata = target.with_name(f"{target.name}.json")
-    write_atomic(metadata, json.dumps(describe(project, fmt, how.mode), indent=2) + "\n")
-    return ExportResult(fmt, target, metadata, how.mode)
+    metadata = metadata_path(target)
+    mark = {"written_by": EXPORT_MARK, "sha256": _digest(target, fmt)}  # what makes a rerun ours to replace
+    write_atomic(metadata, json.dumps({**describe(project, fmt, how.mode), **mark}, indent=2) + "\n")
+    return ExportResult(fmt, target, metadata, how.mode, replaced)
 
 
 def _replace(target: Path, write: Callable[[Path], object]) -> None:

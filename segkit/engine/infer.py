@@ -11,13 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from segkit.data.images import read_image, write_png
-from segkit.data.pairing import list_images
 from segkit.data.resize import blend
 from segkit.engine.components import prediction_for
 from segkit.engine.evaluate import load_best_model
+from segkit.engine.infer_plan import InferPlan, plan_infer, record
 from segkit.engine.predict import segment
 from segkit.engine.runtime import import_tensorflow
-from segkit.errors import DataError, ProjectError
 from segkit.project import Project
 
 
@@ -26,24 +25,17 @@ class InferResult:
     count: int
     masks: Path
     overlays: Path
+    replaced: list[Path]
 
 
-def overlay_folder(output: Path) -> Path:
-    return output.with_name(f"{output.name}_overlay")
-
-
-def infer(project: Project) -> InferResult:
-    """Segment every image of ``[infer] images`` into ``[infer] output`` and ``<output>_overlay``."""
-    folder = project.infer.images
-    if folder is None:
-        raise ProjectError(str(project.source), "infer.images", "is not set",
-                           "add it to [infer] or pass --set infer.images=FOLDER")
-    files = list_images(folder)
-    if not files:
-        raise DataError(f"{folder}: no images found (looked for .png .jpg .jpeg .tif .tiff .bmp)")
+def infer(project: Project, plan: InferPlan | None = None) -> InferResult:
+    """Segment the images of ``plan`` (default: :func:`plan_infer` of the project, ``[infer] images``
+    into ``[infer] output``) into its mask folder and the overlay folder beside it."""
+    plan = plan or plan_infer(project)
+    files, output, overlays = plan.images, plan.masks, plan.overlays
     import_tensorflow()
     model = load_best_model(project)
-    output, overlays = project.infer.output, overlay_folder(project.infer.output)
+    record(plan)
     how = prediction_for(project)
     chunks = [files[start : start + how.batch_size] for start in range(0, len(files), how.batch_size)]
     channels = project.model.image_channels
@@ -57,7 +49,7 @@ def infer(project: Project) -> InferResult:
 
     _overlapped(chunks, lambda chunk: [read_image(path, channels) for path in chunk],
                 lambda images: segment(model, images, how), write)
-    return InferResult(len(files), output, overlays)
+    return InferResult(len(files), output, overlays, plan.replaced)
 
 
 def _overlapped(chunks: list[list[Path]], read: Callable[[list[Path]], list[np.ndarray]],

@@ -1,0 +1,168 @@
+"""What ``segkit infer`` will read and write, checked before TensorFlow loads or anything is written.
+
+Masks never replace the images they come from, and never a file segkit did not write: each output
+folder keeps a small manifest (:data:`MANIFEST`) of the names infer wrote there, so a rerun replaces
+its own masks freely while a user's file of the same name needs ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from segkit.data.images import image_size, is_image_file, printable
+from segkit.data.pairing import list_images
+from segkit.errors import DataError, ProjectError
+from segkit.project import Project
+from segkit.toml_io import write_atomic
+
+MANIFEST = ".segkit-outputs.json"
+IMAGE_KINDS = ".png .jpg .jpeg .tif .tiff .bmp"
+SQUASH_FACTOR = 2  # images this much larger than the model input lose their detail when resized
+
+
+@dataclass(frozen=True)
+class InferPlan:
+    """The images to segment, the two folders the masks and overlays go to, and the files of
+    others that ``--overwrite`` allowed to be replaced."""
+
+    images: list[Path]
+    masks: Path
+    overlays: Path
+    replaced: list[Path]
+    notes: tuple[str, ...] = ()
+
+
+def quoted(path: Path | str) -> str:
+    """A path as a Python string literal: control characters and newlines cannot forge a line."""
+    return printable(repr(str(path)))
+
+
+def overlay_folder(output: Path) -> Path:
+    return output.with_name(f"{output.name}_overlay")
+
+
+def plan_infer(project: Project, paths: Sequence[Path] = (), out: Path | None = None,
+               overwrite: bool = False) -> InferPlan:
+    """Images from ``paths`` (files or folders) or else ``[infer] images``, into ``out`` or else
+    ``[infer] output``; every header is read and every output name checked here."""
+    folders, images = _from_arguments(paths) if paths else _from_project(project)
+    sizes = [(path, image_size(path, verify=True)) for path in images]
+    masks = (out if out is not None else project.infer.output).absolute()
+    overlays = overlay_folder(masks)
+    key = "--out" if out is not None else f"{project.source}: infer.output"
+    _refuse_input_folders(masks, overlays, folders, key)
+    targets = _targets(images, masks, overlays)
+    _refuse_replacing_inputs(targets, images)
+    foreign = _foreign(targets, {folder: written_before(folder) for folder in (masks, overlays)})
+    if foreign and not overwrite:
+        names = ", ".join(quoted(p.name) for p in foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5
+                                                                    else "")
+        raise DataError(f"{quoted(foreign[0].parent)}: masks would replace {len(foreign)} file(s) segkit did not "
+                        f"write ({names}); move them, choose another output folder, or pass --overwrite")
+    note = squash_note(project, sizes)
+    return InferPlan(images, masks, overlays, foreign, (note,) if note else ())
+
+
+def _from_project(project: Project) -> tuple[list[Path], list[Path]]:
+    """The ``[infer] images`` folder and its images; errors name the key."""
+    folder = project.infer.images
+    key, source = "infer.images", str(project.source)
+    if folder is None:
+        raise ProjectError(source, key, "is not set", "add it to [infer] or pass --set infer.images=FOLDER")
+    if not folder.is_dir():
+        what = f"{folder} is a file, not a folder" if folder.exists() else f"folder {folder} does not exist"
+        raise ProjectError(source, key, what, "point it at the folder of images to segment")
+    files = list_images(folder)
+    if not files:
+        raise ProjectError(source, key, f"{folder} holds no images ({IMAGE_KINDS})",
+                           "point it at the folder of images to segment")
+    return [folder], files
+
+
+def _from_arguments(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """Image files as given and the images directly in each folder given, in argument order."""
+    folders: list[Path] = []
+    images: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = list_images(path)
+            if not found:
+                raise DataError(f"{quoted(path)}: holds no images ({IMAGE_KINDS}); give image files or a folder of them")
+            folders.append(path)
+            images.extend(found)
+        elif is_image_file(path):
+            images.append(path)
+        else:
+            what = "does not exist" if not path.exists() else f"is not an image ({IMAGE_KINDS})"
+            raise DataError(f"{quoted(path)}: {what}; give image files or folders of images")
+    return folders, images
+
+
+def squash_note(project: Project, sizes: Sequence[tuple[Path, tuple[int, int]]]) -> str | None:
+    """A note when the model meets images by resizing (no ``[augment] crop``) and some are more
+    than :data:`SQUASH_FACTOR` times its input on a side: squashed that much, they come out blurred."""
+    width, height = project.model.image_width, project.model.image_height
+    big = [(path, size) for path, size in sizes if size[0] > SQUASH_FACTOR * width or size[1] > SQUASH_FACTOR * height]
+    if project.augment.crop or not big:
+        return None
+    path, (w, h) = max(big, key=lambda item: item[1][0] * item[1][1])
+    return (f"{len(big)} of {len(sizes)} images are more than {SQUASH_FACTOR}x the model input ({width}x{height}) "
+            f"on a side (largest {quoted(path.name)}, {w}x{h}); resize mode squashes them to {width}x{height}: "
+            "train with [augment] crop = true to segment them at full resolution")
+
+
+def _targets(images: list[Path], masks: Path, overlays: Path) -> list[Path]:
+    """Every file infer writes, refusing two images that would write the same mask."""
+    seen: dict[str, Path] = {}
+    for image in images:
+        other = seen.setdefault(image.stem, image)
+        if other != image:
+            raise DataError(f"{quoted(other)} and {quoted(image)}: both would write the mask "
+                            f"{quoted(image.stem + '.png')}; segment them into separate output folders")
+    return [folder / f"{stem}.png" for folder in (masks, overlays) for stem in seen]
+
+
+def _refuse_input_folders(masks: Path, overlays: Path, folders: list[Path], key: str) -> None:
+    """Outputs never go into (or below) a folder of the images being segmented."""
+    for folder in folders:
+        inputs = folder.resolve()
+        for output in (masks, overlays):
+            resolved = output.resolve()
+            if resolved == inputs or inputs in resolved.parents:
+                raise DataError(f"{key}: {quoted(output)} is (or lies inside) the folder of the images to "
+                                f"segment, {quoted(folder)}; choose another output folder")
+
+
+def _refuse_replacing_inputs(targets: list[Path], images: list[Path]) -> None:
+    inputs = {image.resolve(): image for image in images}
+    for target in targets:
+        image = inputs.get(target.resolve())
+        if image is not None:
+            raise DataError(f"{quoted(target)}: is the input image {quoted(image)}; choose another output folder")
+
+
+def written_before(folder: Path) -> set[str]:
+    """The names :func:`record` listed in ``folder``; an unreadable manifest lists nothing."""
+    try:
+        names = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["written"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return set()
+    return {name for name in names if isinstance(name, str)} if isinstance(names, list) else set()
+
+
+def _foreign(targets: list[Path], known: dict[Path, set[str]]) -> list[Path]:
+    """Targets that exist but are not in their folder's manifest (a link is never ours: infer
+    writes plain files)."""
+    return [target for target in targets if target.is_symlink()
+            or (target.exists() and target.name not in known[target.parent])]
+
+
+def record(plan: InferPlan) -> None:
+    """List the names about to be written in each folder's manifest, before the first of them is."""
+    for folder in (plan.masks, plan.overlays):
+        names = written_before(folder) | {f"{image.stem}.png" for image in plan.images}
+        write_atomic(folder / MANIFEST, json.dumps({"written_by": "segkit infer", "written": sorted(names)},
+                                                   indent=1) + "\n")
