@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from segkit.data.images import image_size, is_image_file
+from segkit.data.images import image_size, is_image_name
 from segkit.engine.infer_plan import SQUASH_FACTOR
 from segkit.errors import DataError, ProjectError
 from segkit.plugins import get_registry
@@ -177,7 +177,7 @@ def largest_image(folder: Path) -> tuple[Path, tuple[int, int]] | None:
     found: list[tuple[Path, tuple[int, int]]] = []
     for split in SPLITS:
         images = folder / "data" / split / "images"
-        for path in sorted(p for p in images.iterdir() if is_image_file(p)) if images.is_dir() else []:
+        for path in sorted(p for p in images.iterdir() if p.is_file() and is_image_name(p)) if images.is_dir() else []:
             try:
                 found.append((path, image_size(path)))
             except DataError:

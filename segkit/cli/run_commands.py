@@ -105,7 +105,8 @@ def infer(
 ) -> None:
     """Segment images at their original size; writes a mask and an overlay per image."""
     from segkit.engine.infer import infer as run_inference
-    from segkit.engine.infer_plan import plan_infer, quoted
+    from segkit.data.names import quoted
+    from segkit.engine.infer_plan import plan_infer
 
     loaded = _load(project, set_, debug)
     plan = plan_infer(loaded, images or [], out, overwrite)  # every check before TensorFlow and any write

@@ -64,10 +64,10 @@ def shown_path(path: Path | str) -> str:
     return quoted(text) if _needs_quotes(text) else printable(text)
 
 
-def quoted(text: str) -> str:
+def quoted(text: Path | str) -> str:
     """``text`` in single quotes, backslash, quote and non-printable characters escaped (like ``repr``)."""
     inner = "".join(
-        _NAMED_ESCAPES.get(char) or (char if char.isprintable() else _escaped(char)) for char in text
+        _NAMED_ESCAPES.get(char) or (char if char.isprintable() else _escaped(char)) for char in str(text)
     )
     return f"'{inner}'"
 

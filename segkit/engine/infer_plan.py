@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from segkit.data.images import image_size, is_image_file, printable
+from segkit.data.images import image_size, is_image_name
+from segkit.data.names import quoted
 from segkit.data.pairing import list_images
 from segkit.errors import DataError, ProjectError
 from segkit.project import Project
@@ -33,11 +34,6 @@ class InferPlan:
     overlays: Path
     replaced: list[Path]
     notes: tuple[str, ...] = ()
-
-
-def quoted(path: Path | str) -> str:
-    """A path as a Python string literal: control characters and newlines cannot forge a line."""
-    return printable(repr(str(path)))
 
 
 def overlay_folder(output: Path) -> Path:
@@ -93,7 +89,7 @@ def _from_arguments(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
                 raise DataError(f"{quoted(path)}: holds no images ({IMAGE_KINDS}); give image files or a folder of them")
             folders.append(path)
             images.extend(found)
-        elif is_image_file(path):
+        elif path.is_file() and is_image_name(path):
             images.append(path)
         else:
             what = "does not exist" if not path.exists() else f"is not an image ({IMAGE_KINDS})"
