@@ -101,7 +101,15 @@ class _Spec:
 
 @dataclass(frozen=True)
 class ModelSpec(_Spec):
-    """A model: ``build(ModelRequest) -> keras.Model`` whose output is a per-pixel softmax."""
+    """A model: ``build(ModelRequest) -> keras.Model`` whose output is a per-pixel softmax.
+
+    ``check(ModelRequest) -> None``, optional, applies the model's own rules (e.g. "sizes must
+    divide by 2**(num_layers-1)") without TensorFlow: ``segkit train`` calls it before anything
+    is written, and a ``ValueError`` from it is one line on ``[model]``, exactly like one from
+    ``build``. A rule left to ``build`` alone is found only after TensorFlow has loaded.
+    """
+
+    check: Callable[[ModelRequest], None] | None = None
 
 
 @dataclass(frozen=True)

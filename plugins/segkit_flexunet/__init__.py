@@ -6,7 +6,11 @@ from collections.abc import Iterable
 
 import segkit
 from segkit.specs import ModelSpec
-from segkit_flexunet.flexunet_spec import FLEXUNET_OPTIONS, build_from_request
+from segkit_flexunet.flexunet_spec import (
+    FLEXUNET_OPTIONS,
+    build_from_request,
+    check_request,
+)
 
 
 @segkit.hookimpl
@@ -17,5 +21,6 @@ def segkit_models() -> Iterable[ModelSpec]:
             description="U-Net with configurable depth, width, first-kernel size and dilation (reference FlexUNet)",
             build=build_from_request,
             options=FLEXUNET_OPTIONS,
+            check=check_request,
         )
     ]

@@ -61,9 +61,11 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="continue an interrupted run from its last epoch")] = False,
 ) -> None:
     """Train the project's model; writes checkpoints, histories and plots into the output folder."""
+    from segkit.engine.components import check_model
     from segkit.engine.train import train as run_training
 
     loaded = _load(project, set_, debug)
+    check_model(loaded, get_registry())  # before the announcement; the engine checks again for its own callers
     _check_data(loaded, ("train", "valid"))
     console.print(f"training [bold]{loaded.name}[/] → {loaded.output_dir}", markup=True)
     result = run_training(loaded, get_registry(), console, overwrite=overwrite, resume=resume, progress=not quiet)

@@ -129,8 +129,9 @@ def train(project: Project, registry: Registry, console: Console | None, *, over
     """Fit, checkpointing the best validation loss and every epoch; returns what the summary shows.
 
     ``console`` gets the one-line announcements (strategy, replicas); the progress bars only
-    when ``progress``.
+    when ``progress``. Every check that needs no TensorFlow runs before the run folder is touched.
     """
+    components.check_model(project, registry)
     prepare_run_folder(project, overwrite, resume)
     import_tensorflow()
     from segkit.engine.distribute import place
