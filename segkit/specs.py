@@ -31,6 +31,21 @@ class ModelRequest:
 
 
 @dataclass(frozen=True)
+class ModelFootprint:
+    """What a model costs in memory, worked out from its options without building it.
+
+    Both are lower bounds: segkit refuses a run only when even these cannot fit in memory.
+    """
+
+    #: weights the model creates (each also gets a gradient and the optimizer's slots in training)
+    parameters: int
+    #: values the layer outputs of one image hold (what training keeps for the backward pass)
+    activations_per_image: int
+    #: the model's own ``[model]`` keys that set ``parameters`` (named when it cannot fit)
+    parameter_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class DatasetRequest:
     """What a dataset builder gets: its validated keys, the class table and the run folder."""
 
@@ -110,6 +125,9 @@ class ModelSpec(_Spec):
     """
 
     check: Callable[[ModelRequest], None] | None = None
+    #: ``footprint(ModelRequest) -> ModelFootprint``, optional and TensorFlow-free like ``check``:
+    #: lets segkit refuse a model that cannot fit in memory before TensorFlow starts
+    footprint: Callable[[ModelRequest], ModelFootprint] | None = None
 
 
 @dataclass(frozen=True)

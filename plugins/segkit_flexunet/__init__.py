@@ -10,6 +10,7 @@ from segkit_flexunet.flexunet_spec import (
     FLEXUNET_OPTIONS,
     build_from_request,
     check_request,
+    footprint,
 )
 
 
@@ -22,5 +23,6 @@ def segkit_models() -> Iterable[ModelSpec]:
             build=build_from_request,
             options=FLEXUNET_OPTIONS,
             check=check_request,
+            footprint=footprint,
         )
     ]

@@ -82,6 +82,45 @@ def check_geometry(*, image_height: int, image_width: int, image_channels: int, 
     return kernel, dilation_pair
 
 
+def parameter_count(*, image_channels: int, num_classes: int, base_filters: int, base_kernels: Pair,
+                    num_layers: int, normalization: bool) -> int:
+    """The number of weights :func:`~segkit_flexunet.flexunet.build_flexunet` creates (BN statistics included)."""
+    def conv(inputs: int, filters: int, kernel: Pair) -> int:
+        # with BN there is no bias, and BN holds gamma, beta, moving mean and moving variance
+        return inputs * filters * kernel[0] * kernel[1] + (4 * filters if normalization else filters)
+
+    total, inputs = 0, image_channels
+    for i in range(num_layers):
+        filters = base_filters * 2**i
+        kernel = level_kernel(base_kernels, i)
+        total += conv(inputs, filters, kernel) + conv(filters, filters, kernel)
+        inputs = filters
+    for i in reversed(range(num_layers - 1)):
+        filters = base_filters * 2**i
+        total += inputs * filters * 4 + filters  # the 2x2 transposed convolution
+        total += conv(2 * filters, filters, (3, 3)) + conv(filters, filters, (3, 3))
+        inputs = filters
+    return total + inputs * num_classes + num_classes
+
+
+def activation_count(*, image_height: int, image_width: int, image_channels: int, num_classes: int,
+                     base_filters: int, num_layers: int, normalization: bool) -> int:
+    """Values the layer outputs of one image hold: what training keeps for the backward pass.
+
+    A lower bound: dropout masks, gradients and TensorFlow's workspace come on top.
+    """
+    per_conv = 3 if normalization else 1  # conv, then BN and activation outputs
+    total = image_height * image_width * (image_channels + 2 * num_classes)  # input, head, softmax
+    for i in range(num_layers):
+        pixels = (image_height >> i) * (image_width >> i)
+        filters = base_filters * 2**i
+        total += 2 * per_conv * pixels * filters  # the encoder level's two convolutions
+        if i < num_layers - 1:
+            total += (pixels // 4) * filters  # its pooled output
+            total += (3 + 2 * per_conv) * pixels * filters  # decoder: upsampled, concatenated, two convs
+    return total
+
+
 def _check_int(name: str, value: object, *, minimum: int) -> None:
     """Raise ``ValueError`` unless ``value`` is an int (not a bool) of at least ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int):

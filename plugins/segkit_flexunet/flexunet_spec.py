@@ -8,8 +8,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from segkit.options import Option
-from segkit.specs import ModelRequest
-from segkit_flexunet.flexunet_rules import check_geometry
+from segkit.specs import ModelFootprint, ModelRequest
+from segkit_flexunet.flexunet_rules import (
+    activation_count,
+    check_geometry,
+    parameter_count,
+)
 
 if TYPE_CHECKING:
     import keras
@@ -41,6 +45,20 @@ def _geometry(request: ModelRequest) -> dict[str, Any]:
 def check_request(request: ModelRequest) -> None:
     """FlexUNet's size and option rules without Keras: a ValueError before anything is written."""
     check_geometry(**_geometry(request))
+
+
+def footprint(request: ModelRequest) -> ModelFootprint:
+    """FlexUNet's weights and one image's layer outputs, by arithmetic (checked against Keras in the tests)."""
+    geometry, options = _geometry(request), request.options
+    kernel, _ = check_geometry(**geometry)
+    parameters = parameter_count(image_channels=request.image_channels, num_classes=request.num_classes,
+                                 base_filters=options["base_filters"], base_kernels=kernel,
+                                 num_layers=options["num_layers"], normalization=options["normalization"])
+    activations = activation_count(image_height=request.image_height, image_width=request.image_width,
+                                   image_channels=request.image_channels, num_classes=request.num_classes,
+                                   base_filters=options["base_filters"], num_layers=options["num_layers"],
+                                   normalization=options["normalization"])
+    return ModelFootprint(parameters, activations, ("base_filters", "base_kernels", "num_layers"))
 
 
 def build_from_request(request: ModelRequest) -> keras.Model:

@@ -61,7 +61,7 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="continue an interrupted run from its last epoch")] = False,
 ) -> None:
     """Train the project's model; writes checkpoints, histories and plots into the output folder."""
-    from segkit.engine.components import check_model
+    from segkit.engine.model_checks import check_model
     from segkit.engine.train import train as run_training
 
     loaded = _load(project, set_, debug)

@@ -7,7 +7,7 @@ from typing import Any
 from segkit.plugins import Registry
 from segkit.project import Project
 from segkit.specs import (
-    CallbackRequest, DatasetRequest, DatasetSource, LossRequest, MetricRequest, ModelRequest, ModelSpec,
+    CallbackRequest, DatasetRequest, DatasetSource, LossRequest, MetricRequest, ModelRequest,
 )
 from segkit.engine.runtime import build_with
 
@@ -21,14 +21,6 @@ def model_request(project: Project) -> ModelRequest:
 def build_model(project: Project, registry: Registry) -> Any:
     spec = registry.get("model", project.model.name).spec
     return build_with(str(project.source), "model", spec.build, model_request(project))
-
-
-def check_model(project: Project, registry: Registry) -> None:
-    """The model plugin's own TensorFlow-free rules (``ModelSpec.check``), before anything is written."""
-    spec = registry.get("model", project.model.name).spec
-    check = spec.check if isinstance(spec, ModelSpec) else None
-    if check is not None:
-        build_with(str(project.source), "model", check, model_request(project))
 
 
 def open_dataset(project: Project, registry: Registry) -> DatasetSource:

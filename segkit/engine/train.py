@@ -14,6 +14,7 @@ from rich.console import Console
 
 from segkit.data.pipeline import Augment, PipelineSettings
 from segkit.engine import components
+from segkit.engine.model_checks import check_model
 from segkit.engine.runtime import (
     configure_precision, deterministic_for, import_tensorflow, jit_setting, seed_everything,
 )
@@ -131,7 +132,7 @@ def train(project: Project, registry: Registry, console: Console | None, *, over
     ``console`` gets the one-line announcements (strategy, replicas); the progress bars only
     when ``progress``. Every check that needs no TensorFlow runs before the run folder is touched.
     """
-    components.check_model(project, registry)
+    check_model(project, registry)
     prepare_run_folder(project, overwrite, resume)
     import_tensorflow()
     from segkit.engine.distribute import place
