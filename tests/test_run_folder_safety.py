@@ -1,0 +1,148 @@
+"""``segkit train`` never deletes what it did not write, and never loses an earlier run.
+
+An output folder may be any folder, the user's dataset root included. ``--overwrite`` replaces only
+what a segkit run wrote (its marker lists it; an unmarked folder must hold exactly the old run
+layout), and only once the new run has checkpointed an epoch: a run that fails before that puts
+the earlier one back byte for byte. Trainings are one epoch of the tiny 64x64 project.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from segkit.cli.main import app
+from segkit.run_folder import REPLACED, RUN_ENTRIES, RUN_MARKER
+from tiny_data import write_tiny_project
+
+runner = CliRunner()
+
+
+def invoke(*args: object) -> Result:
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` with its bytes (hidden ones included)."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def error_lines(result: Result) -> list[str]:
+    assert "Traceback" not in result.output and "internal error" not in result.output, result.output
+    return [line for line in result.output.splitlines() if line.startswith("error: ")]
+
+
+def not_a_run(folder: Path, foreign: str) -> str:
+    return (f"error: {folder}: holds {foreign}, which no segkit run wrote, so it does not look like a segkit run "
+            "folder; nothing was changed (set project.output_dir to a folder of its own)")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny project with one real epoch trained into ``run/``."""
+    project = write_tiny_project(tmp_path_factory.mktemp("trained"), epochs=1)
+    result = invoke("train", project, "--quiet")
+    assert result.exit_code == 0, result.output
+    return project
+
+
+@pytest.fixture
+def earlier_run(trained: Path, tmp_path: Path) -> Path:
+    """A copy of the trained project folder, its run included."""
+    shutil.copytree(trained.parent, tmp_path / "copy")
+    return tmp_path / "copy" / trained.name
+
+
+# ------------------------------------------------------------------- a folder that is not a run
+
+
+@pytest.mark.parametrize("flags", [["--overwrite"], []], ids=["overwrite", "plain"])
+def test_a_dataset_root_as_output_folder_is_refused_untouched(tmp_path: Path, flags: list[str]) -> None:
+    """Issue 31 family 1: ``--overwrite`` into the dataset root deleted the user's eval/ and models/."""
+    project = write_tiny_project(tmp_path, epochs=1)
+    shutil.copytree(tmp_path / "data" / "test" / "images", tmp_path / "eval")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "reference.keras").write_bytes(b"the user's own model")
+    before = snapshot(tmp_path)
+    result = invoke("train", project, "--set", f"project.output_dir={tmp_path}", *flags)
+    assert result.exit_code == 2, result.output
+    assert error_lines(result) == [not_a_run(tmp_path, "models/")]
+    assert snapshot(tmp_path) == before
+
+
+def test_an_unmarked_run_with_a_users_file_inside_is_refused(earlier_run: Path) -> None:
+    """A run of the code before markers is recognised by its layout; one file that is not segkit's stops it."""
+    run = earlier_run.parent / "run"
+    (run / RUN_MARKER).unlink()
+    (run / "eval" / "notes.txt").write_text("my annotations of the losses\n", encoding="utf-8")
+    before = snapshot(run)
+    result = invoke("train", earlier_run, "--overwrite")
+    assert result.exit_code == 2, result.output
+    assert error_lines(result) == [not_a_run(run, "eval/notes.txt")]
+    assert snapshot(run) == before
+
+
+# ----------------------------------------------------- an --overwrite run that fails puts the old run back
+
+
+FAILURES = {
+    # found by Keras when the model is built, after the run folder was claimed
+    "model-key": (["--set", "model.activation=no_such_activation"],
+                  r"^error: .*tiny\.toml: model: activation 'no_such_activation' is not a Keras activation$"),
+    # found by the epoch-change callback when training begins
+    "preview-folder": (["--set", "callbacks.0.images=data/no_such_folder"],
+                       r"^error: .*/data/no_such_folder: does not exist; point the project at the folder that holds the images$"),
+}
+
+
+@pytest.mark.parametrize("failure", FAILURES, ids=list(FAILURES))
+@pytest.mark.parametrize("marked", [True, False], ids=["marked", "unmarked"])
+def test_a_failed_overwrite_leaves_the_earlier_run_byte_identical(earlier_run: Path, failure: str,
+                                                                  marked: bool) -> None:
+    run = earlier_run.parent / "run"
+    if not marked:  # as the code before run markers left it
+        (run / RUN_MARKER).unlink()
+    before = snapshot(run)
+    assert {"models/best_model.keras", "eval/train_losses.csv", "project.resolved.toml"} <= set(before)
+    overrides, message = FAILURES[failure]
+    result = invoke("train", earlier_run, "--overwrite", "--quiet", *overrides)
+    assert result.exit_code == 2, result.output
+    errors = error_lines(result)
+    assert len(errors) == 1 and re.match(message, errors[0]), result.output
+    assert snapshot(run) == before
+    assert not (run / REPLACED).exists()
+
+
+def test_an_overwrite_killed_before_its_first_checkpoint_is_undone_by_the_next_run(earlier_run: Path) -> None:
+    """A process killed after moving the earlier run aside: the next train puts it back first."""
+    run = earlier_run.parent / "run"
+    before = snapshot(run)
+    (run / REPLACED).mkdir()
+    for name in [*RUN_ENTRIES, RUN_MARKER]:
+        if (run / name).exists():
+            (run / name).rename(run / REPLACED / name)
+    (run / "eval").mkdir()  # what the killed run had written: no checkpoint yet
+    (run / "eval" / "train_losses.csv").write_text("epoch,loss\n", encoding="utf-8")
+    (run / RUN_MARKER).write_text(json.dumps({"segkit_run": 1, "entries": list(RUN_ENTRIES)}), encoding="utf-8")
+    result = invoke("train", earlier_run, "--overwrite", "--set", "model.activation=no_such_activation")
+    assert result.exit_code == 2, result.output
+    assert f"note: put back the run in {run / REPLACED}" in result.output.replace("\n", " ")
+    assert snapshot(run) == before
+
+
+def test_a_successful_overwrite_replaces_the_earlier_run(earlier_run: Path) -> None:
+    run = earlier_run.parent / "run"
+    old_model = (run / "models" / "best_model.keras").read_bytes()
+    (run / "eval" / "stale_from_the_old_run.csv").write_text("x\n", encoding="utf-8")  # an entry the old run owned
+    result = invoke("train", earlier_run, "--overwrite", "--quiet", "--set", "optimizer.learning_rate=0.002")
+    assert result.exit_code == 0, result.output
+    assert (run / "models" / "best_model.keras").read_bytes() != old_model
+    assert not (run / "eval" / "stale_from_the_old_run.csv").exists()
+    assert not (run / REPLACED).exists()
+    entries = json.loads((run / RUN_MARKER).read_text(encoding="utf-8"))["entries"]
+    assert sorted(entries) == sorted(RUN_ENTRIES)
