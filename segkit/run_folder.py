@@ -21,6 +21,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 
 from segkit.errors import RunStateError
+from segkit.run_lock import LOCK, run_folder_lock
 from segkit.toml_io import write_atomic
 
 BEST_MODEL = "models/best_model.keras"
@@ -50,7 +51,7 @@ LEGACY_FILES = {
     RESOLVED_PROJECT: (RESOLVED_PROJECT,),
 }
 #: segkit's own bookkeeping in a run folder, never an entry of a run
-INTERNAL = frozenset({RUN_MARKER, REPLACED, ".segkit.lock"})
+INTERNAL = frozenset({RUN_MARKER, REPLACED, LOCK})
 
 Note = Callable[[str], None]
 
@@ -74,18 +75,23 @@ def claimed_run_folder(output: Path, overwrite: bool, resume: bool, note: Note) 
     """Claim ``output`` for a training run; on leaving, keep the new run or put the earlier one back.
 
     The new run is kept once it has checkpointed an epoch (or when it continues one); a run that
-    ends before that, by an error or an interrupt, leaves the folder as it found it.
+    ends before that, by an error or an interrupt, leaves the folder as it found it. The folder's
+    lock is held throughout, so a second train (or eval, infer) there is refused.
     """
-    claim = start_run(output, overwrite, resume, note)
-    try:
-        yield claim
-    finally:
-        finish_run(claim, note)
+    check_writable(output)
+    with run_folder_lock(output, "train", note):
+        claim = start_run(output, overwrite, resume, note)
+        try:
+            yield claim
+        finally:
+            finish_run(claim, note)
 
 
 def start_run(output: Path, overwrite: bool, resume: bool, note: Note) -> RunClaim:
-    """Refuse a folder that holds a run unless asked to, or that holds run-named entries of someone else's."""
-    check_writable(output)
+    """Refuse a folder that holds a run unless asked to, or that holds run-named entries of someone else's.
+
+    ``output`` exists and is writable (:func:`check_writable`) and its lock is held.
+    """
     _recover(output, note)
     owned = owned_entries(output)
     has_run = (output / BEST_MODEL).exists() or (output / CHECKPOINTS_DIR).exists()

@@ -9,8 +9,12 @@ the earlier one back byte for byte. Trainings are one epoch of the tiny 64x64 pr
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +22,8 @@ from typer.testing import CliRunner, Result
 
 from segkit.cli.main import app
 from segkit.run_folder import REPLACED, RUN_ENTRIES, RUN_MARKER
+from segkit.run_lock import LOCK, run_folder_lock
+from segkit_process import environment, output_of, run_segkit
 from tiny_data import write_tiny_project
 
 runner = CliRunner()
@@ -146,3 +152,72 @@ def test_a_successful_overwrite_replaces_the_earlier_run(earlier_run: Path) -> N
     assert not (run / REPLACED).exists()
     entries = json.loads((run / RUN_MARKER).read_text(encoding="utf-8"))["entries"]
     assert sorted(entries) == sorted(RUN_ENTRIES)
+
+
+# ------------------------------------------------------------------------ one process at a time
+
+HOLD_LOCK = """
+import sys
+from pathlib import Path
+from segkit.run_lock import run_folder_lock
+with run_folder_lock(Path(sys.argv[1]), "train", print):
+    print("locked", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_a_second_train_in_a_locked_folder_is_refused(tmp_path: Path) -> None:
+    """Issue 31 family 2: two trains into one folder both "succeeded"; the second is now refused."""
+    project = write_tiny_project(tmp_path, epochs=1)
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run)], env=environment(), text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        held = json.loads((run / LOCK).read_text(encoding="utf-8"))
+        assert (held["pid"], held["host"]) == (holder.pid, socket.gethostname())
+        expected = (f"error: {run}: in use by another segkit process (PID {holder.pid} on host {held['host']}, "
+                    f"segkit train since {held['started']}); wait for it to finish or set project.output_dir to "
+                    f"another folder (if that process is gone, delete {run / LOCK})")
+        second = run_segkit(["train", project, "--quiet"])
+        assert second.returncode == 2, output_of(second)
+        assert [line for line in second.stdout.splitlines() if line.startswith("error")] == [expected]
+        assert sorted(p.name for p in run.iterdir()) == [LOCK]  # the second wrote nothing
+        evaluation = invoke("eval", project)
+        assert evaluation.exit_code == 2 and error_lines(evaluation) == [expected], evaluation.output
+    finally:
+        holder.communicate("done\n", timeout=30)
+    assert holder.returncode == 0 and not (run / LOCK).exists()
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_a_stale_lock_is_taken_over_with_a_note(tmp_path: Path) -> None:
+    project = write_tiny_project(tmp_path, epochs=1)
+    run = tmp_path / "run"
+    run.mkdir()
+    pid = dead_pid()
+    stale = {"pid": pid, "host": socket.gethostname(), "command": "train", "started": "2026-01-01T00:00:00+0000"}
+    (run / LOCK).write_text(json.dumps(stale), encoding="utf-8")
+    result = invoke("train", project, "--quiet")
+    assert result.exit_code == 0, result.output
+    note = (f"note: {run}: took over the lock of a segkit process that is gone (PID {pid} on host "
+            f"{socket.gethostname()}, segkit train since 2026-01-01T00:00:00+0000)")
+    assert note in result.output.splitlines()
+    assert (run / "models" / "best_model.keras").is_file() and not (run / LOCK).exists()
+
+
+def test_a_reused_pid_does_not_keep_a_lock(tmp_path: Path) -> None:
+    """A live PID whose process started after the lock was written is not the lock's owner."""
+    held = {"pid": os.getpid(), "host": socket.gethostname(), "command": "train", "started": "then",
+            "process_start": "1"}
+    (tmp_path / LOCK).write_text(json.dumps(held), encoding="utf-8")
+    notes: list[str] = []
+    with run_folder_lock(tmp_path, "eval", notes.append):
+        assert json.loads((tmp_path / LOCK).read_text(encoding="utf-8"))["command"] == "eval"
+    assert len(notes) == 1 and f"PID {os.getpid()} on host" in notes[0]
+    assert not (tmp_path / LOCK).exists()

@@ -15,6 +15,7 @@ from segkit.plugins import get_registry
 from segkit.project import Project, load_project
 from segkit.report.console import console, figures_table
 from segkit.report.history import metric_order
+from segkit.run_lock import run_folder_lock
 
 
 def _load(project: ProjectArg, overrides: list[str] | None, debug: bool) -> Project:
@@ -54,6 +55,10 @@ def _check_infer_images(project: Project) -> None:
         image_size(path, verify=True)
 
 
+def _note(text: str) -> None:
+    console.print(f"note: {text}", markup=False, style="yellow", soft_wrap=True)
+
+
 @mapped
 def train(
     project: ProjectArg, set_: SetOpt = None, quiet: QuietOpt = False, debug: DebugOpt = False,
@@ -70,7 +75,7 @@ def train(
     console.print(f"training [bold]{loaded.name}[/] → {loaded.output_dir}", markup=True)
     result = run_training(loaded, get_registry(), console, overwrite=overwrite, resume=resume, progress=not quiet)
     for note in result.notes:
-        console.print(f"note: {note}", markup=False, style="yellow", soft_wrap=True)
+        _note(note)
     if result.interrupted:
         done = result.completed_epochs
         kept = (f"the checkpoint of epoch {done} is kept. Resume with: segkit train {project} --resume" if done
@@ -91,7 +96,8 @@ def evaluate(project: ProjectArg, set_: SetOpt = None, quiet: QuietOpt = False, 
 
     loaded = _load(project, set_, debug)
     _check_data(loaded, ("test",))
-    figures = run_evaluation(loaded, get_registry())
+    with run_folder_lock(loaded.output_dir, "eval", _note, required=False):
+        figures = run_evaluation(loaded, get_registry())
     console.print(figures_table(f"{loaded.name}: test split", figures))
     console.print(f"written {loaded.output_dir / 'evaluation.csv'}")
 
@@ -103,7 +109,8 @@ def infer(project: ProjectArg, set_: SetOpt = None, quiet: QuietOpt = False, deb
 
     loaded = _load(project, set_, debug)
     _check_infer_images(loaded)
-    result = run_inference(loaded)
+    with run_folder_lock(loaded.output_dir, "infer", _note, required=False):
+        result = run_inference(loaded)
     console.print(f"{result.count} masks → {result.masks}; overlays → {result.overlays}")
 
 
