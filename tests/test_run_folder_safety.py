@@ -221,3 +221,62 @@ def test_a_reused_pid_does_not_keep_a_lock(tmp_path: Path) -> None:
         assert json.loads((tmp_path / LOCK).read_text(encoding="utf-8"))["command"] == "eval"
     assert len(notes) == 1 and f"PID {os.getpid()} on host" in notes[0]
     assert not (tmp_path / LOCK).exists()
+
+
+# ------------------------------------------------------------------------ a loss that is not a number
+
+#: a callback plugin that turns every weight into NaN when its epoch begins: the next loss is NaN
+POISON_PLUGIN = '''
+import math
+import segkit
+from segkit.options import Option
+from segkit.specs import CallbackSpec
+
+
+def build(request):
+    import keras
+
+    class Poison(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch + 1 == request.options["epoch"]:
+                for weight in self.model.trainable_weights:
+                    weight.assign(keras.ops.full(weight.shape, math.nan))
+
+    return Poison()
+
+
+@segkit.hookimpl
+def segkit_callbacks():
+    return [CallbackSpec("poison-weights", "weights become NaN", build, (Option("epoch", "int", 2),))]
+'''
+
+
+def poison_site(folder: Path) -> Path:
+    """A folder with the fake distribution ``poison-weights`` (module and entry point) in it."""
+    info = folder / "poison_weights-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: poison-weights\nVersion: 1.0\n", encoding="utf-8")
+    (info / "entry_points.txt").write_text("[segkit]\npoison-weights = poison_weights\n", encoding="utf-8")
+    (folder / "poison_weights.py").write_text(POISON_PLUGIN, encoding="utf-8")
+    return folder
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
+    """Issue 31 family 3: a loss that became NaN trained on and exited 0."""
+    project = write_tiny_project(tmp_path / "project", epochs=3)
+    with project.open("a", encoding="utf-8") as handle:
+        handle.write('\n[[callbacks]]\nname = "poison-weights"\nepoch = 2\n')
+    result = run_segkit(["train", project, "--quiet"], [poison_site(tmp_path / "site")])
+    assert result.returncode == 1, output_of(result)
+    assert result.stdout.splitlines()[-1] == (
+        f"error: {project}: loss became nan at epoch 2, batch 1; training stopped and the checkpoint of epoch 1 is "
+        "kept (lower optimizer.learning_rate, set optimizer.clipvalue, or check that the masks hold the class colours)")
+    run = project.parent / "run"
+    assert json.loads((run / "checkpoints" / "state.json").read_text(encoding="utf-8"))["epoch"] == 1
+    assert (run / "eval" / "train_losses.csv").read_text(encoding="utf-8").count("\n") == 2  # header, epoch 1
+    import keras
+    import numpy as np
+
+    for path in (run / "checkpoints" / "last.keras", run / "models" / "best_model.keras"):
+        weights = keras.saving.load_model(path, compile=False).get_weights()
+        assert all(np.isfinite(w).all() for w in weights), path

@@ -168,16 +168,25 @@ def _train_placed(project: Project, registry: Registry, console: Console | None,
 
 
 def _fit_function(model: Any, project: Project, registry: Registry, placement: Any) -> Any:
-    """``model.fit``, or the strategy.run loop where Keras's fit cannot run (multi-worker)."""
+    """``model.fit``, or the strategy.run loop where Keras's fit cannot run (multi-worker); either
+    stops at the first loss that is not finite, before any other callback sees that epoch's end."""
+    from segkit.engine.loss_guard import StopOnNonFiniteLoss
+
+    guard = StopOnNonFiniteLoss(str(project.source))
     if placement.multi_worker:
         from segkit.engine.worker_loop import WorkerLoop
 
         loop = WorkerLoop(placement.strategy, model, components.build_loss(project, registry),
                           components.build_metrics(project, registry), components.build_metrics(project, registry))
-        return loop.fit
 
-    def fit(train_data: Any, valid_data: Any, **kwargs: Any) -> dict[str, list[float]]:
-        return model.fit(train_data, validation_data=valid_data, verbose=0, **kwargs).history
+        def fit_loop(train_data: Any, valid_data: Any, *, callbacks: list[Any], **kwargs: Any) -> dict[str, list[float]]:
+            return loop.fit(train_data, valid_data, callbacks=[guard, *callbacks], **kwargs)
+
+        return fit_loop
+
+    def fit(train_data: Any, valid_data: Any, *, callbacks: list[Any], **kwargs: Any) -> dict[str, list[float]]:
+        return model.fit(train_data, validation_data=valid_data, verbose=0, callbacks=[guard, *callbacks],
+                         **kwargs).history
 
     return fit
 
