@@ -58,11 +58,10 @@ Note = Callable[[str], None]
 
 @dataclass(frozen=True)
 class RunClaim:
-    """A run that has started in ``output``: what was there before it, and whether it continues one."""
+    """A run that has started in ``output``: what was there before it, and whether a marker was."""
 
     output: Path
     before: frozenset[str]
-    resume: bool
     had_marker: bool
 
 
@@ -74,7 +73,7 @@ def has_checkpoint(output: Path) -> bool:
 def claimed_run_folder(output: Path, overwrite: bool, resume: bool, note: Note) -> Iterator[RunClaim]:
     """Claim ``output`` for a training run; on leaving, keep the new run or put the earlier one back.
 
-    The new run is kept once it has checkpointed an epoch (or when it continues one); a run that
+    The new run is kept once the folder holds a checkpoint (a resumed run's included); a run that
     ends before that, by an error or an interrupt, leaves the folder as it found it. The folder's
     lock is held throughout, so a second train (or eval, infer) there is refused.
     """
@@ -103,14 +102,17 @@ def start_run(output: Path, overwrite: bool, resume: bool, note: Note) -> RunCla
         owned = []
     had_marker = (output / RUN_MARKER).is_file()
     _write_marker(output, sorted({*RUN_ENTRIES, *owned}))
-    return RunClaim(output, frozenset(_top_level(output)), resume, had_marker)
+    return RunClaim(output, frozenset(_top_level(output)), had_marker)
 
 
 def finish_run(claim: RunClaim, note: Note) -> None:
-    """Keep an established run (and drop the one it replaced), or undo a run that never checkpointed."""
+    """Keep an established run (and drop the one it replaced), or undo a run that never checkpointed.
+
+    Undoing removes only the top-level entries that did not exist when the run started.
+    """
     output = claim.output
     created = sorted(set(_top_level(output)) - claim.before)
-    if claim.resume or has_checkpoint(output):
+    if has_checkpoint(output):
         _write_marker(output, sorted({*_marker_entries(output), *created}))
         shutil.rmtree(output / REPLACED, ignore_errors=True)
         return

@@ -154,6 +154,17 @@ def test_a_successful_overwrite_replaces_the_earlier_run(earlier_run: Path) -> N
     assert sorted(entries) == sorted(RUN_ENTRIES)
 
 
+def test_a_resume_with_nothing_to_resume_leaves_the_folder_as_it_was(tmp_path: Path) -> None:
+    project = write_tiny_project(tmp_path, epochs=1)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "mine.txt").write_text("a user's file\n", encoding="utf-8")
+    result = invoke("train", project, "--resume", "--quiet")
+    assert result.exit_code == 2, result.output
+    assert error_lines(result) == [f"error: {tmp_path / 'run'}: no resumable checkpoint (checkpoints/state.json); "
+                                   "train without --resume"]
+    assert snapshot(tmp_path / "run") == {"mine.txt": b"a user's file\n"}
+
+
 # ------------------------------------------------------------------------ one process at a time
 
 HOLD_LOCK = """
