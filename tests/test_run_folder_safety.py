@@ -160,8 +160,8 @@ def test_a_resume_with_nothing_to_resume_leaves_the_folder_as_it_was(tmp_path: P
     (tmp_path / "run" / "mine.txt").write_text("a user's file\n", encoding="utf-8")
     result = invoke("train", project, "--resume", "--quiet")
     assert result.exit_code == 2, result.output
-    assert error_lines(result) == [f"error: {tmp_path / 'run'}: no resumable checkpoint (checkpoints/state.json); "
-                                   "train without --resume"]
+    expected = f"error: {tmp_path / 'run'}: no resumable checkpoint (checkpoints/state.json); train without --resume"
+    assert error_lines(result) == [expected]
     assert snapshot(tmp_path / "run") == {"mine.txt": b"a user's file\n"}
 
 
