@@ -46,3 +46,9 @@ class PluginError(SegkitError):
 
 class RunStateError(SegkitError):
     """The run folder is not in the state the command needs (no model yet, a run already there)."""
+
+
+class TrainingDiverged(SegkitError):
+    """The loss became NaN or infinite: the run is stopped, one line and exit code 1 (nothing valid came of it)."""
+
+    exit_code = 1

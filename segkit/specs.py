@@ -32,6 +32,21 @@ class ModelRequest:
 
 
 @dataclass(frozen=True)
+class ModelFootprint:
+    """What a model costs in memory, worked out from its options without building it.
+
+    Both are lower bounds: segkit refuses a run only when even these cannot fit in memory.
+    """
+
+    #: weights the model creates (each also gets a gradient and the optimizer's slots in training)
+    parameters: int
+    #: values the layer outputs of one image hold (what training keeps for the backward pass)
+    activations_per_image: int
+    #: the model's own ``[model]`` keys that set ``parameters`` (named when it cannot fit)
+    parameter_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class DatasetRequest:
     """What a dataset builder gets: its validated keys, the class table and the run folder."""
 
@@ -135,7 +150,18 @@ class _Spec:
 
 @dataclass(frozen=True)
 class ModelSpec(_Spec):
-    """A model: ``build(ModelRequest) -> keras.Model`` whose output is a per-pixel softmax."""
+    """A model: ``build(ModelRequest) -> keras.Model`` whose output is a per-pixel softmax.
+
+    ``check(ModelRequest) -> None``, optional, applies the model's own rules (e.g. "sizes must
+    divide by 2**(num_layers-1)") without TensorFlow: ``segkit train`` calls it before anything
+    is written, and a ``ValueError`` from it is one line on ``[model]``, exactly like one from
+    ``build``. A rule left to ``build`` alone is found only after TensorFlow has loaded.
+    """
+
+    check: Callable[[ModelRequest], None] | None = None
+    #: ``footprint(ModelRequest) -> ModelFootprint``, optional and TensorFlow-free like ``check``:
+    #: lets segkit refuse a model that cannot fit in memory before TensorFlow starts
+    footprint: Callable[[ModelRequest], ModelFootprint] | None = None
 
 
 @dataclass(frozen=True)

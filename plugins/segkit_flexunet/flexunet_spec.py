@@ -5,9 +5,10 @@ Kept apart from ``flexunet.py`` so that registering the plugin imports no Keras.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from segkit.plugin import ModelRequest, Option
+from segkit.plugin import ModelFootprint, ModelRequest, Option
+from segkit_flexunet.flexunet_rules import activation_count, check_geometry, parameter_count
 
 if TYPE_CHECKING:
     import keras
@@ -24,20 +25,40 @@ FLEXUNET_OPTIONS = (
 )
 
 
+def _geometry(request: ModelRequest) -> dict[str, Any]:
+    """The keyword arguments of :func:`check_geometry`, from a request's geometry and options."""
+    options = request.options
+    return {
+        "image_height": request.image_height, "image_width": request.image_width,
+        "image_channels": request.image_channels, "num_classes": request.num_classes,
+        "base_filters": options["base_filters"], "base_kernels": tuple(options["base_kernels"]),
+        "num_layers": options["num_layers"], "dropout_rate": options["dropout_rate"],
+        "dilation": tuple(options["dilation"]),
+    }
+
+
+def check_request(request: ModelRequest) -> None:
+    """FlexUNet's size and option rules without Keras: a ValueError before anything is written."""
+    check_geometry(**_geometry(request))
+
+
+def footprint(request: ModelRequest) -> ModelFootprint:
+    """FlexUNet's weights and one image's layer outputs, by arithmetic (checked against Keras in the tests)."""
+    geometry, options = _geometry(request), request.options
+    kernel, _ = check_geometry(**geometry)
+    parameters = parameter_count(image_channels=request.image_channels, num_classes=request.num_classes,
+                                 base_filters=options["base_filters"], base_kernels=kernel,
+                                 num_layers=options["num_layers"], normalization=options["normalization"])
+    activations = activation_count(image_height=request.image_height, image_width=request.image_width,
+                                   image_channels=request.image_channels, num_classes=request.num_classes,
+                                   base_filters=options["base_filters"], num_layers=options["num_layers"],
+                                   normalization=options["normalization"])
+    return ModelFootprint(parameters, activations, ("base_filters", "base_kernels", "num_layers"))
+
+
 def build_from_request(request: ModelRequest) -> keras.Model:
     from segkit_flexunet.flexunet import build_flexunet
 
     options = request.options
-    return build_flexunet(
-        image_height=request.image_height,
-        image_width=request.image_width,
-        image_channels=request.image_channels,
-        num_classes=request.num_classes,
-        base_filters=options["base_filters"],
-        base_kernels=tuple(options["base_kernels"]),
-        num_layers=options["num_layers"],
-        dropout_rate=options["dropout_rate"],
-        dilation=tuple(options["dilation"]),
-        normalization=options["normalization"],
-        activation=options["activation"],
-    )
+    return build_flexunet(**_geometry(request), normalization=options["normalization"],
+                          activation=options["activation"])

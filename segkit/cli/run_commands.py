@@ -15,6 +15,7 @@ from segkit.plugins import get_registry
 from segkit.project import Project, load_project
 from segkit.report.console import console, figures_table
 from segkit.report.history import metric_order
+from segkit.run_lock import run_folder_lock
 from segkit.specs import CheckedSource
 
 
@@ -53,20 +54,26 @@ def _notes(notes: Iterable[str | None], quiet: bool) -> None:
             console.print(f"note: {note}", markup=False, style="yellow", soft_wrap=True)
 
 
+def _note(text: str) -> None:
+    console.print(f"note: {text}", markup=False, style="yellow", soft_wrap=True)
+
+
 def train(
     project: ProjectArg, set_: SetOpt = None, quiet: QuietOpt = False, debug: DebugOpt = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an earlier run in the output folder")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="continue an interrupted run from its last epoch")] = False,
 ) -> None:
     """Train the project's model; writes checkpoints, histories and plots into the output folder."""
+    from segkit.engine.model_checks import check_model
     from segkit.engine.train import train as run_training
 
     loaded = _load(project, set_, debug)
+    check_model(loaded, get_registry())  # before the announcement; the engine checks again for its own callers
     _check_data(loaded, ("train", "valid"))
     console.print(f"training [bold]{loaded.name}[/] → {loaded.output_dir}", markup=True)
     result = run_training(loaded, get_registry(), console, overwrite=overwrite, resume=resume, progress=not quiet)
     for note in result.notes:
-        console.print(f"note: {note}", markup=False, style="yellow", soft_wrap=True)
+        _note(note)
     if result.interrupted:
         done = result.completed_epochs
         kept = (f"the checkpoint of epoch {done} is kept. Resume with: segkit train {project} --resume" if done
@@ -87,7 +94,8 @@ def evaluate(project: ProjectArg, set_: SetOpt = None, quiet: QuietOpt = False, 
     loaded = _load(project, set_, debug)
     _check_data(loaded, ("test",))
     _notes([_test_squash_note(loaded)], quiet)
-    figures = run_evaluation(loaded, get_registry())
+    with run_folder_lock(loaded.output_dir, "eval", _note, required=False):
+        figures = run_evaluation(loaded, get_registry())
     console.print(figures_table(f"{loaded.name}: test split", figures))
     console.print(f"written {loaded.output_dir / 'evaluation.csv'}", markup=False, soft_wrap=True)
 
@@ -111,7 +119,8 @@ def infer(
     loaded = _load(project, set_, debug)
     plan = plan_infer(loaded, images or [], out, overwrite)  # every check before TensorFlow and any write
     _notes(plan.notes, quiet)
-    result = run_inference(loaded, plan)
+    with run_folder_lock(loaded.output_dir, "infer", _note, required=False):
+        result = run_inference(loaded, plan)
     if result.replaced:
         console.print(f"replaced {len(result.replaced)} file(s) segkit had not written (--overwrite): "
                       + ", ".join(quoted(path) for path in result.replaced), markup=False, soft_wrap=True)

@@ -6,15 +6,21 @@ from typing import Any
 
 from segkit.plugins import Registry
 from segkit.project import Project
-from segkit.specs import CallbackRequest, DatasetRequest, DatasetSource, LossRequest, MetricRequest, ModelRequest
+from segkit.specs import (
+    CallbackRequest, DatasetRequest, DatasetSource, LossRequest, MetricRequest, ModelRequest,
+)
 from segkit.engine.runtime import build_with
 
 
-def build_model(project: Project, registry: Registry) -> Any:
+def model_request(project: Project) -> ModelRequest:
     model = project.model
-    request = ModelRequest(model.image_height, model.image_width, model.image_channels,
-                           project.classes.num_classes, model.options)
-    return build_with(str(project.source), "model", registry.get("model", model.name).spec.build, request)
+    return ModelRequest(model.image_height, model.image_width, model.image_channels,
+                        project.classes.num_classes, model.options)
+
+
+def build_model(project: Project, registry: Registry) -> Any:
+    spec = registry.get("model", project.model.name).spec
+    return build_with(str(project.source), "model", spec.build, model_request(project))
 
 
 def open_dataset(project: Project, registry: Registry) -> DatasetSource:

@@ -32,9 +32,29 @@ def _devices(tf: Any) -> list[str]:
 
 
 def _chief(resolver: Any) -> bool:
+    return is_chief_task(resolver.task_type, resolver.task_id, resolver.cluster_spec().jobs)
+
+
+def is_chief_task(task_type: object, task_id: object, jobs: Any) -> bool:
     """The TF_CONFIG chief, or worker 0 in a cluster without one (TensorFlow's own convention)."""
-    task_type, task_id = resolver.task_type, resolver.task_id
-    return task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().jobs)
+    return task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in jobs)
+
+
+def writes_run_folder(strategy: str) -> bool:
+    """Whether this process writes the run folder: all but the non-chief workers of a multi-worker run.
+
+    Read from TF_CONFIG without TensorFlow, so that only the chief claims and locks the folder
+    (which may be shared by every worker); a TF_CONFIG that cannot be read is reported by
+    :func:`place`, after the folder was claimed as for a chief.
+    """
+    if strategy != "multi_worker":
+        return True
+    try:
+        config = json.loads(os.environ.get("TF_CONFIG", ""))
+        task = config["task"]
+        return is_chief_task(task.get("type"), task.get("index"), config["cluster"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return True
 
 
 def _multi_worker(tf: Any, source: str) -> Placement:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -14,13 +14,15 @@ from rich.console import Console
 
 from segkit.data.pipeline import Augment, PipelineSettings
 from segkit.engine import components
+from segkit.engine.distribute import writes_run_folder
+from segkit.engine.model_checks import check_model
 from segkit.engine.runtime import (
     configure_precision, deterministic_for, import_tensorflow, jit_setting, seed_everything,
 )
 from segkit.errors import DataError, RunStateError
 from segkit.plugins import Registry
 from segkit.project import Project
-from segkit.run_folder import BEST_MODEL, EVAL_DIR, RESOLVED_PROJECT
+from segkit.run_folder import BEST_MODEL, EVAL_DIR, RESOLVED_PROJECT, claimed_run_folder
 from segkit.specs import NotedSource
 from segkit.toml_io import write_atomic
 
@@ -35,38 +37,6 @@ class TrainResult:
     #: epochs whose checkpoint exists (what --resume continues after)
     completed_epochs: int = 0
     weights_sha256: str = ""
-
-
-def prepare_run_folder(project: Project, overwrite: bool, resume: bool) -> None:
-    """Refuse to clobber an earlier run unless asked to; ``--overwrite`` clears what training writes.
-
-    Runs before TensorFlow is imported, so an output folder that cannot be written fails in a
-    second instead of at the first checkpoint.
-    """
-    output = project.output_dir
-    has_run = (output / BEST_MODEL).exists() or (output / "checkpoints").exists()
-    if has_run and not (overwrite or resume):
-        raise RunStateError(f"{output} already holds a run; pass --resume to continue it, --overwrite to "
-                            "replace it, or set project.output_dir to a new folder")
-    _check_writable(output)
-    if overwrite and not resume:
-        for name in ("models", "checkpoints", EVAL_DIR, "epoch_change_infer", "tensorboard", "cache"):
-            shutil.rmtree(output / name, ignore_errors=True)
-
-
-def _check_writable(output: Path) -> None:
-    """Create ``output`` and write a scratch file in it; any failure is one line naming the folder."""
-    blocker = next((p for p in (output, *output.parents) if p.exists() and not p.is_dir()), None)
-    if blocker is not None:
-        where = "is a file" if blocker == output else f"is a file, so {output} cannot be created"
-        raise RunStateError(f"{blocker}: {where}; set project.output_dir to a folder")
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=output):
-            pass
-    except OSError as exc:
-        raise RunStateError(f"{output}: cannot write there ({exc.strerror or exc}); set project.output_dir "
-                            "to a folder you can write to") from None
 
 
 def pipeline_settings(project: Project, training: bool) -> PipelineSettings:
@@ -130,9 +100,27 @@ def train(project: Project, registry: Registry, console: Console | None, *, over
     """Fit, checkpointing the best validation loss and every epoch; returns what the summary shows.
 
     ``console`` gets the one-line announcements (strategy, replicas); the progress bars only
-    when ``progress``.
+    when ``progress``. Every check that needs no TensorFlow runs before the run folder is touched,
+    and a run that stops before its first checkpoint leaves the folder as it found it (see
+    :func:`segkit.run_folder.claimed_run_folder`).
     """
-    prepare_run_folder(project, overwrite, resume)
+    check_model(project, registry)
+    if not writes_run_folder(project.train.strategy):  # a worker that trains in a temporary folder
+        return _train_placed_somewhere(project, registry, console, resume, progress)
+    with claimed_run_folder(project.output_dir, overwrite, resume, _notes_to(console)):
+        return _train_placed_somewhere(project, registry, console, resume, progress)
+
+
+def _notes_to(console: Console | None) -> Callable[[str], None]:
+    def note(text: str) -> None:
+        if console is not None:
+            console.print(f"note: {text}", markup=False, style="yellow", soft_wrap=True)
+
+    return note
+
+
+def _train_placed_somewhere(project: Project, registry: Registry, console: Console | None, resume: bool,
+                            progress: bool) -> TrainResult:
     import_tensorflow()
     from segkit.engine.distribute import place
 
@@ -181,16 +169,25 @@ def _train_placed(project: Project, registry: Registry, console: Console | None,
 
 
 def _fit_function(model: Any, project: Project, registry: Registry, placement: Any) -> Any:
-    """``model.fit``, or the strategy.run loop where Keras's fit cannot run (multi-worker)."""
+    """``model.fit``, or the strategy.run loop where Keras's fit cannot run (multi-worker); either
+    stops at the first loss that is not finite, before any other callback sees that epoch's end."""
+    from segkit.engine.loss_guard import StopOnNonFiniteLoss
+
+    guard = StopOnNonFiniteLoss(str(project.source))
     if placement.multi_worker:
         from segkit.engine.worker_loop import WorkerLoop
 
         loop = WorkerLoop(placement.strategy, model, components.build_loss(project, registry),
                           components.build_metrics(project, registry), components.build_metrics(project, registry))
-        return loop.fit
 
-    def fit(train_data: Any, valid_data: Any, **kwargs: Any) -> dict[str, list[float]]:
-        return model.fit(train_data, validation_data=valid_data, verbose=0, **kwargs).history
+        def fit_loop(train_data: Any, valid_data: Any, *, callbacks: list[Any], **kwargs: Any) -> dict[str, list[float]]:
+            return loop.fit(train_data, valid_data, callbacks=[guard, *callbacks], **kwargs)
+
+        return fit_loop
+
+    def fit(train_data: Any, valid_data: Any, *, callbacks: list[Any], **kwargs: Any) -> dict[str, list[float]]:
+        return model.fit(train_data, validation_data=valid_data, verbose=0, callbacks=[guard, *callbacks],
+                         **kwargs).history
 
     return fit
 
