@@ -2,13 +2,16 @@
 
 After every completed epoch, ``checkpoints/last.keras`` (weights and optimizer state) and
 ``checkpoints/state.json`` (epoch, the reducer's, early stopping's and best-checkpoint's counters)
-are written atomically. SIGINT/SIGTERM abandon the running epoch at the next step, so the last
+are written atomically, with the random state of every layer that draws random numbers (dropout:
+without it a resumed run would drop other units than the uninterrupted one). SIGINT/SIGTERM
+abandon the running epoch at the next step, so the last
 checkpoint is always of a whole epoch and ``--resume`` repeats exactly what was lost.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -22,6 +25,9 @@ from segkit.toml_io import write_atomic
 
 LAST_MODEL = "checkpoints/last.keras"
 STATE = "checkpoints/state.json"
+#: test-only: ``SIGNAL:EPOCH`` sends SIGNAL to this process at the first step after epoch EPOCH
+#: is committed, so the resume tests interrupt at the same point on any machine
+SIGNAL_AFTER_EPOCH_ENV = "SEGKIT_TEST_SIGNAL_AFTER_EPOCH"
 
 
 class TrainingInterrupted(Exception):
@@ -60,6 +66,29 @@ def _counters(callback: Any) -> dict[str, Any]:
     return {name: getattr(callback, name) for name in ("wait", "best", "cooldown_counter") if hasattr(callback, name)}
 
 
+def _seed_generators(model: Any) -> list[Any]:
+    """Every ``keras.random.SeedGenerator`` of the model's layers, in layer order."""
+    found: dict[int, Any] = {}
+    for layer in model._flatten_layers(include_self=True):  # Keras's own walk over nested layers
+        for generator in getattr(layer, "_seed_generators", []):
+            found.setdefault(id(generator), generator)
+    return list(found.values())
+
+
+def seed_states(model: Any) -> list[list[int]]:
+    return [[int(v) for v in keras.ops.convert_to_numpy(g.state.value)] for g in _seed_generators(model)]
+
+
+def restore_seed_states(model: Any, states: list[list[int]], path: Path) -> None:
+    """Put the layers' random state back: without it dropout draws other masks after a resume."""
+    generators = _seed_generators(model)
+    if len(generators) != len(states):
+        raise RunStateError(f"{path}: seed_states: {len(states)} random states for a model with "
+                            f"{len(generators)} random layers; train again with --overwrite")
+    for generator, state in zip(generators, states):
+        generator.state.assign(keras.ops.convert_to_tensor(state, dtype=generator.state.dtype))
+
+
 class EpochCheckpoint(keras.callbacks.Callback):
     """Saves the resumable state after each epoch and restores the other callbacks' counters.
 
@@ -74,6 +103,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.stateful = list(stateful)
         self.flag = flag
         self.restored = restored
+        self.signal_after = os.environ.get(SIGNAL_AFTER_EPOCH_ENV, "")
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         for callback, counters in zip(self.stateful, (self.restored or {}).get("callbacks", [])):
@@ -81,6 +111,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
                 setattr(callback, name, value)
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self._test_signal()
         if self.flag:
             raise TrainingInterrupted(self.flag.signal_name)
 
@@ -92,7 +123,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.model.save(temporary)
         temporary.replace(self.output_dir / LAST_MODEL)
         self._write_state({"epoch": epoch + 1, "finished": False,
-                           "callbacks": [_counters(c) for c in self.stateful]})
+                           "callbacks": [_counters(c) for c in self.stateful],
+                           "seed_states": seed_states(self.model)})
         if self.flag:
             raise TrainingInterrupted(self.flag.signal_name)
 
@@ -104,6 +136,12 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     def _write_state(self, state: dict[str, Any]) -> None:
         write_atomic(self.output_dir / STATE, json.dumps(state, indent=2) + "\n")
+
+    def _test_signal(self) -> None:
+        name, _, epoch = self.signal_after.partition(":")
+        if name and int(epoch) <= completed_epochs(self.output_dir):
+            self.signal_after = ""
+            os.kill(os.getpid(), signal.Signals[name])
 
 
 def read_state(output_dir: Path) -> dict[str, Any]:
@@ -131,7 +169,9 @@ def completed_epochs(output_dir: Path) -> int:
         return 0
 
 
-def restore_weights(model: Any, output_dir: Path) -> None:
-    """Weights and optimizer state of the last completed epoch into a model freshly compiled by
-    ``components.compile_model`` (which builds the optimizer, so its slots have somewhere to go)."""
+def restore_weights(model: Any, output_dir: Path, state: dict[str, Any]) -> None:
+    """Weights, optimizer state and layers' random state of the last completed epoch into a model
+    freshly compiled by ``components.compile_model`` (which builds the optimizer, so its slots have
+    somewhere to go)."""
     model.load_weights(output_dir / LAST_MODEL)
+    restore_seed_states(model, state.get("seed_states", []), output_dir / STATE)

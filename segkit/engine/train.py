@@ -163,7 +163,7 @@ def _train_placed(project: Project, registry: Registry, console: Console | None,
         model = components.build_model(project, registry)
         components.compile_model(model, project, registry, jit_compile=jit_setting(project.train.jit_compile))
         if restored:
-            restore_weights(model, project.output_dir)
+            restore_weights(model, project.output_dir, restored)
         fit = _fit_function(model, project, registry, placement)
     flag = InterruptFlag()
     callbacks = _callbacks(project, registry, console, flag, restored, first_epoch)
