@@ -7,3 +7,6 @@ EVAL_DIR = "eval"
 RESOLVED_PROJECT = "project.resolved.toml"
 EVALUATION = "evaluation.csv"
 EPOCH_CHANGE_DIR = "epoch_change_infer"
+CHECKPOINT_DIR = "checkpoints"
+#: the resumable state; it names the ``checkpoints/last-NNNN.keras`` it belongs to
+STATE = "checkpoints/state.json"

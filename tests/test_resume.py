@@ -9,6 +9,7 @@ happens at the same point on a fast machine and a slow one.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -50,6 +51,14 @@ def uninterrupted_averaging(tmp_path_factory: pytest.TempPathFactory) -> tuple[s
     return _whole_run(tmp_path_factory.mktemp("whole-ema"), ema_momentum=0.8)
 
 
+def _leave_what_a_kill_between_the_steps_leaves(checkpoints: Path) -> None:
+    """An epoch-2 checkpoint whose state was never committed (here: garbage), its temporary file,
+    and a checkpoint older than the state's, not yet removed."""
+    (checkpoints / "last-0002.keras").write_bytes(b"torn")
+    (checkpoints / ".last-0002.tmp.keras").write_bytes(b"torn")
+    shutil.copy(checkpoints / "last-0001.keras", checkpoints / "last-0000.keras")
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_interrupted_run_resumes_to_the_same_rows(tmp_path: Path, uninterrupted: tuple[str, str],
                                                   sig: signal.Signals) -> None:
@@ -63,12 +72,14 @@ def test_interrupted_run_resumes_to_the_same_rows(tmp_path: Path, uninterrupted:
         assert "Traceback" not in stopped.stdout
     else:
         assert stopped.returncode == -signal.SIGKILL
+        _leave_what_a_kill_between_the_steps_leaves(run / "checkpoints")
     assert len((run / "eval" / "train_losses.csv").read_text().splitlines()) == 2  # header, epoch 1
     again = _train(project)
     assert again.returncode == 2 and "--resume" in again.stdout
     resumed = _train(project, *same_seed, "--resume")
     assert resumed.returncode == 0, resumed.stdout
     assert _csvs(project) == uninterrupted
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last-0003.keras", "state.json"]
     finished = _train(project, "--resume")
     assert finished.returncode == 2 and "nothing to resume" in finished.stdout
     assert not list(run.rglob("*.tmp*"))
@@ -91,7 +102,7 @@ def test_the_state_names_the_random_state_of_every_dropout_layer(tmp_path: Path)
     project = write_tiny_project(tmp_path, epochs=EPOCHS, dropout_rate=DROPOUT)
     assert _train(project, stop="SIGTERM").returncode == 143
     state = json.loads((project.parent / "run" / "checkpoints" / "state.json").read_text())
-    assert state["epoch"] == 1 and not state["finished"]
+    assert state["epoch"] == 1 and state["checkpoint"] == "last-0001.keras" and not state["finished"]
     # FlexUNet at 3 levels: a dropout layer per level in the encoder and the decoder, each drawn
     # from once per training step (8 pairs / batch 4 = 2 steps)
     assert state["seed_states"] and all(s[1] == 2 for s in state["seed_states"])

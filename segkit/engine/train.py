@@ -21,6 +21,8 @@ from segkit.errors import DataError, RunStateError
 from segkit.plugins import Registry
 from segkit.project import Project
 from segkit.run_folder import BEST_MODEL, EVAL_DIR, RESOLVED_PROJECT
+from segkit.run_record import check_resumable
+from segkit.run_state import completed_epochs, read_state
 from segkit.toml_io import write_atomic
 
 
@@ -99,18 +101,18 @@ def _callbacks(project: Project, registry: Registry, console: Console | None, fl
                restored: dict[str, Any] | None, first_epoch: int) -> list[Any]:
     import keras
 
-    from segkit.engine.resume import EpochCheckpoint
+    from segkit.engine.resume import BestCheckpoint, EpochCheckpoint
     from segkit.report.keras_callbacks import HistoryWriter, RichProgress
 
     train, output = project.train, project.output_dir
-    best = keras.callbacks.ModelCheckpoint(str(output / BEST_MODEL), monitor="val_loss", save_best_only=True)
-    stateful: list[Any] = [best]
+    # by role, so that a resume with early stopping switched on or off restores the others
+    stateful: dict[str, Any] = {"best": BestCheckpoint(output / BEST_MODEL, output)}
     if train.reducer_patience > 0:
-        stateful.append(keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=train.reducer_factor, patience=train.reducer_patience))
+        stateful["reducer"] = keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=train.reducer_factor, patience=train.reducer_patience)
     if train.patience > 0:
-        stateful.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=train.patience))
-    callbacks = [*stateful, *components.build_plugin_callbacks(project, registry)]
+        stateful["early_stopping"] = keras.callbacks.EarlyStopping(monitor="val_loss", patience=train.patience)
+    callbacks = [*stateful.values(), *components.build_plugin_callbacks(project, registry)]
     if project.optimizer.ema_momentum is not None:  # first: the checkpoints after it save the averages
         from segkit.engine.averaged_weights import SwapAveragedWeights
 
@@ -132,6 +134,8 @@ def train(project: Project, registry: Registry, console: Console | None, *, over
     when ``progress``.
     """
     prepare_run_folder(project, overwrite, resume)
+    if resume:  # a changed project or a damaged state is refused before TensorFlow loads
+        check_resumable(project)
     import_tensorflow()
     from segkit.engine.distribute import place
 
@@ -150,10 +154,13 @@ def train(project: Project, registry: Registry, console: Console | None, *, over
 def _train_placed(project: Project, registry: Registry, console: Console | None, placement: Any,
                   resume: bool) -> TrainResult:
     from segkit.engine.resume import (
-        InterruptFlag, TrainingInterrupted, completed_epochs, interrupts_caught, read_state, restore_weights,
+        InterruptFlag,
+        TrainingInterrupted,
+        interrupts_caught,
+        restore_weights,
     )
 
-    restored = read_state(project.output_dir) if resume else None
+    restored = read_state(project.output_dir, project.train.epochs) if resume else None
     first_epoch = int(restored["epoch"]) if restored else 0
     seed_everything(project.seed, deterministic_for(project.train.jit_compile))
     configure_precision(project.train.precision)
