@@ -80,5 +80,8 @@ def write_atomic(path: Path, text: str) -> None:
     """Write through a temporary file and a rename, so a kill never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    finally:  # a full disk must not leave the temporary file behind
+        tmp.unlink(missing_ok=True)

@@ -1,10 +1,13 @@
-"""A damaged or edited run state and a changed project: one line each, before TensorFlow, and the
-run folder left as it was."""
+"""A damaged or edited run state, a changed project, and a full disk at a checkpoint: one line each,
+and the last good checkpoint stays the one ``--resume`` continues from."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,9 @@ from tiny_data import write_tiny_project
 from typer.testing import CliRunner
 
 from segkit.cli.main import app
+from segkit.durable import replace_durably
 from segkit.engine.resume import SIGNAL_AFTER_EPOCH_ENV
+from segkit.errors import RunStateError
 
 runner = CliRunner()
 EPOCHS = 3
@@ -125,3 +130,56 @@ def test_the_refusal_comes_before_tensorflow(interrupted: Path) -> None:
     result = run_python(script, ["train", interrupted, "--resume", "--set", "model.num_layers=2"])
     assert "the run was trained with model.num_layers = 3 (project: 2)" in result.stdout
     assert result.stdout.splitlines()[-1] == "False 2", result.stdout
+
+
+def test_a_full_disk_at_a_checkpoint_keeps_the_last_good_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import keras
+
+    project = write_tiny_project(tmp_path, epochs=2)
+    run = tmp_path / "run"
+    save = keras.Model.save
+    epoch_1: dict[str, bytes] = {}
+
+    def full_at_epoch_2(model: Any, path: Any, *args: Any, **kwargs: Any) -> None:
+        if "last-0001" in str(path):  # the best model of epoch 1 was written before its checkpoint
+            epoch_1["best"] = (run / "models" / "best_model.keras").read_bytes()
+        elif epoch_1:  # the disk fills up part way through the first file epoch 2 writes
+            Path(path).write_bytes(b"PK half a file")
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        save(model, path, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "save", full_at_epoch_2)
+    result = runner.invoke(app, ["train", str(project), "--quiet"])
+    line = _error_line(result.output, result.exit_code)
+    assert line == (f"error: {run}: cannot write the run there, the disk is full (No space left on device); free "
+                    "space on that disk or set project.output_dir to another folder (an interrupted run's last "
+                    "checkpoint is kept: continue it with --resume)")
+    assert not list(run.rglob("*.tmp*"))
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last-0001.keras", "state.json"]
+    assert zipfile.is_zipfile(run / "checkpoints" / "last-0001.keras")
+    assert (run / "models" / "best_model.keras").read_bytes() == epoch_1["best"]
+    monkeypatch.setattr(keras.Model, "save", save)
+    resumed = runner.invoke(app, ["train", str(project), "--quiet", "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert len((run / "eval" / "train_losses.csv").read_text().splitlines()) == 3
+    assert json.loads((run / "checkpoints" / "state.json").read_text())["checkpoint"] == "last-0002.keras"
+
+
+READ_ONLY = "it is not writable (Read-only file system); make it writable or set project.output_dir"
+
+
+@pytest.mark.parametrize(("number", "what"), [(errno.EROFS, READ_ONLY), (errno.EDQUOT, "the disk is full")])
+def test_a_refused_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Path, number: int, what: str) -> None:
+    target = tmp_path / "checkpoints" / "state.json"
+    target.parent.mkdir()
+    target.write_text("the old state")
+
+    def refused(temporary: Path) -> None:
+        temporary.write_text("half")
+        raise OSError(number, os.strerror(number), str(temporary))
+
+    with pytest.raises(RunStateError) as caught:
+        replace_durably(target, refused, tmp_path)
+    assert str(caught.value).startswith(f"{tmp_path}: cannot write the run there, {what}")
+    assert ".tmp" not in str(caught.value)
+    assert target.read_text() == "the old state" and sorted(p.name for p in target.parent.iterdir()) == ["state.json"]

@@ -13,6 +13,7 @@ import numpy as np
 from rich.console import Console
 
 from segkit.data.pipeline import Augment, PipelineSettings
+from segkit.durable import disk_error
 from segkit.engine import components
 from segkit.engine.runtime import (
     configure_precision, deterministic_for, import_tensorflow, jit_setting, seed_everything,
@@ -183,6 +184,8 @@ def _train_placed(project: Project, registry: Registry, console: Console | None,
         except TrainingInterrupted as stop:
             history = model.history.history if model.history is not None else {}
             flag.signal_name = stop.signal_name
+        except OSError as exc:  # a full or read-only disk, wherever under the run folder it struck
+            raise disk_error(exc, project.output_dir) or exc
     return _result(history, source, flag.signal_name, completed_epochs(project.output_dir), model)
 
 
