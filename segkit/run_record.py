@@ -3,12 +3,17 @@
 Read without TensorFlow, so a project that no longer describes the trained model is refused in
 a second, naming the keys, instead of after the import and the model load:
 
+* ``eval``, ``infer`` and ``export`` need the model-defining keys (``[model]``, the classes, the
+  mask's ignore colour) to be the ones the run trained with. They are not silently adopted from
+  the record: the project file stays the one description of the model, and the refusal names the
+  ``--set`` options that reproduce the training run.
 * ``train --resume`` needs everything that shapes the numbers to be unchanged; only the keys in
   :data:`MAY_CHANGE_ON_RESUME` (more epochs, logging, outputs) may differ.
 """
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -16,9 +21,11 @@ from typing import Any
 from segkit import toml_io
 from segkit.errors import RunStateError
 from segkit.project import Project
-from segkit.run_folder import RESOLVED_PROJECT
+from segkit.run_folder import BEST_MODEL, RESOLVED_PROJECT
 from segkit.run_state import read_state
 
+#: what defines the trained network and how its outputs are read
+MODEL_DEFINING = ("model.", "classes", "mask.ignore_color")
 MAY_CHANGE_ON_RESUME = ("project.name", "project.output_dir", "train.epochs", "train.patience",
                         "train.tensorboard", "train.cache", "callbacks", "infer.")
 
@@ -72,6 +79,25 @@ def _listed(changes: list[tuple[str, Any, Any]]) -> str:
     return ", ".join(f"{key} = {_shown(was)} (project: {_shown(now)})" for key, was, now in changes)
 
 
+def _set_options(changes: list[tuple[str, Any, Any]]) -> str:
+    """``--set KEY=VALUE`` for each changed key a ``--set`` can carry (not a whole list of tables)."""
+    options = [f"--set {shlex.quote(key + '=' + toml_io.dumps({'v': was})[4:].strip())}"
+               for key, was, _ in changes if not _tables(was)]
+    return " ".join(options)
+
+
+def check_trained_with(project: Project) -> Project:
+    """``project`` when its model-defining keys are those the run trained with; else one line naming them."""
+    recorded = recorded_settings(project.output_dir) if (project.output_dir / BEST_MODEL).exists() else None
+    changes = changed_settings(project, recorded, lambda key: key.startswith(MODEL_DEFINING)) if recorded else []
+    if changes:
+        options = _set_options(changes)
+        again = f" (or pass {options} as in training)" if options else ""
+        raise RunStateError(f"{project.output_dir / BEST_MODEL}: was trained with {_listed(changes)}; put the "
+                            f"project back or train again with --overwrite{again}")
+    return project
+
+
 def check_resumable(project: Project) -> None:
     """The run's state is usable and the project still trains the same numbers; else one line."""
     read_state(project.output_dir, project.train.epochs)
@@ -85,3 +111,8 @@ def check_resumable(project: Project) -> None:
                             "continues only the same settings (only train.epochs, train.patience, logging and "
                             "outputs may change): put them back, or train again with --overwrite")
 
+
+def resume_command(project_file: Path, overrides: list[str] | None) -> str:
+    """The command that continues an interrupted run: the same project and the same ``--set`` options."""
+    sets = "".join(f" --set {shlex.quote(option)}" for option in overrides or [])
+    return f"segkit train {shlex.quote(str(project_file))}{sets} --resume"

@@ -68,7 +68,8 @@ def test_interrupted_run_resumes_to_the_same_rows(tmp_path: Path, uninterrupted:
     run = project.parent / "run"
     if sig == signal.SIGTERM:
         assert stopped.returncode == 143, stopped.stdout
-        assert "the checkpoint of epoch 1 is kept. Resume with: segkit train " in stopped.stdout
+        assert ("the checkpoint of epoch 1 is kept. Resume with: segkit train "
+                f"{project} --set project.seed=7 --resume") in stopped.stdout
         assert "Traceback" not in stopped.stdout
     else:
         assert stopped.returncode == -signal.SIGKILL

@@ -15,6 +15,7 @@ from segkit.plugins import get_registry
 from segkit.project import Project, load_project
 from segkit.report.console import console, figures_table
 from segkit.report.history import metric_order
+from segkit.run_record import check_trained_with, resume_command
 
 
 def _load(project: ProjectArg, overrides: list[str] | None, debug: bool) -> Project:
@@ -71,7 +72,7 @@ def train(
         console.print(f"note: {note}", markup=False, style="yellow", soft_wrap=True)
     if result.interrupted:
         done = result.completed_epochs
-        kept = (f"the checkpoint of epoch {done} is kept. Resume with: segkit train {project} --resume" if done
+        kept = (f"the checkpoint of epoch {done} is kept. Resume with: {resume_command(project, set_)}" if done
                 else "no epoch had finished, so there is nothing to resume; start again")
         console.print(f"interrupted by {result.interrupted} after {done} complete epoch(s); {kept}", markup=False)
         raise typer.Exit(130 if result.interrupted == "SIGINT" else 143)
@@ -87,7 +88,7 @@ def evaluate(project: ProjectArg, set_: SetOpt = None, quiet: QuietOpt = False, 
     """Evaluate the best model on the test split; writes evaluation.csv."""
     from segkit.engine.evaluate import evaluate as run_evaluation
 
-    loaded = _load(project, set_, debug)
+    loaded = check_trained_with(_load(project, set_, debug))
     _check_data(loaded, ("test",))
     figures = run_evaluation(loaded, get_registry())
     console.print(figures_table(f"{loaded.name}: test split", figures))
@@ -99,7 +100,7 @@ def infer(project: ProjectArg, set_: SetOpt = None, quiet: QuietOpt = False, deb
     """Segment every image of the infer folder at its original size; writes masks and overlays."""
     from segkit.engine.infer import infer as run_inference
 
-    loaded = _load(project, set_, debug)
+    loaded = check_trained_with(_load(project, set_, debug))
     _check_infer_images(loaded)
     result = run_inference(loaded)
     console.print(f"{result.count} masks → {result.masks}; overlays → {result.overlays}")
