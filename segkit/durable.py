@@ -37,7 +37,7 @@ def disk_error(exc: BaseException, run_folder: Path) -> RunStateError | None:
                          "continue it with --resume)")
 
 
-def replace_durably(path: Path, write: Callable[[Path], None], run_folder: Path) -> None:
+def replace_durably(path: Path, write: Callable[[Path], object], run_folder: Path) -> None:
     """Call ``write(temporary)``, flush it to the disk and rename it onto ``path``."""
     temporary = temporary_for(path)
     try:

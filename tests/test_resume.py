@@ -51,11 +51,13 @@ def uninterrupted_averaging(tmp_path_factory: pytest.TempPathFactory) -> tuple[s
     return _whole_run(tmp_path_factory.mktemp("whole-ema"), ema_momentum=0.8)
 
 
-def _leave_what_a_kill_between_the_steps_leaves(checkpoints: Path) -> None:
-    """An epoch-2 checkpoint whose state was never committed (here: garbage), its temporary file,
-    and a checkpoint older than the state's, not yet removed."""
+def _leave_what_a_kill_between_the_steps_leaves(run: Path) -> None:
+    """An epoch-2 checkpoint whose state was never committed (here: garbage), its temporary file and
+    the best model's, and a checkpoint older than the state's, not yet removed."""
+    checkpoints = run / "checkpoints"
     (checkpoints / "last-0002.keras").write_bytes(b"torn")
     (checkpoints / ".last-0002.tmp.keras").write_bytes(b"torn")
+    (run / "models" / ".best_model.tmp.keras").write_bytes(b"torn")
     shutil.copy(checkpoints / "last-0001.keras", checkpoints / "last-0000.keras")
 
 
@@ -73,7 +75,7 @@ def test_interrupted_run_resumes_to_the_same_rows(tmp_path: Path, uninterrupted:
         assert "Traceback" not in stopped.stdout
     else:
         assert stopped.returncode == -signal.SIGKILL
-        _leave_what_a_kill_between_the_steps_leaves(run / "checkpoints")
+        _leave_what_a_kill_between_the_steps_leaves(run)
     assert len((run / "eval" / "train_losses.csv").read_text().splitlines()) == 2  # header, epoch 1
     again = _train(project)
     assert again.returncode == 2 and "--resume" in again.stdout

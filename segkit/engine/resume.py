@@ -24,7 +24,7 @@ import keras
 
 from segkit.durable import remove_temporaries, replace_durably, write_text_durably
 from segkit.errors import RunStateError
-from segkit.run_folder import CHECKPOINT_DIR, STATE
+from segkit.run_folder import BEST_MODEL, CHECKPOINT_DIR, STATE
 from segkit.run_state import checkpoint_name, checkpoint_path, completed_epochs
 
 #: test-only: ``SIGNAL:EPOCH`` sends SIGNAL to this process at the first step after epoch EPOCH
@@ -131,7 +131,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.signal_after = os.environ.get(SIGNAL_AFTER_EPOCH_ENV, "")
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        remove_temporaries(self.output_dir / CHECKPOINT_DIR)
+        for folder in (CHECKPOINT_DIR, Path(BEST_MODEL).parent):  # what a kill -9 mid-write left
+            remove_temporaries(self.output_dir / folder)
         for role, counters in (self.restored or {}).get("callbacks", {}).items():
             for name, value in counters.items() if role in self.stateful else ():
                 setattr(self.stateful[role], name, value)
