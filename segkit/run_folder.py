@@ -29,20 +29,21 @@ EVAL_DIR = "eval"
 RESOLVED_PROJECT = "project.resolved.toml"
 EVALUATION = "evaluation.csv"
 EPOCH_CHANGE_DIR = "epoch_change_infer"
-CHECKPOINTS_DIR = "checkpoints"
-#: written after an epoch's checkpoint: a run with it has something to resume and is worth keeping
-CHECKPOINT_STATE = "checkpoints/state.json"
+CHECKPOINT_DIR = "checkpoints"
+#: the resumable state, written after an epoch's checkpoint and naming the ``checkpoints/last-NNNN.keras``
+#: it belongs to: a run with it has something to resume and is worth keeping
+STATE = "checkpoints/state.json"
 #: which top-level entries the run in this folder owns (JSON)
 RUN_MARKER = ".segkit-run.json"
 #: the earlier run, moved aside while an ``--overwrite`` run starts
 REPLACED = ".segkit-replaced"
 #: the top-level entries ``segkit train`` itself writes
-RUN_ENTRIES = ("models", CHECKPOINTS_DIR, EVAL_DIR, EPOCH_CHANGE_DIR, "tensorboard", "cache", RESOLVED_PROJECT)
+RUN_ENTRIES = ("models", CHECKPOINT_DIR, EVAL_DIR, EPOCH_CHANGE_DIR, "tensorboard", "cache", RESOLVED_PROJECT)
 #: every file segkit train wrote under each entry before runs had a marker (fnmatch, from the run
 #: folder): an unmarked folder holding only these, and the resolved project, is taken for a run
 LEGACY_FILES = {
     "models": ("models/best_model.keras", "models/.*.tmp*"),
-    CHECKPOINTS_DIR: ("checkpoints/last.keras", "checkpoints/state.json", "checkpoints/.*.tmp*"),
+    CHECKPOINT_DIR: ("checkpoints/last.keras", "checkpoints/last-[0-9][0-9][0-9][0-9]*.keras", "checkpoints/state.json", "checkpoints/.*.tmp*"),
     EVAL_DIR: tuple(f"eval/{stem}{ext}" for stem in ("train_losses", "train_metrics", ".train_losses", ".train_metrics")
                     for ext in (".csv", ".png", ".csv.tmp")),
     EPOCH_CHANGE_DIR: ("epoch_change_infer/epoch_[0-9][0-9][0-9]_*.png", "epoch_change_infer/.*"),
@@ -66,7 +67,7 @@ class RunClaim:
 
 
 def has_checkpoint(output: Path) -> bool:
-    return (output / CHECKPOINT_STATE).is_file()
+    return (output / STATE).is_file()
 
 
 @contextmanager
@@ -93,7 +94,7 @@ def start_run(output: Path, overwrite: bool, resume: bool, note: Note) -> RunCla
     """
     _recover(output, note)
     owned = owned_entries(output)
-    has_run = (output / BEST_MODEL).exists() or (output / CHECKPOINTS_DIR).exists()
+    has_run = (output / BEST_MODEL).exists() or (output / CHECKPOINT_DIR).exists()
     if has_run and not (overwrite or resume):
         raise RunStateError(f"{output} already holds a run; pass --resume to continue it, --overwrite to "
                             "replace it, or set project.output_dir to a new folder")

@@ -533,11 +533,13 @@ def _four_classes(project: Path) -> Path:
 
 CHECKPOINT_CASES = [
     ("eval-other-class-count", "eval", _four_classes, [],
-     [r"best_model\.keras: model takes \(64, 64, 3\) and predicts 3 classes, but the project says \(64, 64, 3\) "
-      r"and 4 classes; train again \(--overwrite\) or fix the project"]),
-    ("infer-other-class-count", "infer", _four_classes, [], [r"predicts 3 classes, but the project says .* 4 classes"]),
+     [(r"best_model\.keras: was trained with classes = \[background \[0, 0, 0\], benign \[0, 255, 0\], malignant "
+       r"\[255, 0, 0\]\] \(project: \[.*, necrosis \[0, 0, 255\]\]\); put the project back or train again "
+       r"with --overwrite$")]),
+    ("infer-other-class-count", "infer", _four_classes, [], [r"was trained with classes = .*necrosis"]),
     ("eval-other-input-size", "eval", None, ["model.image_width=32"],
-     [r"model takes \(64, 64, 3\) .* but the project says \(64, 32, 3\)"]),
+     [(r"was trained with model\.image_width = 64 \(project: 32\); .* \(or pass --set model\.image_width=64 as in "
+       r"training\)")]),
     ("eval-other-architecture", "eval", None, ["model.num_layers=2"],
      [r"best_model\.keras: was trained with model\.num_layers = 3 \(project: 2\); put the project back or train "
       r"again with --overwrite"]),

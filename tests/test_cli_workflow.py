@@ -143,4 +143,6 @@ def test_eval_refuses_a_model_for_other_classes(trained: Path) -> None:
     result = runner.invoke(app, ["eval", str(trained), "--set", "classes.2.name=tumour",
                                  "--set", "model.image_width=32"])
     assert result.exit_code == 2
-    assert "best_model.keras: model takes (64, 64, 3)" in result.output
+    assert ("best_model.keras: was trained with classes = [background [0, 0, 0], benign [0, 255, 0], malignant "
+            "[255, 0, 0]] (project: [background [0, 0, 0], benign [0, 255, 0], tumour [255, 0, 0]]), "
+            "model.image_width = 64 (project: 32)") in result.output

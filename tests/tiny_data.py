@@ -93,9 +93,11 @@ images = "data/infer"
 """
 
 
-def write_tiny_project(root: Path, epochs: int = 2, ema_momentum: float | None = None) -> Path:
+def write_tiny_project(root: Path, epochs: int = 2, ema_momentum: float | None = None,
+                       dropout_rate: float = 0.0) -> Path:
     """A project folder with 8/4/4 generated 64x64 pairs and 3 odd-sized images to infer;
-    ``ema_momentum`` sets ``[optimizer] ema_momentum`` (weight averaging)."""
+    ``ema_momentum`` sets ``[optimizer] ema_momentum`` (weight averaging), ``dropout_rate``
+    FlexUNet's (random layers)."""
     write_split(root / "data" / "train", 8, 0)
     write_split(root / "data" / "valid", 4, 100)
     write_split(root / "data" / "test", 4, 200)
@@ -105,7 +107,7 @@ def write_tiny_project(root: Path, epochs: int = 2, ema_momentum: float | None =
         image, _ = blob_pair(300 + i, max(w, h))
         Image.fromarray(image[:h, :w]).save(infer / f"odd_{i}.png")
     project = root / "tiny.toml"
-    text = PROJECT_TEMPLATE.format(epochs=epochs)
+    text = PROJECT_TEMPLATE.format(epochs=epochs).replace("dropout_rate = 0.0\n", f"dropout_rate = {dropout_rate}\n")
     if ema_momentum is not None:
         text = text.replace("[optimizer]\n", f"[optimizer]\nema_momentum = {ema_momentum}\n")
     project.write_text(text, encoding="utf-8")

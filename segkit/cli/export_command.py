@@ -12,6 +12,7 @@ from segkit.cli.options import DebugOpt, ProjectArg, SetOpt, apply_debug
 from segkit.plugins import get_registry
 from segkit.project import load_project
 from segkit.report.console import console
+from segkit.run_record import check_trained_with
 
 if TYPE_CHECKING:
     from segkit.engine.export import Format
@@ -38,7 +39,7 @@ def export(project: ProjectArg, format_: FormatOpt = ExportFormat.savedmodel, ou
 
     apply_debug(debug)
     require_converter(format_.value)  # before validation and TensorFlow: the cheapest refusal first
-    loaded = load_project(project, set_ or [], get_registry())
+    loaded = check_trained_with(load_project(project, set_ or [], get_registry()))
     result = run_export(loaded, cast("Format", format_.value), out, overwrite)
     for path in result.replaced:
         console.print(f"replaced {path} (--overwrite; it was not a segkit export)", markup=False, soft_wrap=True)

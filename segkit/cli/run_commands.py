@@ -17,6 +17,7 @@ from segkit.report.console import console, figures_table
 from segkit.report.history import metric_order
 from segkit.run_lock import run_folder_lock
 from segkit.specs import CheckedSource
+from segkit.run_record import check_trained_with, resume_command
 
 
 def _load(project: ProjectArg, overrides: list[str] | None, debug: bool) -> Project:
@@ -76,7 +77,7 @@ def train(
         _note(note)
     if result.interrupted:
         done = result.completed_epochs
-        kept = (f"the checkpoint of epoch {done} is kept. Resume with: segkit train {project} --resume" if done
+        kept = (f"the checkpoint of epoch {done} is kept. Resume with: {resume_command(project, set_)}" if done
                 else "no epoch had finished, so there is nothing to resume; start again")
         console.print(f"interrupted by {result.interrupted} after {done} complete epoch(s); {kept}", markup=False)
         raise typer.Exit(ExitCode.INTERRUPTED if result.interrupted == "SIGINT" else ExitCode.TERMINATED)
@@ -91,7 +92,7 @@ def evaluate(project: ProjectArg, set_: SetOpt = None, quiet: QuietOpt = False, 
     """Evaluate the best model on the test split; writes evaluation.csv."""
     from segkit.engine.evaluate import evaluate as run_evaluation
 
-    loaded = _load(project, set_, debug)
+    loaded = check_trained_with(_load(project, set_, debug))
     _check_data(loaded, ("test",))
     _notes([_test_squash_note(loaded)], quiet)
     with run_folder_lock(loaded.output_dir, "eval", _note, required=False):
@@ -116,7 +117,7 @@ def infer(
     from segkit.data.names import quoted
     from segkit.engine.infer_plan import plan_infer
 
-    loaded = _load(project, set_, debug)
+    loaded = check_trained_with(_load(project, set_, debug))
     plan = plan_infer(loaded, images or [], out, overwrite)  # every check before TensorFlow and any write
     _notes(plan.notes, quiet)
     with run_folder_lock(loaded.output_dir, "infer", _note, required=False):

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from segkit import toml_io
 from segkit.classes import IGNORE_INDEX
 from segkit.engine import components
 from segkit.engine.runtime import import_tensorflow, seed_everything
@@ -23,7 +22,8 @@ from segkit.errors import DataError, RunStateError
 from segkit.plugins import Registry, get_registry
 from segkit.project import Project
 from segkit.report.history import metric_order
-from segkit.run_folder import BEST_MODEL, EVALUATION, RESOLVED_PROJECT
+from segkit.run_folder import BEST_MODEL, EVALUATION
+from segkit.run_record import check_trained_with
 from segkit.toml_io import write_atomic
 
 
@@ -52,7 +52,7 @@ def load_best_model(project: Project, registry: Registry | None = None) -> Any:
             raise RunStateError(f"{path}: cannot be loaded ({exc.__class__.__name__}: {detail}); "
                                 "train again with --overwrite") from None
     _check_shape(model, project, path)
-    _check_recorded_model(project, path)
+    check_trained_with(project)  # the CLI asked before TensorFlow; callers of the API are asked here
     return model
 
 
@@ -70,27 +70,6 @@ def _check_shape(model: Any, project: Project, path: Path) -> None:
             f"{path}: model takes {got_in} and predicts {got_out} classes, but the project says {expected_in} "
             f"and {project.classes.num_classes} classes; train again (--overwrite) or fix the project"
         )
-
-
-def _check_recorded_model(project: Project, path: Path) -> None:
-    """The project's ``[model]`` must still be the one the run recorded when it trained.
-
-    A checkpoint loads with its own architecture whatever the project says, so a project edited
-    since training (``num_layers`` 3 -> 4) would silently score the old model. Keys the record
-    lacks (a newer segkit's defaults) are not compared; a run without a record (a checkpoint
-    copied in by hand) is checked by shape alone.
-    """
-    try:
-        recorded = toml_io.loads((project.output_dir / RESOLVED_PROJECT).read_text(encoding="utf-8"))["model"]
-    except (OSError, UnicodeDecodeError, toml_io.TOMLDecodeError, KeyError):
-        return
-    if not isinstance(recorded, dict):
-        return
-    current = toml_io.loads(project.resolved_toml())["model"]
-    changed = [key for key in sorted(current) if key in recorded and recorded[key] != current[key]]
-    if changed:
-        was = ", ".join(f"model.{key} = {recorded[key]!r} (project: {current[key]!r})" for key in changed)
-        raise RunStateError(f"{path}: was trained with {was}; put the project back or train again with --overwrite")
 
 
 def _resized_figures(model: Any, project: Project, source: Any, pairs: list[Any]) -> dict[str, float]:

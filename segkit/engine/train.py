@@ -13,6 +13,7 @@ import numpy as np
 from rich.console import Console
 
 from segkit.data.pipeline import Augment, PipelineSettings
+from segkit.durable import disk_error
 from segkit.engine import components
 from segkit.engine.distribute import writes_run_folder
 from segkit.engine.model_checks import check_model
@@ -23,6 +24,8 @@ from segkit.errors import DataError, RunStateError
 from segkit.plugins import Registry
 from segkit.project import Project
 from segkit.run_folder import BEST_MODEL, EVAL_DIR, RESOLVED_PROJECT, claimed_run_folder
+from segkit.run_record import check_resumable
+from segkit.run_state import completed_epochs, read_state
 from segkit.specs import NotedSource
 from segkit.toml_io import write_atomic
 
@@ -70,18 +73,18 @@ def _callbacks(project: Project, registry: Registry, console: Console | None, fl
                restored: dict[str, Any] | None, first_epoch: int) -> list[Any]:
     import keras
 
-    from segkit.engine.resume import EpochCheckpoint
+    from segkit.engine.resume import BestCheckpoint, EpochCheckpoint
     from segkit.report.keras_callbacks import HistoryWriter, RichProgress
 
     train, output = project.train, project.output_dir
-    best = keras.callbacks.ModelCheckpoint(str(output / BEST_MODEL), monitor="val_loss", save_best_only=True)
-    stateful: list[Any] = [best]
+    # by role, so that a resume with early stopping switched on or off restores the others
+    stateful: dict[str, Any] = {"best": BestCheckpoint(output / BEST_MODEL, output)}
     if train.reducer_patience > 0:
-        stateful.append(keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=train.reducer_factor, patience=train.reducer_patience))
+        stateful["reducer"] = keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=train.reducer_factor, patience=train.reducer_patience)
     if train.patience > 0:
-        stateful.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=train.patience))
-    callbacks = [*stateful, *components.build_plugin_callbacks(project, registry)]
+        stateful["early_stopping"] = keras.callbacks.EarlyStopping(monitor="val_loss", patience=train.patience)
+    callbacks = [*stateful.values(), *components.build_plugin_callbacks(project, registry)]
     if project.optimizer.ema_momentum is not None:  # first: the checkpoints after it save the averages
         from segkit.engine.averaged_weights import SwapAveragedWeights
 
@@ -105,6 +108,8 @@ def train(project: Project, registry: Registry, console: Console | None, *, over
     :func:`segkit.run_folder.claimed_run_folder`).
     """
     check_model(project, registry)
+    if resume:  # a changed project or a damaged state is refused before TensorFlow loads
+        check_resumable(project)
     if not writes_run_folder(project.train.strategy):  # a worker that trains in a temporary folder
         return _train_placed_somewhere(project, registry, console, resume, progress)
     with claimed_run_folder(project.output_dir, overwrite, resume, _notes_to(console)):
@@ -139,10 +144,13 @@ def _train_placed_somewhere(project: Project, registry: Registry, console: Conso
 def _train_placed(project: Project, registry: Registry, console: Console | None, placement: Any,
                   resume: bool) -> TrainResult:
     from segkit.engine.resume import (
-        InterruptFlag, TrainingInterrupted, completed_epochs, interrupts_caught, read_state, restore_weights,
+        InterruptFlag,
+        TrainingInterrupted,
+        interrupts_caught,
+        restore_weights,
     )
 
-    restored = read_state(project.output_dir) if resume else None
+    restored = read_state(project.output_dir, project.train.epochs) if resume else None
     first_epoch = int(restored["epoch"]) if restored else 0
     seed_everything(project.seed, deterministic_for(project.train.jit_compile))
     configure_precision(project.train.precision)
@@ -152,7 +160,7 @@ def _train_placed(project: Project, registry: Registry, console: Console | None,
         model = components.build_model(project, registry)
         components.compile_model(model, project, registry, jit_compile=jit_setting(project.train.jit_compile))
         if restored:
-            restore_weights(model, project.output_dir)
+            restore_weights(model, project.output_dir, restored)
         fit = _fit_function(model, project, registry, placement)
     flag = InterruptFlag()
     callbacks = _callbacks(project, registry, console, flag, restored, first_epoch)
@@ -165,6 +173,8 @@ def _train_placed(project: Project, registry: Registry, console: Console | None,
         except TrainingInterrupted as stop:
             history = model.history.history if model.history is not None else {}
             flag.signal_name = stop.signal_name
+        except OSError as exc:  # a full or read-only disk, wherever under the run folder it struck
+            raise disk_error(exc, project.output_dir) or exc
     return _result(history, source, flag.signal_name, completed_epochs(project.output_dir), model)
 
 
