@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from segkit import toml_io
-from segkit.classes import ClassInfo, ClassTable
+from segkit.classes import IGNORE_INDEX, ClassInfo, ClassTable
 from segkit.errors import ProjectError
 from segkit.options import Option
 from segkit.overrides import apply_overrides
@@ -88,6 +88,8 @@ PLUGIN_NAME = (Option("name", "str", help="plugin name, see `segkit plugins`"),)
 SECTIONS = ("project", "model", "classes", "mask", "optimizer", "loss", "metrics", "dataset", "train",
             "augment", "callbacks", "infer")
 REQUIRED_SECTIONS = ("project", "model", "classes")
+#: class indices are stored as uint8 and 255 marks ignored pixels
+MAX_CLASSES = IGNORE_INDEX
 
 
 @dataclass(frozen=True)
@@ -249,13 +251,27 @@ def _classes(document: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
     rows = [validate_table(c, CLASS_KEYS, f"classes.{i}", ctx) for i, c in enumerate(raw)]
     if len(rows) < 2:
         raise ctx.fail("classes", f"needs at least 2 classes (background first), got {len(rows)}")
+    if len(rows) > MAX_CLASSES:
+        raise ctx.fail("classes", f"has {len(rows)} classes; at most {MAX_CLASSES} fit a mask of class indices "
+                       f"({IGNORE_INDEX} marks ignored pixels)", "merge classes")
     for i, row in enumerate(rows):
-        for j in range(i):
-            for field_name in ("name", "color"):
-                if rows[j][field_name] == row[field_name]:
-                    raise ctx.fail(f"classes.{i}.{field_name}", f"same {field_name} as classes.{j} ({row[field_name]})",
-                                   "each class needs its own name and colour")
+        if not row["name"].strip():
+            raise ctx.fail(f"classes.{i}.name", f"is empty ({row['name']!r})", "give every class a name")
+    _check_unique(rows, "name", lambda name: name.strip().casefold(), ctx)
+    _check_unique(rows, "color", tuple, ctx)
     return rows
+
+
+def _check_unique(rows: Sequence[Mapping[str, Any]], field_name: str, identity: Callable[[Any], Hashable],
+                  ctx: Context) -> None:
+    """No two classes share ``field_name``; names count as equal ignoring case and outer spaces
+    (metric columns and reports would show them as one class)."""
+    first: dict[Hashable, int] = {}
+    for i, row in enumerate(rows):
+        j = first.setdefault(identity(row[field_name]), i)
+        if j != i:
+            raise ctx.fail(f"classes.{i}.{field_name}", f"same {field_name} as classes.{j} ({rows[j][field_name]!r})",
+                           "each class needs its own name and colour")
 
 
 def _check_ignore_color(ignore: list[int] | None, classes: list[dict[str, Any]], ctx: Context) -> None:

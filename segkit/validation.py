@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +54,14 @@ def _integer(value: Any, key: str, ctx: Context) -> int:
 def _number(value: Any, key: str, ctx: Context) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ctx.fail(key, f"expected a number, got {_type_name(value)} ({value!r})")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float: 10**400
+        number = math.inf
+    # TOML has nan and inf literals; either would train silently into NaN weights or never stop
+    if not math.isfinite(number):
+        raise ctx.fail(key, f"expected a finite number, got {value!r}", "write an ordinary number, e.g. 0.001")
+    return number
 
 
 def _boolean(value: Any, key: str, ctx: Context) -> bool:
