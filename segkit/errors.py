@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from segkit.text import visible
+
 
 class SegkitError(Exception):
     """Base of every error that is the user's to fix; printed as one line, exit code 2."""
@@ -17,7 +19,8 @@ class ProjectError(SegkitError):
         self.key = key
         self.problem = problem
         self.hint = hint
-        where = f"{source}: {key}" if key else source
+        # a key or file name from the file may hold a newline: escaped, the error stays one line
+        where = f"{visible(source)}: {visible(key)}" if key else visible(source)
         message = f"{where}: {problem}"
         if hint:
             message = f"{message} ({hint})"

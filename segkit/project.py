@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,14 @@ from segkit.errors import ProjectError
 from segkit.options import Option
 from segkit.overrides import apply_overrides
 from segkit.plugins import Kind, Registry, get_registry, unknown_name_message
-from segkit.validation import Context, suggestion, validate_table
+from segkit.validation import Context, suggestion, text, validate_table
+
+#: largest model input side; larger images are segmented in windows of the model input size
+MAX_INPUT_SIZE = 8192
+#: largest batch; more images per step than this fit no accelerator at any useful size
+MAX_BATCH = 1024
+#: largest number of epochs, and of epochs to wait for an improvement
+MAX_EPOCHS = 100_000
 
 PROJECT_KEYS = (
     Option("name", "str", help="name of the project, used for the default output folder"),
@@ -23,8 +31,8 @@ PROJECT_KEYS = (
 )
 MODEL_KEYS = (
     Option("name", "str", help="model plugin, e.g. 'flexunet' (see `segkit plugins`)"),
-    Option("image_width", "int", help="model input width in pixels", minimum=8),
-    Option("image_height", "int", help="model input height in pixels", minimum=8),
+    Option("image_width", "int", help="model input width in pixels", minimum=8, maximum=MAX_INPUT_SIZE),
+    Option("image_height", "int", help="model input height in pixels", minimum=8, maximum=MAX_INPUT_SIZE),
     Option("image_channels", "int", 3, "1 (grayscale) or 3 (RGB)", minimum=1, maximum=3),
 )
 CLASS_KEYS = (
@@ -46,12 +54,13 @@ OPTIMIZER_KEYS = (
 METRICS_KEYS = (Option("names", "str_list", ["dice_coef_multiclass"], "metric plugins to compute"),)
 REDUCER_KEYS = (
     Option("factor", "float", 0.4, "multiply the learning rate by this on a plateau", minimum=0, maximum=1),
-    Option("patience", "int", 4, "epochs without val_loss improvement before reducing (0 = off)", minimum=0),
+    Option("patience", "int", 4, "epochs without val_loss improvement before reducing (0 = off)", minimum=0,
+           maximum=MAX_EPOCHS),
 )
 TRAIN_KEYS = (
-    Option("epochs", "int", 100, "maximum number of epochs", minimum=1),
-    Option("batch_size", "int", 2, "images per step", minimum=1),
-    Option("patience", "int", 10, "early stopping patience in epochs (0 = off)", minimum=0),
+    Option("epochs", "int", 100, "maximum number of epochs", minimum=1, maximum=MAX_EPOCHS),
+    Option("batch_size", "int", 2, "images per step", minimum=1, maximum=MAX_BATCH),
+    Option("patience", "int", 10, "early stopping patience in epochs (0 = off)", minimum=0, maximum=MAX_EPOCHS),
     Option("reducer", "table", None, "ReduceLROnPlateau settings", fields=REDUCER_KEYS),
     Option("cache", "str", "none", "keep decoded pairs in memory or on disk after the first epoch",
            choices=("none", "memory", "disk")),
@@ -69,7 +78,8 @@ AUGMENT_KEYS = (
     Option("flips", "bool", True, "random horizontal and vertical flips"),
     Option("rotate90", "bool", True, "random 90 degree turns (square inputs)"),
     Option("crop", "bool", False, "train on random model-size crops of full-size images instead of resizing"),
-    Option("crops_per_image", "int", 1, "windows drawn from each training image per epoch (crop mode)", minimum=1),
+    Option("crops_per_image", "int", 1, "windows drawn from each training image per epoch (crop mode)", minimum=1,
+           maximum=1024),
     Option("stain_jitter", "float", 0.05, "per-channel scale/shift strength (0 = off)", minimum=0, maximum=0.5),
     Option("rotate", "bool", False, "random turns by any angle (bilinear resampling; edges mirrored where needed)"),
     Option("zoom", "float", 0.0, "random scale by a factor in [1 - zoom, 1 + zoom] (0 = off)", minimum=0, maximum=0.5),
@@ -82,12 +92,16 @@ INFER_KEYS = (
     Option("overlap", "float", 0.5, "overlap of sliding windows on images larger than the model input",
            minimum=0, maximum=0.9),
     Option("tta", "bool", False, "average the softmax over flipped copies (test-time augmentation)"),
-    Option("batch_size", "int", 8, "images or tiles per model call", minimum=1),
+    Option("batch_size", "int", 8, "images or tiles per model call", minimum=1, maximum=MAX_BATCH),
 )
 PLUGIN_NAME = (Option("name", "str", help="plugin name, see `segkit plugins`"),)
 SECTIONS = ("project", "model", "classes", "mask", "optimizer", "loss", "metrics", "dataset", "train",
             "augment", "callbacks", "infer")
 REQUIRED_SECTIONS = ("project", "model", "classes")
+#: deepest nesting of tables and arrays a project file may hold (it needs 4)
+MAX_NESTING = 32
+#: largest project file read; one is a few kilobytes
+MAX_PROJECT_BYTES = 1 << 20
 #: class indices are stored as uint8 and 255 marks ignored pixels
 MAX_CLASSES = IGNORE_INDEX
 
@@ -187,18 +201,58 @@ def _plain(value: Any) -> Any:
 
 def read_document(path: Path) -> dict[str, Any]:
     """Parse the TOML file; syntax errors name the line."""
-    if not path.exists():
-        raise ProjectError(str(path), "", "project file not found", "check the path")
-    if not path.is_file():
-        raise ProjectError(str(path), "", "is a folder, not a project file", "pass the .toml file inside it")
+    raw = _project_bytes(path)
+    if raw.startswith(codecs.BOM_UTF8):  # Notepad's "UTF-8"; tomllib reports it as a bad statement
+        raise ProjectError(str(path), "", "starts with a UTF-8 byte-order mark (BOM), which TOML does not allow",
+                           "save it as UTF-8 without BOM")
     try:
-        text = path.read_bytes().decode("utf-8")
+        content = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ProjectError(str(path), "", f"is not UTF-8 text (byte {exc.start})", "save it as UTF-8") from None
     try:
-        return toml_io.loads(text)
+        document = toml_io.loads(content)
     except toml_io.TOMLDecodeError as exc:
         raise ProjectError(str(path), "", f"invalid TOML: {exc}", "fix the syntax at that line") from None
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise _too_deep(path, "deeper than Python's parser follows") from None
+    depth = _depth(document)
+    if depth > MAX_NESTING:  # [a.a.a...] headers parse without recursion but break what comes next
+        raise _too_deep(path, f"more than {MAX_NESTING} levels deep")
+    return document
+
+
+def _project_bytes(path: Path) -> bytes:
+    """The file's bytes; folders, devices, pipes and files far beyond any project file are refused
+    unread (``/dev/zero`` would never end, a pipe would wait for ever)."""
+    if not path.exists():
+        raise ProjectError(str(path), "", "project file not found", "check the path")
+    if path.is_dir():
+        raise ProjectError(str(path), "", "is a folder, not a project file", "pass the .toml file inside it")
+    if not path.is_file():
+        raise ProjectError(str(path), "", "is a device, pipe or socket, not a project file",
+                           "pass the path of a .toml file")
+    size = path.stat().st_size
+    if size > MAX_PROJECT_BYTES:
+        raise ProjectError(str(path), "", f"is {size} bytes; a project file is a few kilobytes",
+                           "pass the project's .toml file")
+    return path.read_bytes()
+
+
+def _depth(value: Any) -> int:
+    """How deeply tables and arrays nest in ``value``, counted without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth <= MAX_NESTING:  # deeper than that is refused anyway: stop counting
+            children = item.values() if isinstance(item, Mapping) else item if isinstance(item, list) else ()
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _too_deep(path: Path, how: str) -> ProjectError:
+    return ProjectError(str(path), "", f"nests tables or arrays {how}",
+                        f"a project file needs 4 levels; at most {MAX_NESTING} are read")
 
 
 def load_project(path: Path, overrides: Sequence[str] = (), registry: Registry | None = None) -> Project:
@@ -231,10 +285,9 @@ def _plugin_entry(
     raw: Mapping[str, Any], key: str, core: Sequence[Option], kind: Kind, registry: Registry, ctx: Context
 ) -> dict[str, Any]:
     """Validate a table naming a plugin: the core keys plus the keys that plugin declares."""
-    name = raw.get("name")
-    if not isinstance(name, str):
-        raise ctx.fail(f"{key}.name", "is required but missing" if name is None else "expected a string",
-                       f"a {kind} plugin name, see `segkit plugins`")
+    if raw.get("name") is None:
+        raise ctx.fail(f"{key}.name", "is required but missing", f"a {kind} plugin name, see `segkit plugins`")
+    name = text(raw["name"], f"{key}.name", ctx)  # a control character would reach the listing of names
     if name not in registry.entries[kind]:
         try:
             registry.get(kind, name)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from tiny_data import edit_text, error_line
 from typer.testing import CliRunner, Result
 
 from segkit.cli.main import app
@@ -29,20 +30,11 @@ def invoke(*args: object) -> Result:
     return runner.invoke(app, [str(a) for a in args])
 
 
-def error_line(result: Result) -> str:
-    """The one ``error:`` line of a clean failure (exit 2, no traceback)."""
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output and "internal error" not in result.output, result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, result.output
-    return errors[0]
+def _run(*args: object) -> tuple[str, int]:
+    result = invoke(*args)
+    return result.output, result.exit_code
 
 
-def edit(project: Path, old: str, new: str) -> Path:
-    text = project.read_text(encoding="utf-8")
-    assert old in text, old
-    project.write_text(text.replace(old, new, 1), encoding="utf-8")
-    return project
 
 
 def load_error(project: Path, *overrides: str) -> str:
@@ -89,8 +81,8 @@ def test_every_float_option_refuses_non_finite_numbers(literal: str, tmp_path: P
 
 
 def test_nan_learning_rate_in_the_file_is_one_line(tiny_project: Path) -> None:
-    edit(tiny_project, "learning_rate = 0.01", "learning_rate = nan")
-    line = error_line(invoke("train", tiny_project))
+    edit_text(tiny_project, "learning_rate = 0.01", "learning_rate = nan")
+    line = error_line(*_run("train", tiny_project))
     assert line == (f"error: {tiny_project}: optimizer.learning_rate: expected a finite number, got nan "
                     "(write an ordinary number, e.g. 0.001)")
     assert not (tiny_project.parent / "run").exists()
@@ -101,7 +93,7 @@ def test_nan_learning_rate_in_the_file_is_one_line(tiny_project: Path) -> None:
     ["loss.name=dice_crossentropy", "loss.dice_weight=nan"], ["optimizer.learning_rate=1" + "0" * 400],
 ])
 def test_non_finite_numbers_given_with_set_are_refused(tiny_project: Path, overrides: list[str]) -> None:
-    line = error_line(invoke("train", tiny_project, *(a for o in overrides for a in ("--set", o))))
+    line = error_line(*_run("train", tiny_project, *(a for o in overrides for a in ("--set", o))))
     key = overrides[-1].partition("=")[0]
     assert f"tiny.toml: {key}: expected a finite number, got " in line and line.endswith(
         ", given with --set (write an ordinary number, e.g. 0.001)"), line
@@ -114,11 +106,11 @@ def test_non_finite_numbers_given_with_set_are_refused(tiny_project: Path, overr
     ('name = "malignant"', 'name = "benign"', "classes.2.name: same name as classes.1 ('benign')"),
     ('name = "malignant"', 'name = " Benign "', "classes.2.name: same name as classes.1 ('benign')"),
     ('name = "benign"', 'name = ""', "classes.1.name: is empty ('')"),
-    ('name = "benign"', 'name = " \t "', "classes.1.name: is empty"),
+    ('name = "benign"', 'name = " \\u3000 "', "classes.1.name: is empty (' \\u3000 ')"),
 ])
 def test_class_names_are_unique_and_not_empty(tiny_project: Path, old: str, new: str, expected: str) -> None:
-    edit(tiny_project, old, new)
-    line = error_line(invoke("train", tiny_project))
+    edit_text(tiny_project, old, new)
+    line = error_line(*_run("train", tiny_project))
     assert line.startswith(f"error: {tiny_project}: {expected}"), line
     assert not (tiny_project.parent / "run").exists()
 
@@ -142,7 +134,7 @@ def _repaint_masks(folder: Path, main: tuple[int, int, int], stripe: tuple[int, 
 def test_a_split_whose_masks_match_no_class_colour_is_refused(tiny_project: Path) -> None:
     masks = tiny_project.parent / "data" / "valid" / "masks"
     _repaint_masks(masks, (128, 128, 128), (0, 0, 255))
-    line = error_line(invoke("train", tiny_project))
+    line = error_line(*_run("train", tiny_project))
     assert line == (f"error: dataset.valid.masks: {masks}: no pixel of the valid masks lies within 60 of a "
                     "class colour; they hold [128, 128, 128] (75%), [0, 0, 255] (25%) (set the [[classes]] "
                     "colours to the masks' colours, point the split at its masks folder, or raise [mask] tolerance)")
@@ -153,7 +145,7 @@ def test_masks_matching_only_the_ignore_colour_are_accepted(tiny_project: Path) 
     from segkit.engine.components import open_dataset
 
     _repaint_masks(tiny_project.parent / "data" / "train" / "masks", (200, 200, 200))
-    edit(tiny_project, "[optimizer]", "[mask]\nignore_color = [210, 210, 210]\n\n[optimizer]")
+    edit_text(tiny_project, "[optimizer]", "[mask]\nignore_color = [210, 210, 210]\n\n[optimizer]")
     assert len(open_dataset(load_project(tiny_project), get_registry()).check("train")) == 8
     far_ignore = load_project(tiny_project, ["mask.ignore_color=[90, 90, 90]"])
     with pytest.raises(DataError, match=r"within 60 of a class colour or the ignore colour; they hold \[200, 200, 200\] \(100%\)"):

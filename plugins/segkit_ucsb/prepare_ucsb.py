@@ -34,9 +34,11 @@ CLASS_NAMES = ("background", "benign", "malignant")
 UCSB_OPTIONS = (
     Option("valid_ratio", "float", 0.15, "share of tissue cores for validation", minimum=0, maximum=0.9),
     Option("test_ratio", "float", 0.2, "share of tissue cores for test", minimum=0, maximum=0.9),
-    Option("seed", "int", 0, "seed of the core split (same seed, same split)"),
+    Option("seed", "int", 0, "seed of the core split (same seed, same split)", minimum=0,
+           maximum=2**32 - 1),
     Option("ignore_margin", "int", -1, "grow the annotated region by this many pixels and paint the "
-           "mask outside it with ignore_color; -1 = off (unlabelled nuclei count as background)", minimum=-1),
+           "mask outside it with ignore_color; -1 = off (unlabelled nuclei count as background)", minimum=-1,
+           maximum=4096),
     Option("ignore_color", "color", [255, 255, 255], "mask colour outside the annotated region"),
     Option("ignore_region", "str", "bbox", "shape of the annotated region: bounding box of the "
            "labelled nuclei, their convex hull (~18% smaller on UCSB), or the nuclei themselves grown by "

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from segkit.cli.errors import mapped
 from segkit.plugins import KINDS, Registry, get_registry
-from segkit.report.console import console
+from segkit.report.console import console, marked_up
 
 
 def describe(registry: Registry) -> dict[str, Any]:
@@ -47,10 +47,11 @@ def plugins(
         return
     console.print(_table(report))
     for problem in report["problems"]:
-        console.print(f"[red]{problem['status']}[/]: plugin '{problem['plugin']}' ({problem['distribution']} "
-                      f"{problem['version']}): {problem['reason']}", markup=True)
+        console.print(marked_up("[red]{}[/]: plugin '{}' ({} {}): {}", problem["status"], problem["plugin"],
+                                problem["distribution"], problem["version"], problem["reason"]), markup=True)
     for conflict in report["conflicts"]:
-        console.print(f"[red]conflict[/]: {conflict['kind']} '{conflict['name']}' {conflict['reason']}")
+        console.print(marked_up("[red]conflict[/]: {} '{}' {}", conflict["kind"], conflict["name"], conflict["reason"]),
+                      markup=True)
 
 
 def register(app: typer.Typer) -> None:

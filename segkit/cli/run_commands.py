@@ -13,7 +13,7 @@ from segkit.data.pairing import list_images
 from segkit.errors import ProjectError
 from segkit.plugins import get_registry
 from segkit.project import Project, load_project
-from segkit.report.console import console, figures_table
+from segkit.report.console import console, figures_table, marked_up
 from segkit.report.history import metric_order
 
 
@@ -65,7 +65,7 @@ def train(
 
     loaded = _load(project, set_, debug)
     _check_data(loaded, ("train", "valid"))
-    console.print(f"training [bold]{loaded.name}[/] → {loaded.output_dir}", markup=True)
+    console.print(marked_up("training [bold]{}[/] → {}", loaded.name, loaded.output_dir), markup=True, soft_wrap=True)
     result = run_training(loaded, get_registry(), console, overwrite=overwrite, resume=resume, progress=not quiet)
     for note in result.notes:
         console.print(f"note: {note}", markup=False, style="yellow", soft_wrap=True)

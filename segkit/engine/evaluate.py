@@ -69,14 +69,20 @@ def _check_recorded_model(project: Project, path: Path) -> None:
     A checkpoint loads with its own architecture whatever the project says, so a project edited
     since training (``num_layers`` 3 -> 4) would silently score the old model. Keys the record
     lacks (a newer segkit's defaults) are not compared; a run without a record (a checkpoint
-    copied in by hand) is checked by shape alone.
+    copied in by hand) is checked by shape alone. A record that is there but does not read is an
+    error: skipping it would score a changed model as if it were the one trained.
     """
+    record = project.output_dir / RESOLVED_PROJECT
     try:
-        recorded = toml_io.loads((project.output_dir / RESOLVED_PROJECT).read_text(encoding="utf-8"))["model"]
-    except (OSError, UnicodeDecodeError, toml_io.TOMLDecodeError, KeyError):
+        recorded = toml_io.loads(record.read_text(encoding="utf-8")).get("model")
+    except FileNotFoundError:
         return
+    except (OSError, UnicodeDecodeError, toml_io.TOMLDecodeError, RecursionError) as exc:
+        raise RunStateError(f"{record}: cannot be read ({exc}); it records what the model was trained with: "
+                            "restore it, or train again with --overwrite") from None
     if not isinstance(recorded, dict):
-        return
+        raise RunStateError(f"{record}: has no [model] table; it records what the model was trained with: "
+                            "restore it, or train again with --overwrite")
     current = toml_io.loads(project.resolved_toml())["model"]
     changed = [key for key in sorted(current) if key in recorded and recorded[key] != current[key]]
     if changed:

@@ -5,10 +5,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-console = Console(highlight=False)
-error_console = Console(stderr=True, highlight=False)
+# markup off by default: names, paths and messages come from project files, plugins and file names,
+# where "[/]" would end in rich's MarkupError; the few lines with our own markup opt in and escape
+# what they interpolate
+console = Console(highlight=False, markup=False)
+error_console = Console(stderr=True, highlight=False, markup=False)
+
+
+def marked_up(template: str, *values: object) -> str:
+    """``template`` (our own rich markup, ``{}`` placeholders) with each value escaped; print it with markup=True."""
+    return template.format(*(escape(str(value)) for value in values))
 
 
 def figures_table(title: str, figures: Mapping[str, float]) -> Table:
