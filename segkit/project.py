@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import codecs
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from segkit import toml_io
 from segkit.classes import IGNORE_INDEX, ClassInfo, ClassTable
-from segkit.errors import ProjectError
 from segkit.options import Option
 from segkit.overrides import apply_overrides
 from segkit.plugins import Kind, Registry, get_registry, unknown_name_message
+from segkit.project_file import read_document
+from segkit.text import visible
 from segkit.validation import Context, suggestion, text, validate_table
 
 #: largest model input side; larger images are segmented in windows of the model input size
@@ -98,10 +98,6 @@ PLUGIN_NAME = (Option("name", "str", help="plugin name, see `segkit plugins`"),)
 SECTIONS = ("project", "model", "classes", "mask", "optimizer", "loss", "metrics", "dataset", "train",
             "augment", "callbacks", "infer")
 REQUIRED_SECTIONS = ("project", "model", "classes")
-#: deepest nesting of tables and arrays a project file may hold (it needs 4)
-MAX_NESTING = 32
-#: largest project file read; one is a few kilobytes
-MAX_PROJECT_BYTES = 1 << 20
 #: class indices are stored as uint8 and 255 marks ignored pixels
 MAX_CLASSES = IGNORE_INDEX
 
@@ -186,6 +182,8 @@ class Project:
     infer: InferSection
     #: the validated document, as written to ``project.resolved.toml``
     resolved: Mapping[str, Any]
+    #: what loading changed that the user should hear about (keys dropped for a model switch)
+    notes: tuple[str, ...] = ()
 
     def resolved_toml(self) -> str:
         return toml_io.dumps(_plain(self.resolved))
@@ -199,69 +197,39 @@ def _plain(value: Any) -> Any:
     return str(value) if isinstance(value, Path) else value
 
 
-def read_document(path: Path) -> dict[str, Any]:
-    """Parse the TOML file; syntax errors name the line."""
-    raw = _project_bytes(path)
-    if raw.startswith(codecs.BOM_UTF8):  # Notepad's "UTF-8"; tomllib reports it as a bad statement
-        raise ProjectError(str(path), "", "starts with a UTF-8 byte-order mark (BOM), which TOML does not allow",
-                           "save it as UTF-8 without BOM")
-    try:
-        content = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ProjectError(str(path), "", f"is not UTF-8 text (byte {exc.start})", "save it as UTF-8") from None
-    try:
-        document = toml_io.loads(content)
-    except toml_io.TOMLDecodeError as exc:
-        raise ProjectError(str(path), "", f"invalid TOML: {exc}", "fix the syntax at that line") from None
-    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
-        raise _too_deep(path, "deeper than Python's parser follows") from None
-    depth = _depth(document)
-    if depth > MAX_NESTING:  # [a.a.a...] headers parse without recursion but break what comes next
-        raise _too_deep(path, f"more than {MAX_NESTING} levels deep")
-    return document
-
-
-def _project_bytes(path: Path) -> bytes:
-    """The file's bytes; folders, devices, pipes and files far beyond any project file are refused
-    unread (``/dev/zero`` would never end, a pipe would wait for ever)."""
-    if not path.exists():
-        raise ProjectError(str(path), "", "project file not found", "check the path")
-    if path.is_dir():
-        raise ProjectError(str(path), "", "is a folder, not a project file", "pass the .toml file inside it")
-    if not path.is_file():
-        raise ProjectError(str(path), "", "is a device, pipe or socket, not a project file",
-                           "pass the path of a .toml file")
-    size = path.stat().st_size
-    if size > MAX_PROJECT_BYTES:
-        raise ProjectError(str(path), "", f"is {size} bytes; a project file is a few kilobytes",
-                           "pass the project's .toml file")
-    return path.read_bytes()
-
-
-def _depth(value: Any) -> int:
-    """How deeply tables and arrays nest in ``value``, counted without recursion."""
-    deepest, stack = 0, [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if depth <= MAX_NESTING:  # deeper than that is refused anyway: stop counting
-            children = item.values() if isinstance(item, Mapping) else item if isinstance(item, list) else ()
-            stack.extend((child, depth + 1) for child in children)
-    return deepest
-
-
-def _too_deep(path: Path, how: str) -> ProjectError:
-    return ProjectError(str(path), "", f"nests tables or arrays {how}",
-                        f"a project file needs 4 levels; at most {MAX_NESTING} are read")
-
-
 def load_project(path: Path, overrides: Sequence[str] = (), registry: Registry | None = None) -> Project:
     """Read, override and validate a project file. Raises :class:`ProjectError` on any problem."""
     source = path.resolve() if path.exists() else path
-    document = read_document(path)
-    document, overridden = apply_overrides(document, overrides, str(path))
+    registry = registry or get_registry()
+    written = read_document(path)
+    document, overridden = apply_overrides(written, overrides, str(path))
+    notes = _switch_model(written, document, frozenset(overridden), registry)
     ctx = Context(source=source, overridden=frozenset(overridden))
-    return _validate(document, ctx, registry or get_registry())
+    return replace(_validate(document, ctx, registry), notes=tuple(notes))
+
+
+def _switch_model(written: Mapping[str, Any], document: dict[str, Any], overridden: frozenset[str],
+                  registry: Registry) -> list[str]:
+    """``--set model.name=OTHER``: drop the file's ``[model]`` keys that OTHER does not declare.
+
+    Those keys belong to the file's model (FlexUNet's ``num_layers``); OTHER would refuse them as
+    unknown, so no model could be tried from the command line. Keys OTHER declares are kept, and
+    keys given with ``--set`` too (an unknown one is still reported).
+    """
+    before, after = written.get("model"), document.get("model")
+    if "model.name" not in overridden or not isinstance(before, Mapping) or not isinstance(after, dict):
+        return []
+    old, new = before.get("name"), after.get("name")
+    if new == old or not isinstance(new, str) or new not in registry.entries["model"]:
+        return []  # the same model, or an unknown one that validation names
+    declared = {o.name for o in (*MODEL_KEYS, *registry.get("model", new).spec.options)}
+    dropped = [key for key in after if key not in declared and f"model.{key}" not in overridden]
+    for key in dropped:
+        del after[key]
+    if not dropped:
+        return []
+    return [f"model.name = '{new}' given with --set: left out the [model] keys '{new}' does not take: "
+            + ", ".join(visible(key) for key in dropped)]
 
 
 def _section(document: Mapping[str, Any], name: str, ctx: Context) -> Mapping[str, Any]:

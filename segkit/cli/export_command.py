@@ -12,7 +12,7 @@ from segkit.cli.errors import mapped
 from segkit.cli.options import DebugOpt, ProjectArg, SetOpt, apply_debug
 from segkit.plugins import get_registry
 from segkit.project import load_project
-from segkit.report.console import console
+from segkit.report.console import console, print_notes
 
 if TYPE_CHECKING:
     from segkit.engine.export import Format
@@ -40,6 +40,7 @@ def export(project: ProjectArg, format_: FormatOpt = ExportFormat.savedmodel, ou
     apply_debug(debug)
     require_converter(format_.value)  # before validation and TensorFlow: the cheapest refusal first
     loaded = load_project(project, set_ or [], get_registry())
+    print_notes(loaded.notes)
     result = run_export(loaded, cast("Format", format_.value), out)
     how = "tiles (Gaussian-blended windows)" if result.mode == "tile" else "resizes"
     console.print(f"{result.format} → {result.path}", markup=False, soft_wrap=True)

@@ -13,13 +13,15 @@ from segkit.data.pairing import list_images
 from segkit.errors import ProjectError
 from segkit.plugins import get_registry
 from segkit.project import Project, load_project
-from segkit.report.console import console, figures_table, marked_up
+from segkit.report.console import console, figures_table, marked_up, print_notes
 from segkit.report.history import metric_order
 
 
 def _load(project: ProjectArg, overrides: list[str] | None, debug: bool) -> Project:
     apply_debug(debug)
-    return load_project(project, overrides or [], get_registry())
+    loaded = load_project(project, overrides or [], get_registry())
+    print_notes(loaded.notes)
+    return loaded
 
 
 def _check_data(project: Project, splits: tuple[str, ...]) -> None:
@@ -67,8 +69,7 @@ def train(
     _check_data(loaded, ("train", "valid"))
     console.print(marked_up("training [bold]{}[/] → {}", loaded.name, loaded.output_dir), markup=True, soft_wrap=True)
     result = run_training(loaded, get_registry(), console, overwrite=overwrite, resume=resume, progress=not quiet)
-    for note in result.notes:
-        console.print(f"note: {note}", markup=False, style="yellow", soft_wrap=True)
+    print_notes(result.notes)
     if result.interrupted:
         done = result.completed_epochs
         kept = (f"the checkpoint of epoch {done} is kept. Resume with: segkit train {project} --resume" if done

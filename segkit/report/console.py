@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from rich.console import Console
 from rich.markup import escape
@@ -13,6 +13,12 @@ from rich.table import Table
 # what they interpolate
 console = Console(highlight=False, markup=False)
 error_console = Console(stderr=True, highlight=False, markup=False)
+
+
+def print_notes(notes: Iterable[str]) -> None:
+    """Each note on its own line, yellow, as written (never cut: a Slurm log keeps all of it)."""
+    for note in notes:
+        console.print(f"note: {note}", markup=False, style="yellow", soft_wrap=True)
 
 
 def marked_up(template: str, *values: object) -> str:
