@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tiny_data import edit_text
 from typer.testing import CliRunner
 
 from segkit.cli.main import app
@@ -18,7 +19,6 @@ from segkit.options import Option
 from segkit.plugins import PluginInfo, Registry, get_registry
 from segkit.project import load_project
 from segkit.specs import ModelSpec
-from tiny_data import edit_text
 
 #: a model that shares one key with FlexUNet (num_layers) and has one of its own
 TINY_OPTIONS = (Option("width", "int", 4, "filters", minimum=1, maximum=64),
