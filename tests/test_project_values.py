@@ -162,3 +162,18 @@ def test_more_classes_than_a_mask_of_indices_holds_is_refused(tiny_project: Path
     fitting = "".join(f'\n[[classes]]\nname = "c{i}"\ncolor = [{i}, 1, 7]\n' for i in range(252))
     tiny_project.write_text(text + fitting, encoding="utf-8")
     assert load_project(tiny_project).classes.num_classes == 255
+
+
+def test_class_names_that_read_alike_get_distinct_metric_names() -> None:
+    """The per-class metric names are made of letters and digits; "tumour a" and "tumour-a" used to
+    give two metrics called dice_tumour_a."""
+    from segkit_training.metric_sets import per_class_scores
+
+    from segkit.classes import ClassInfo, ClassTable
+    from segkit.specs import MetricRequest
+
+    table = ClassTable((ClassInfo("background", (0, 0, 0)), ClassInfo("tumour a", (0, 255, 0)),
+                        ClassInfo("tumour-a", (255, 0, 0)), ClassInfo("Tumour_A", (0, 0, 255))))
+    names = [metric.name for metric in per_class_scores(MetricRequest(table))]
+    assert names == ["dice_background", "dice_tumour_a", "dice_tumour_a_2", "dice_tumour_a_3",
+                     "iou_background", "iou_tumour_a", "iou_tumour_a_2", "iou_tumour_a_3", "mean_foreground_dice"]
