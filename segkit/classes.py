@@ -63,19 +63,39 @@ class ClassTable:
         (they still get the nearest class; the caller reports the count). Pixels nearest to the
         ignore colour get ``IGNORE_INDEX``.
         """
-        colors = [c.color for c in self.classes]
-        targets = [*range(self.num_classes)]
-        if self.ignore_color is not None:
-            colors.append(self.ignore_color)
-            targets.append(IGNORE_INDEX)
-        flat = rgb.reshape(-1, 3).astype(np.int32)
         # Most masks hold a handful of distinct colours: decode those once, not every pixel.
-        packed = (flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]
-        unique, inverse = np.unique(packed, return_inverse=True)
-        unique_rgb = np.stack([(unique >> 16) & 255, (unique >> 8) & 255, unique & 255], axis=1)
-        dist = np.linalg.norm(unique_rgb[:, None, :] - np.array(colors)[None, :, :], axis=2)
+        unique_rgb, counts, inverse = distinct_colors(rgb)
+        dist = self._distances(unique_rgb)
         nearest = dist.argmin(axis=1)
         far = dist.min(axis=1) > self.tolerance
-        counts = np.bincount(inverse.ravel(), minlength=len(unique))
-        lut = np.array(targets, dtype=np.uint8)[nearest]
+        lut = np.array(self._targets(), dtype=np.uint8)[nearest]
         return lut[inverse].reshape(rgb.shape[:2]), int(counts[far].sum())
+
+    def within_tolerance(self, colors: np.ndarray) -> np.ndarray:
+        """Which of the ``(K, 3)`` colours lie within ``tolerance`` of a class or the ignore colour."""
+        matched: np.ndarray = self._distances(colors).min(axis=1) <= self.tolerance
+        return matched
+
+    def _known_colors(self) -> list[RGB]:
+        colors = [c.color for c in self.classes]
+        return colors if self.ignore_color is None else [*colors, self.ignore_color]
+
+    def _targets(self) -> list[int]:
+        """The class index of each of :meth:`_known_colors`."""
+        targets = [*range(self.num_classes)]
+        return targets if self.ignore_color is None else [*targets, IGNORE_INDEX]
+
+    def _distances(self, colors: np.ndarray) -> np.ndarray:
+        """``(K, len(known colours))`` Euclidean RGB distances."""
+        known = np.array(self._known_colors(), dtype=np.float64)
+        distances: np.ndarray = np.linalg.norm(colors.astype(np.float64)[:, None, :] - known[None, :, :], axis=2)
+        return distances
+
+
+def distinct_colors(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct colours ``(K, 3)`` of an RGB array, their pixel counts, and each pixel's colour number."""
+    flat = rgb.reshape(-1, 3).astype(np.int32)
+    packed = (flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]
+    unique, inverse = np.unique(packed, return_inverse=True)
+    unique_rgb = np.stack([(unique >> 16) & 255, (unique >> 8) & 255, unique & 255], axis=1)
+    return unique_rgb, np.bincount(inverse.ravel(), minlength=len(unique)), inverse.ravel()

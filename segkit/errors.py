@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from segkit.text import visible
+
 
 class ExitCode(IntEnum):
     """Every exit status segkit gives; the shell sees the numbers."""
@@ -29,7 +31,8 @@ class ProjectError(SegkitError):
         self.key = key
         self.problem = problem
         self.hint = hint
-        where = f"{source}: {key}" if key else source
+        # a key or file name from the file may hold a newline: escaped, the error stays one line
+        where = f"{visible(source)}: {visible(key)}" if key else visible(source)
         message = f"{where}: {problem}"
         if hint:
             message = f"{message} ({hint})"

@@ -27,6 +27,9 @@ class Option:
     ``path`` (resolved against the project file's folder), ``dir`` (a path that must be an
     existing folder) and ``table`` (a sub-table whose keys are ``fields``).
 
+    Give every ``int`` a ``maximum`` its builder can take (one without is bounded at 2**31 - 1);
+    floats must be finite and strings free of control characters whatever the option says.
+
     Example::
 
         Option("base_filters", "int", 16, "filters of the first encoder level", minimum=1)

@@ -14,7 +14,7 @@ def parse_value(text: str) -> Any:
     """A TOML value (``3``, ``1e-4``, ``[64, 64]``, ``"x"``, ``true``); anything else is a plain string."""
     try:
         return toml_io.loads(f"value = {text}")["value"]
-    except toml_io.TOMLDecodeError:
+    except (toml_io.TOMLDecodeError, RecursionError):  # [[[[...]]]] nested past the parser's depth
         return text
 
 

@@ -14,9 +14,9 @@ through writing a plugin.
 from __future__ import annotations
 
 from segkit import hookimpl
-from segkit.classes import IGNORE_INDEX, RGB, ClassInfo, ClassTable
+from segkit.classes import IGNORE_INDEX, RGB, ClassInfo, ClassTable, distinct_colors
 from segkit.data.folders import FolderDataset, SplitFolders
-from segkit.data.images import image_size, read_image, read_mask, write_png
+from segkit.data.images import image_size, read_image, read_mask, read_mask_source, write_png
 from segkit.data.pairing import Pair, list_images, pair_by_stem, scan_image_folder
 from segkit.data.prepared_output import prepared_files, staged_output
 from segkit.data.resize import montage, resize_image, resize_mask
@@ -85,11 +85,13 @@ __all__ = [
     "hookimpl",
     "image_size",
     "list_images",
+    "distinct_colors",
     "montage",
     "pair_by_stem",
     "prepared_files",
     "read_image",
     "read_mask",
+    "read_mask_source",
     "resize_image",
     "resize_mask",
     "scan_image_folder",

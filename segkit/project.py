@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from segkit import toml_io
-from segkit.classes import ClassInfo, ClassTable
-from segkit.errors import ProjectError
+from segkit.classes import IGNORE_INDEX, ClassInfo, ClassTable
 from segkit.options import Option
 from segkit.overrides import apply_overrides
 from segkit.plugins import Kind, Registry, get_registry, unknown_name_message
-from segkit.validation import Context, suggestion, validate_table
+from segkit.project_file import read_document
+from segkit.text import visible
+from segkit.validation import Context, suggestion, text, validate_table
+
+#: largest model input side; larger images are segmented in windows of the model input size
+MAX_INPUT_SIZE = 8192
+#: largest batch; more images per step than this fit no accelerator at any useful size
+MAX_BATCH = 1024
+#: largest number of epochs, and of epochs to wait for an improvement
+MAX_EPOCHS = 100_000
 
 PROJECT_KEYS = (
     Option("name", "str", help="name of the project, used for the default output folder"),
@@ -23,8 +31,8 @@ PROJECT_KEYS = (
 )
 MODEL_KEYS = (
     Option("name", "str", help="model plugin, e.g. 'flexunet' (see `segkit plugins`)"),
-    Option("image_width", "int", help="model input width in pixels", minimum=8),
-    Option("image_height", "int", help="model input height in pixels", minimum=8),
+    Option("image_width", "int", help="model input width in pixels", minimum=8, maximum=MAX_INPUT_SIZE),
+    Option("image_height", "int", help="model input height in pixels", minimum=8, maximum=MAX_INPUT_SIZE),
     Option("image_channels", "int", 3, "1 (grayscale) or 3 (RGB)", minimum=1, maximum=3),
 )
 CLASS_KEYS = (
@@ -46,12 +54,13 @@ OPTIMIZER_KEYS = (
 METRICS_KEYS = (Option("names", "str_list", ["dice_coef_multiclass"], "metric plugins to compute"),)
 REDUCER_KEYS = (
     Option("factor", "float", 0.4, "multiply the learning rate by this on a plateau", minimum=0, maximum=1),
-    Option("patience", "int", 4, "epochs without val_loss improvement before reducing (0 = off)", minimum=0),
+    Option("patience", "int", 4, "epochs without val_loss improvement before reducing (0 = off)", minimum=0,
+           maximum=MAX_EPOCHS),
 )
 TRAIN_KEYS = (
-    Option("epochs", "int", 100, "maximum number of epochs", minimum=1),
-    Option("batch_size", "int", 2, "images per step", minimum=1),
-    Option("patience", "int", 10, "early stopping patience in epochs (0 = off)", minimum=0),
+    Option("epochs", "int", 100, "maximum number of epochs", minimum=1, maximum=MAX_EPOCHS),
+    Option("batch_size", "int", 2, "images per step", minimum=1, maximum=MAX_BATCH),
+    Option("patience", "int", 10, "early stopping patience in epochs (0 = off)", minimum=0, maximum=MAX_EPOCHS),
     Option("reducer", "table", None, "ReduceLROnPlateau settings", fields=REDUCER_KEYS),
     Option("cache", "str", "none", "keep decoded pairs in memory or on disk after the first epoch",
            choices=("none", "memory", "disk")),
@@ -69,7 +78,8 @@ AUGMENT_KEYS = (
     Option("flips", "bool", True, "random horizontal and vertical flips"),
     Option("rotate90", "bool", True, "random 90 degree turns (square inputs)"),
     Option("crop", "bool", False, "train on random model-size crops of full-size images instead of resizing"),
-    Option("crops_per_image", "int", 1, "windows drawn from each training image per epoch (crop mode)", minimum=1),
+    Option("crops_per_image", "int", 1, "windows drawn from each training image per epoch (crop mode)", minimum=1,
+           maximum=1024),
     Option("stain_jitter", "float", 0.05, "per-channel scale/shift strength (0 = off)", minimum=0, maximum=0.5),
     Option("rotate", "bool", False, "random turns by any angle (bilinear resampling; edges mirrored where needed)"),
     Option("zoom", "float", 0.0, "random scale by a factor in [1 - zoom, 1 + zoom] (0 = off)", minimum=0, maximum=0.5),
@@ -82,12 +92,14 @@ INFER_KEYS = (
     Option("overlap", "float", 0.5, "overlap of sliding windows on images larger than the model input",
            minimum=0, maximum=0.9),
     Option("tta", "bool", False, "average the softmax over flipped copies (test-time augmentation)"),
-    Option("batch_size", "int", 8, "images or tiles per model call", minimum=1),
+    Option("batch_size", "int", 8, "images or tiles per model call", minimum=1, maximum=MAX_BATCH),
 )
 PLUGIN_NAME = (Option("name", "str", help="plugin name, see `segkit plugins`"),)
 SECTIONS = ("project", "model", "classes", "mask", "optimizer", "loss", "metrics", "dataset", "train",
             "augment", "callbacks", "infer")
 REQUIRED_SECTIONS = ("project", "model", "classes")
+#: class indices are stored as uint8 and 255 marks ignored pixels
+MAX_CLASSES = IGNORE_INDEX
 
 
 @dataclass(frozen=True)
@@ -170,6 +182,8 @@ class Project:
     infer: InferSection
     #: the validated document, as written to ``project.resolved.toml``
     resolved: Mapping[str, Any]
+    #: what loading changed that the user should hear about (keys dropped for a model switch)
+    notes: tuple[str, ...] = ()
 
     def resolved_toml(self) -> str:
         return toml_io.dumps(_plain(self.resolved))
@@ -183,29 +197,39 @@ def _plain(value: Any) -> Any:
     return str(value) if isinstance(value, Path) else value
 
 
-def read_document(path: Path) -> dict[str, Any]:
-    """Parse the TOML file; syntax errors name the line."""
-    if not path.exists():
-        raise ProjectError(str(path), "", "project file not found", "check the path")
-    if not path.is_file():
-        raise ProjectError(str(path), "", "is a folder, not a project file", "pass the .toml file inside it")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ProjectError(str(path), "", f"is not UTF-8 text (byte {exc.start})", "save it as UTF-8") from None
-    try:
-        return toml_io.loads(text)
-    except toml_io.TOMLDecodeError as exc:
-        raise ProjectError(str(path), "", f"invalid TOML: {exc}", "fix the syntax at that line") from None
-
-
 def load_project(path: Path, overrides: Sequence[str] = (), registry: Registry | None = None) -> Project:
     """Read, override and validate a project file. Raises :class:`ProjectError` on any problem."""
     source = path.resolve() if path.exists() else path
-    document = read_document(path)
-    document, overridden = apply_overrides(document, overrides, str(path))
+    registry = registry or get_registry()
+    written = read_document(path)
+    document, overridden = apply_overrides(written, overrides, str(path))
+    notes = _switch_model(written, document, frozenset(overridden), registry)
     ctx = Context(source=source, overridden=frozenset(overridden))
-    return _validate(document, ctx, registry or get_registry())
+    return replace(_validate(document, ctx, registry), notes=tuple(notes))
+
+
+def _switch_model(written: Mapping[str, Any], document: dict[str, Any], overridden: frozenset[str],
+                  registry: Registry) -> list[str]:
+    """``--set model.name=OTHER``: drop the file's ``[model]`` keys that OTHER does not declare.
+
+    Those keys belong to the file's model (FlexUNet's ``num_layers``); OTHER would refuse them as
+    unknown, so no model could be tried from the command line. Keys OTHER declares are kept, and
+    keys given with ``--set`` too (an unknown one is still reported).
+    """
+    before, after = written.get("model"), document.get("model")
+    if "model.name" not in overridden or not isinstance(before, Mapping) or not isinstance(after, dict):
+        return []
+    old, new = before.get("name"), after.get("name")
+    if new == old or not isinstance(new, str) or new not in registry.entries["model"]:
+        return []  # the same model, or an unknown one that validation names
+    declared = {o.name for o in (*MODEL_KEYS, *registry.get("model", new).spec.options)}
+    dropped = [key for key in after if key not in declared and f"model.{key}" not in overridden]
+    for key in dropped:
+        del after[key]
+    if not dropped:
+        return []
+    return [f"model.name = '{new}' given with --set: left out the [model] keys '{new}' does not take: "
+            + ", ".join(visible(key) for key in dropped)]
 
 
 def _section(document: Mapping[str, Any], name: str, ctx: Context) -> Mapping[str, Any]:
@@ -229,10 +253,9 @@ def _plugin_entry(
     raw: Mapping[str, Any], key: str, core: Sequence[Option], kind: Kind, registry: Registry, ctx: Context
 ) -> dict[str, Any]:
     """Validate a table naming a plugin: the core keys plus the keys that plugin declares."""
-    name = raw.get("name")
-    if not isinstance(name, str):
-        raise ctx.fail(f"{key}.name", "is required but missing" if name is None else "expected a string",
-                       f"a {kind} plugin name, see `segkit plugins`")
+    if raw.get("name") is None:
+        raise ctx.fail(f"{key}.name", "is required but missing", f"a {kind} plugin name, see `segkit plugins`")
+    name = text(raw["name"], f"{key}.name", ctx)  # a control character would reach the listing of names
     if name not in registry.entries[kind]:
         try:
             registry.get(kind, name)
@@ -249,13 +272,27 @@ def _classes(document: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
     rows = [validate_table(c, CLASS_KEYS, f"classes.{i}", ctx) for i, c in enumerate(raw)]
     if len(rows) < 2:
         raise ctx.fail("classes", f"needs at least 2 classes (background first), got {len(rows)}")
+    if len(rows) > MAX_CLASSES:
+        raise ctx.fail("classes", f"has {len(rows)} classes; at most {MAX_CLASSES} fit a mask of class indices "
+                       f"({IGNORE_INDEX} marks ignored pixels)", "merge classes")
     for i, row in enumerate(rows):
-        for j in range(i):
-            for field_name in ("name", "color"):
-                if rows[j][field_name] == row[field_name]:
-                    raise ctx.fail(f"classes.{i}.{field_name}", f"same {field_name} as classes.{j} ({row[field_name]})",
-                                   "each class needs its own name and colour")
+        if not row["name"].strip():
+            raise ctx.fail(f"classes.{i}.name", f"is empty ({row['name']!r})", "give every class a name")
+    _check_unique(rows, "name", lambda name: name.strip().casefold(), ctx)
+    _check_unique(rows, "color", tuple, ctx)
     return rows
+
+
+def _check_unique(rows: Sequence[Mapping[str, Any]], field_name: str, identity: Callable[[Any], Hashable],
+                  ctx: Context) -> None:
+    """No two classes share ``field_name``; names count as equal ignoring case and outer spaces
+    (metric columns and reports would show them as one class)."""
+    first: dict[Hashable, int] = {}
+    for i, row in enumerate(rows):
+        j = first.setdefault(identity(row[field_name]), i)
+        if j != i:
+            raise ctx.fail(f"classes.{i}.{field_name}", f"same {field_name} as classes.{j} ({rows[j][field_name]!r})",
+                           "each class needs its own name and colour")
 
 
 def _check_ignore_color(ignore: list[int] | None, classes: list[dict[str, Any]], ctx: Context) -> None:

@@ -26,9 +26,20 @@ def _key(name: str) -> str:
     return name if _BARE_KEY.match(name) else _string(name)
 
 
+#: TOML's short escapes; every other control character is written as \uXXXX
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _char(char: str) -> str:
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    code = ord(char)
+    # TOML forbids raw U+0000..U+001F and U+007F in a basic string; C1 controls are escaped too
+    return f"\\u{code:04X}" if code < 0x20 or 0x7F <= code <= 0x9F else char
+
+
 def _string(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
-    return f'"{escaped}"'
+    return '"' + "".join(_char(char) for char in value) + '"'
 
 
 def _value(value: Any) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,10 @@ from typing import Any
 from segkit.data.names import resolved
 from segkit.errors import ProjectError
 from segkit.options import Option
+from segkit.text import escaped_char, first_control
+
+#: bound of integers whose option declares no maximum: what TensorFlow's int32 shapes and sizes hold
+INT_LIMIT = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,12 @@ def suggestion(name: str, known: Sequence[str]) -> str:
     return f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(sorted(known)) or 'none'}"
 
 
+def _shown(value: Any) -> str:
+    """``value`` as the file wrote it, cut short: 10**400 is not worth 400 digits in a message."""
+    shown = repr(value)
+    return shown if len(shown) <= 80 else f"{shown[:40]}... ({len(shown)} characters)"
+
+
 def _type_name(value: Any) -> str:
     return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array",
             dict: "a table"}.get(type(value), type(value).__name__)
@@ -47,25 +58,38 @@ def _type_name(value: Any) -> str:
 
 def _integer(value: Any, key: str, ctx: Context) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ctx.fail(key, f"expected an integer, got {_type_name(value)} ({value!r})")
+        raise ctx.fail(key, f"expected an integer, got {_type_name(value)} ({_shown(value)})")
     return value
 
 
 def _number(value: Any, key: str, ctx: Context) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ctx.fail(key, f"expected a number, got {_type_name(value)} ({value!r})")
-    return float(value)
+        raise ctx.fail(key, f"expected a number, got {_type_name(value)} ({_shown(value)})")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float: 10**400
+        number = math.inf
+    # TOML has nan and inf literals; either would train silently into NaN weights or never stop
+    if not math.isfinite(number):
+        raise ctx.fail(key, f"expected a finite number, got {_shown(value)}", "write an ordinary number, e.g. 0.001")
+    return number
 
 
 def _boolean(value: Any, key: str, ctx: Context) -> bool:
     if not isinstance(value, bool):
-        raise ctx.fail(key, f"expected true or false, got {_type_name(value)} ({value!r})")
+        raise ctx.fail(key, f"expected true or false, got {_type_name(value)} ({_shown(value)})")
     return value
 
 
-def _string(value: Any, key: str, ctx: Context) -> str:
+def text(value: Any, key: str, ctx: Context) -> str:
+    """A string without control characters: a NUL ends file names early, a newline splits output
+    lines and records that are read back (``project.resolved.toml``)."""
     if not isinstance(value, str):
-        raise ctx.fail(key, f"expected a string, got {_type_name(value)} ({value!r})")
+        raise ctx.fail(key, f"expected a string, got {_type_name(value)} ({_shown(value)})")
+    at = first_control(value)
+    if at is not None:
+        raise ctx.fail(key, f"contains the control character {escaped_char(value[at])} at position {at}",
+                       "remove it; names and paths must be printable text")
     return value
 
 
@@ -80,24 +104,24 @@ def _int_or_pair(value: Any, key: str, ctx: Context) -> list[int]:
 
 def _color(value: Any, key: str, ctx: Context) -> list[int]:
     if not (isinstance(value, list) and len(value) == 3):
-        raise ctx.fail(key, f"expected a colour [r, g, b], got {value!r}")
+        raise ctx.fail(key, f"expected a colour [r, g, b], got {_shown(value)}")
     channels = [_integer(v, key, ctx) for v in value]
     if any(not 0 <= c <= 255 for c in channels):
-        raise ctx.fail(key, f"colour channels must be 0..255, got {value!r}")
+        raise ctx.fail(key, f"colour channels must be 0..255, got {_shown(value)}")
     return channels
 
 
 def _str_list(value: Any, key: str, ctx: Context) -> list[str]:
     if not isinstance(value, list):
-        raise ctx.fail(key, f"expected an array of strings, got {_type_name(value)} ({value!r})")
-    return [_string(v, key, ctx) for v in value]
+        raise ctx.fail(key, f"expected an array of strings, got {_type_name(value)} ({_shown(value)})")
+    return [text(v, key, ctx) for v in value]
 
 
 def _path(value: Any, key: str, ctx: Context) -> Path:
-    text = _string(value, key, ctx)
-    if not text:
+    written = text(value, key, ctx)
+    if not written:
         raise ctx.fail(key, "expected a path, got an empty string")
-    path = Path(text).expanduser()
+    path = Path(written).expanduser()
     return resolved(path if path.is_absolute() else ctx.base_for(key) / path)  # a link loop: one line
 
 
@@ -111,20 +135,28 @@ def _folder(value: Any, key: str, ctx: Context) -> Path:
 
 
 _COERCE: dict[str, Callable[[Any, str, Context], Any]] = {
-    "int": _integer, "float": _number, "bool": _boolean, "str": _string, "int_or_pair": _int_or_pair,
+    "int": _integer, "float": _number, "bool": _boolean, "str": text, "int_or_pair": _int_or_pair,
     "color": _color, "str_list": _str_list, "path": _path, "dir": _folder,
 }
 
 
+def _bound(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else f"{number:g}"
+
+
 def _bounded(option: Option, value: Any, key: str, ctx: Context) -> Any:
-    if option.minimum is not None and value < option.minimum:
-        raise ctx.fail(key, f"must be at least {option.minimum:g}, got {value!r}")
-    if option.maximum is not None and value > option.maximum:
-        raise ctx.fail(key, f"must be at most {option.maximum:g}, got {value!r}")
+    maximum = option.maximum
+    if maximum is None and option.kind in ("int", "int_or_pair"):
+        maximum = INT_LIMIT  # a plugin's int without a bound still must not reach TensorFlow as 10**30
+    for number in value if option.kind == "int_or_pair" else [value] if option.kind in ("int", "float") else []:
+        if option.minimum is not None and number < option.minimum:
+            raise ctx.fail(key, f"must be at least {_bound(option.minimum)}, got {_shown(value)}")
+        if maximum is not None and number > maximum:
+            raise ctx.fail(key, f"must be at most {_bound(maximum)}, got {_shown(value)}")
     if option.choices and value not in option.choices:
         close = difflib.get_close_matches(str(value), option.choices, n=1)
         hint = f"did you mean '{close[0]}'?" if close else ""
-        raise ctx.fail(key, f"must be one of {', '.join(option.choices)}; got {value!r}", hint)
+        raise ctx.fail(key, f"must be one of {', '.join(option.choices)}; got {_shown(value)}", hint)
     return value
 
 
@@ -132,7 +164,7 @@ def coerce(option: Option, value: Any, key: str, ctx: Context) -> Any:
     """One value checked against its option, normalised (pairs as lists, paths resolved)."""
     if option.kind == "table":
         if not isinstance(value, Mapping):
-            raise ctx.fail(key, f"expected a table, got {_type_name(value)} ({value!r})")
+            raise ctx.fail(key, f"expected a table, got {_type_name(value)} ({_shown(value)})")
         return validate_table(value, option.fields, key, ctx)
     return _bounded(option, _COERCE[option.kind](value, key, ctx), key, ctx)
 

@@ -131,3 +131,20 @@ def saved_model_loss_on_valid(project: Path, run: Path) -> float:
     loaded = load_project(project, [f"project.output_dir={run}", f"dataset.test.images={valid / 'images'}",
                                     f"dataset.test.masks={valid / 'masks'}"])
     return evaluate(loaded, get_registry())[loaded.loss.name]
+
+
+def edit_text(path: Path, old: str, new: str) -> Path:
+    """``path`` with the first ``old`` replaced by ``new`` (which must be there)."""
+    text = path.read_text(encoding="utf-8")
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return path
+
+
+def error_line(output: str, exit_code: int) -> str:
+    """The one ``error:`` line of a clean failure: exit 2, no traceback, no internal error."""
+    assert exit_code == 2, output
+    assert "Traceback" not in output and "internal error" not in output, output
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, output
+    return errors[0]

@@ -14,12 +14,15 @@ if TYPE_CHECKING:
     import keras
 
 FLEXUNET_OPTIONS = (
-    Option("base_filters", "int", 16, "filters of the first encoder level (doubling per level)", minimum=1),
-    Option("base_kernels", "int_or_pair", [7, 7], "first kernel size, shrinking by 2 per level to 3"),
+    Option("base_filters", "int", 16, "filters of the first encoder level (doubling per level)", minimum=1,
+           maximum=1024),
+    Option("base_kernels", "int_or_pair", [7, 7], "first kernel size, shrinking by 2 per level to 3",
+           minimum=1, maximum=63),
     Option("num_layers", "int", 6, "encoder levels including the bridge; sizes must divide by 2**(n-1)",
            minimum=2, maximum=10),
     Option("dropout_rate", "float", 0.04, "dropout of level i is dropout_rate * i", minimum=0, maximum=0.5),
-    Option("dilation", "int_or_pair", [1, 1], "first dilation rate, shrinking by 1 per level to 1"),
+    Option("dilation", "int_or_pair", [1, 1], "first dilation rate, shrinking by 1 per level to 1",
+           minimum=1, maximum=64),
     Option("normalization", "bool", False, "batch normalization after each convolution"),
     Option("activation", "str", "relu", "activation of the convolutions (a Keras activation name)"),
 )

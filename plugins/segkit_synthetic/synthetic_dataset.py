@@ -15,13 +15,15 @@ SPLITS = ("train", "valid", "test")
 
 SYNTHETIC_OPTIONS = (
     Option("tile_size", "int", 128, "tile height and width in pixels", minimum=32, maximum=2048),
-    Option("train_count", "int", 320, "tiles in the train split", minimum=1),
-    Option("valid_count", "int", 48, "tiles in the valid split", minimum=1),
-    Option("test_count", "int", 64, "tiles in the test split", minimum=1),
+    Option("train_count", "int", 320, "tiles in the train split", minimum=1, maximum=100_000),
+    Option("valid_count", "int", 48, "tiles in the valid split", minimum=1, maximum=100_000),
+    Option("test_count", "int", 64, "tiles in the test split", minimum=1, maximum=100_000),
     Option("malignant_fraction", "float", 0.5, "share of single-class tiles that are malignant", minimum=0, maximum=1),
     Option("mixed_fraction", "float", 0.3, "share of tiles with a benign and a malignant region", minimum=0, maximum=1),
-    Option("nucleus_radius", "float", 4.0, "mean benign nucleus radius in pixels (malignant ~2x)", minimum=2),
-    Option("seed", "int", 0, "seed of the generator (independent of [project] seed)", minimum=0),
+    Option("nucleus_radius", "float", 4.0, "mean benign nucleus radius in pixels (malignant ~2x)", minimum=2,
+           maximum=64),
+    Option("seed", "int", 0, "seed of the generator (independent of [project] seed)", minimum=0,
+           maximum=2**32 - 1),
 )
 
 

@@ -47,7 +47,8 @@ UCSB_OPTIONS = (
     Option("seed", "int", 0, "seed of the core split (same seed, same split); also the project's seed",
            minimum=0, maximum=2**32 - 1),  # the range of [project] seed, which the written project takes
     Option("ignore_margin", "int", -1, "grow the annotated region by this many pixels and paint the "
-           "mask outside it with ignore_color; -1 = off (unlabelled nuclei count as background)", minimum=-1),
+           "mask outside it with ignore_color; -1 = off (unlabelled nuclei count as background)", minimum=-1,
+           maximum=4096),
     Option("ignore_color", "color", [255, 255, 255], "mask colour outside the annotated region"),
     Option("ignore_region", "str", "bbox", "shape of the annotated region: bounding box of the "
            "labelled nuclei, their convex hull (~18% smaller on UCSB), or the nuclei themselves grown by "

@@ -11,7 +11,7 @@ import typer
 from segkit.cli.options import DebugOpt, ProjectArg, SetOpt, apply_debug
 from segkit.plugins import get_registry
 from segkit.project import load_project
-from segkit.report.console import console
+from segkit.report.console import console, print_notes
 from segkit.run_record import check_trained_with
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ def export(project: ProjectArg, format_: FormatOpt = ExportFormat.savedmodel, ou
     apply_debug(debug)
     require_converter(format_.value)  # before validation and TensorFlow: the cheapest refusal first
     loaded = check_trained_with(load_project(project, set_ or [], get_registry()))
+    print_notes(loaded.notes)
     result = run_export(loaded, cast("Format", format_.value), out, overwrite)
     for path in result.replaced:
         console.print(f"replaced {path} (--overwrite; it was not a segkit export)", markup=False, soft_wrap=True)

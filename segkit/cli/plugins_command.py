@@ -13,6 +13,7 @@ from segkit.errors import PluginError
 from segkit.options import Option
 from segkit.plugins import KINDS, Registry, get_registry, unknown_name_message
 from segkit.report.console import console
+from segkit.text import visible
 
 
 def describe(registry: Registry) -> dict[str, Any]:
@@ -111,7 +112,7 @@ def _print_notes(report: dict[str, Any]) -> None:
     for printed in report["printed"]:
         _print_line("yellow", "note", f"{_plugin(printed)} printed while loading:")
         for line in printed["output"].splitlines():
-            console.print(Text("    " + _visible(line)), soft_wrap=True)
+            console.print(Text("    " + visible(line)), soft_wrap=True)
 
 
 def _plugin(item: dict[str, Any]) -> str:
@@ -119,12 +120,9 @@ def _plugin(item: dict[str, Any]) -> str:
 
 
 def _print_line(style: str, label: str, text: str) -> None:
-    console.print(Text.assemble((label, style), ": ", _visible(text)), soft_wrap=True)
+    console.print(Text.assemble((label, style), ": ", visible(text)), soft_wrap=True)
 
 
-def _visible(text: str) -> str:
-    """A plugin's text with control characters escaped (``\\x1b``): it cannot move the cursor or forge lines."""
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 def register(app: typer.Typer) -> None:

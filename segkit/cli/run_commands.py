@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,7 +12,7 @@ from segkit.data.images import image_size
 from segkit.errors import ExitCode
 from segkit.plugins import get_registry
 from segkit.project import Project, load_project
-from segkit.report.console import console, figures_table
+from segkit.report.console import console, figures_table, marked_up, print_notes
 from segkit.report.history import metric_order
 from segkit.run_lock import run_folder_lock
 from segkit.specs import CheckedSource
@@ -22,7 +21,9 @@ from segkit.run_record import check_trained_with, resume_command
 
 def _load(project: ProjectArg, overrides: list[str] | None, debug: bool) -> Project:
     apply_debug(debug)
-    return load_project(project, overrides or [], get_registry())
+    loaded = load_project(project, overrides or [], get_registry())
+    print_notes(loaded.notes)
+    return loaded
 
 
 def _check_data(project: Project, splits: tuple[str, ...]) -> None:
@@ -48,15 +49,8 @@ def _test_squash_note(project: Project) -> str | None:
     return squash_note(project, [(path, image_size(path)) for path in images])
 
 
-def _notes(notes: Iterable[str | None], quiet: bool) -> None:
-    """``note:`` lines; --quiet leaves only errors and the final summary."""
-    for note in notes:
-        if note and not quiet:
-            console.print(f"note: {note}", markup=False, style="yellow", soft_wrap=True)
-
-
-def _note(text: str) -> None:
-    console.print(f"note: {text}", markup=False, style="yellow", soft_wrap=True)
+def _note_line(text: str) -> None:
+    print_notes([text])
 
 
 def train(
@@ -71,10 +65,9 @@ def train(
     loaded = _load(project, set_, debug)
     check_model(loaded, get_registry())  # before the announcement; the engine checks again for its own callers
     _check_data(loaded, ("train", "valid"))
-    console.print(f"training [bold]{loaded.name}[/] → {loaded.output_dir}", markup=True)
+    console.print(marked_up("training [bold]{}[/] → {}", loaded.name, loaded.output_dir), markup=True, soft_wrap=True)
     result = run_training(loaded, get_registry(), console, overwrite=overwrite, resume=resume, progress=not quiet)
-    for note in result.notes:
-        _note(note)
+    print_notes(result.notes)
     if result.interrupted:
         done = result.completed_epochs
         kept = (f"the checkpoint of epoch {done} is kept. Resume with: {resume_command(project, set_)}" if done
@@ -94,8 +87,8 @@ def evaluate(project: ProjectArg, set_: SetOpt = None, quiet: QuietOpt = False, 
 
     loaded = check_trained_with(_load(project, set_, debug))
     _check_data(loaded, ("test",))
-    _notes([_test_squash_note(loaded)], quiet)
-    with run_folder_lock(loaded.output_dir, "eval", _note, required=False):
+    print_notes([_test_squash_note(loaded)], quiet)
+    with run_folder_lock(loaded.output_dir, "eval", _note_line, required=False):
         figures = run_evaluation(loaded, get_registry())
     console.print(figures_table(f"{loaded.name}: test split", figures))
     console.print(f"written {loaded.output_dir / 'evaluation.csv'}", markup=False, soft_wrap=True)
@@ -119,8 +112,8 @@ def infer(
 
     loaded = check_trained_with(_load(project, set_, debug))
     plan = plan_infer(loaded, images or [], out, overwrite)  # every check before TensorFlow and any write
-    _notes(plan.notes, quiet)
-    with run_folder_lock(loaded.output_dir, "infer", _note, required=False):
+    print_notes(plan.notes, quiet)
+    with run_folder_lock(loaded.output_dir, "infer", _note_line, required=False):
         result = run_inference(loaded, plan)
     if result.replaced:
         console.print(f"replaced {len(result.replaced)} file(s) segkit had not written (--overwrite): "

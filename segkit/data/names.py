@@ -12,32 +12,12 @@ import os
 from pathlib import Path
 
 from segkit.errors import DataError
+from segkit.text import BYTE_SURROGATES, escaped_char, visible
 
 #: Escapes a quoted name uses for the control characters people know by sight.
 _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\", "'": "\\'"}
-#: Python keeps each undecodable byte of a file name as one of these lone surrogates (PEP 383).
-_BYTE_SURROGATES = range(0xDC80, 0xDD00)
-
-
-def _escaped(char: str) -> str:
-    """``char`` as a Python-style escape: a kept file-name byte as ``\\xNN``, others by code point."""
-    code = ord(char)
-    if code in _BYTE_SURROGATES:
-        return f"\\x{code - 0xDC00:02x}"
-    if code <= 0xFF:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
-
-
-def printable(text: str) -> str:
-    """``text`` with undecodable file-name bytes and non-printable characters shown as escapes.
-
-    Python keeps the bytes of a non-UTF-8 file name as lone surrogates, which a UTF-8 terminal,
-    rich and JSON readers all reject; a newline or escape sequence would break a one-line message
-    or drive the terminal. The escape still tells the user which file is meant. For whole messages;
-    a single name goes through :func:`shown_path`, which also quotes it.
-    """
-    return "".join(char if char.isprintable() else _escaped(char) for char in text)
+#: whole messages: the one escaping function, under the name the data modules know it by
+printable = visible
 
 
 def _needs_quotes(text: str) -> bool:
@@ -49,7 +29,7 @@ def _needs_quotes(text: str) -> bool:
     if text != text.strip():
         return True
     return any(
-        char in "\\'" or not (char.isprintable() or ord(char) in _BYTE_SURROGATES) for char in text
+        char in "\\'" or not (char.isprintable() or ord(char) in BYTE_SURROGATES) for char in text
     )
 
 
@@ -67,7 +47,7 @@ def shown_path(path: Path | str) -> str:
 def quoted(text: Path | str) -> str:
     """``text`` in single quotes, backslash, quote and non-printable characters escaped (like ``repr``)."""
     inner = "".join(
-        _NAMED_ESCAPES.get(char) or (char if char.isprintable() else _escaped(char)) for char in str(text)
+        _NAMED_ESCAPES.get(char) or (char if char.isprintable() else escaped_char(char)) for char in str(text)
     )
     return f"'{inner}'"
 

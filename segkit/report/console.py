@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from rich.console import Console, ConsoleDimensions
+from rich.markup import escape
 from rich.table import Table
 
 #: The width given to output that is not a terminal: wide enough that nothing is cut or wrapped.
@@ -30,8 +31,24 @@ class WholeLineConsole(Console):
         Console.size.fset(self, new_size)  # type: ignore[attr-defined]
 
 
-console = WholeLineConsole(highlight=False)
-error_console = WholeLineConsole(stderr=True, highlight=False)
+# markup off by default: names, paths and messages come from project files, plugins and file names,
+# where "[/]" would end in rich's MarkupError; the few lines with our own markup opt in and escape
+# what they interpolate
+console = WholeLineConsole(highlight=False, markup=False)
+error_console = WholeLineConsole(stderr=True, highlight=False, markup=False)
+
+
+def print_notes(notes: Iterable[str | None], quiet: bool = False) -> None:
+    """Each note on its own line, yellow, as written (never cut: a Slurm log keeps all of it);
+    ``quiet`` (--quiet) leaves only errors and the final summary."""
+    for note in notes:
+        if note and not quiet:
+            console.print(f"note: {note}", markup=False, style="yellow", soft_wrap=True)
+
+
+def marked_up(template: str, *values: object) -> str:
+    """``template`` (our own rich markup, ``{}`` placeholders) with each value escaped; print it with markup=True."""
+    return template.format(*(escape(str(value)) for value in values))
 
 
 def figures_table(title: str, figures: Mapping[str, float]) -> Table:

@@ -43,7 +43,7 @@ class RichProgress(keras.callbacks.Callback):
         super().__init__()
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("{task.fields[eta]}"), TextColumn("{task.fields[figures]}"), console=console, transient=False,
+            TextColumn("{task.fields[eta]}"), TextColumn("{task.fields[figures]}", markup=False), console=console, transient=False,
         )
         self.epochs = epochs
         self.initial_epoch = initial_epoch

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     import keras
 
 RES_UNET_OPTIONS = (
-    Option("filters", "int", 16, "filters of the first level, doubling per level", minimum=1),
+    Option("filters", "int", 16, "filters of the first level, doubling per level", minimum=1,
+           maximum=1024),
     Option("depth", "int", 4, "levels including the bridge; image sizes must divide by 2**(depth-1)",
            minimum=2, maximum=7),
     Option("dropout", "float", 0.0, "dropout after the bridge", minimum=0, maximum=0.9),
