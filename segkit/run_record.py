@@ -34,13 +34,17 @@ def recorded_settings(output_dir: Path) -> dict[str, Any] | None:
     """The run's resolved project, or None where the run has none (a model copied in by hand)."""
     path = output_dir / RESOLVED_PROJECT
     try:
-        return toml_io.loads(path.read_text(encoding="utf-8"))
+        record = toml_io.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError, toml_io.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, toml_io.TOMLDecodeError, RecursionError) as exc:
         detail = " ".join(str(exc).split())[:120]
         raise RunStateError(f"{path}: the run's record of its settings cannot be read ({detail}); "
                             "restore it, or train again with --overwrite") from None
+    if not isinstance(record.get("model"), dict):  # a record that says nothing of the model checks nothing
+        raise RunStateError(f"{path}: the run's record of its settings has no [model] table; "
+                            "restore it, or train again with --overwrite")
+    return record
 
 
 def _flat(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

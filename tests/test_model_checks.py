@@ -77,8 +77,11 @@ def refusal(result: subprocess.CompletedProcess[str], project: Path, keys: str, 
     assert len(result.stdout.splitlines()) == 1 and re.fullmatch(pattern, result.stdout.strip()), output_of(result)
 
 
-@pytest.mark.parametrize("overrides", [["model.image_width=1000000000"], ["train.batch_size=1000000000"]],
-                         ids=["width-1e9", "batch-1e9"])
+# Each value within its key's declared maximum (a billion is refused by the maximum itself): the
+# largest images at a small batch, and the largest batch of large images.
+@pytest.mark.parametrize("overrides", [["model.image_width=8192", "model.image_height=8192"],
+                                       ["model.image_width=2048", "model.image_height=2048", "train.batch_size=1024"]],
+                         ids=["largest-images", "largest-batch"])
 def test_a_batch_that_cannot_fit_in_memory_is_refused_before_tensorflow(project: Path, overrides: list[str]) -> None:
     """Issue 31 family 4: ``image_width = 1e9`` hung or ended in ResourceExhaustedError."""
     before = snapshot(project.parent / "run")
@@ -92,9 +95,9 @@ def test_a_batch_that_cannot_fit_in_memory_is_refused_before_tensorflow(project:
 
 
 def test_a_model_whose_weights_cannot_fit_names_the_model_keys(project: Path) -> None:
-    result = run_python(WITHOUT_TENSORFLOW, ["train", project, "--set", "model.base_filters=100000",
-                                             "--set", "model.num_layers=8", "--set", "model.image_width=128",
-                                             "--set", "model.image_height=128", "--set", "train.batch_size=1"])
+    result = run_python(WITHOUT_TENSORFLOW, ["train", project, "--set", "model.base_filters=1024",
+                                             "--set", "model.num_layers=10", "--set", "model.image_width=512",
+                                             "--set", "model.image_height=512", "--set", "train.batch_size=1"])
     keys = "model.base_filters, model.base_kernels, model.num_layers"
     refusal(result, project, keys, "make the model smaller")
 

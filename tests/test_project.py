@@ -42,7 +42,7 @@ def test_defaults_filled_and_paths_resolved(tiny_project: Path) -> None:
     assert project.metrics == ("dice_coef_multiclass",)
     assert (project.train.reducer_factor, project.train.reducer_patience) == (0.5, 1)
     assert project.infer.output == root / "run" / "infer"
-    assert project.callbacks[0].options == {"images": root / "data" / "test" / "images", "count": 2}
+    assert project.callbacks[0].options == {"images": root / "data" / "test" / "images", "count": 2, "masks": None}
 
 
 def test_resolved_toml_round_trips(tiny_project: Path, tmp_path: Path) -> None:

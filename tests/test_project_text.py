@@ -102,20 +102,22 @@ def test_written_toml_reads_back_whatever_the_strings_hold() -> None:
 
 def test_an_unreadable_run_record_is_an_error_not_a_skipped_check(tiny_project: Path) -> None:
     """eval compares the project's [model] with the run's record; a damaged record used to skip that."""
-    from segkit.engine.evaluate import _check_recorded_model
+    from segkit.run_folder import BEST_MODEL
+    from segkit.run_record import check_trained_with
 
     project = load_project(tiny_project)
-    project.output_dir.mkdir()
+    (project.output_dir / BEST_MODEL).parent.mkdir(parents=True)
+    (project.output_dir / BEST_MODEL).write_bytes(b"a trained model")
     record = project.output_dir / RESOLVED_PROJECT
     record.write_text(project.resolved_toml().replace('name = "tiny"', 'name = "ti\x01ny"'), encoding="utf-8")
-    with pytest.raises(RunStateError, match=rf"^{re.escape(str(record))}: cannot be read \(Illegal character .*\); "
-                       "it records what the model was trained with: restore it, or train again with --overwrite$"):
-        _check_recorded_model(project, project.output_dir / "models" / "best_model.keras")
+    with pytest.raises(RunStateError, match=rf"^{re.escape(str(record))}: the run's record of its settings cannot be "
+                       r"read \(Illegal character .*\); restore it, or train again with --overwrite$"):
+        check_trained_with(project)
     record.write_text("[project]\nname = 'tiny'\n", encoding="utf-8")
     with pytest.raises(RunStateError, match="has no \\[model\\] table"):
-        _check_recorded_model(project, project.output_dir / "models" / "best_model.keras")
+        check_trained_with(project)
     record.write_text(project.resolved_toml(), encoding="utf-8")
-    _check_recorded_model(project, project.output_dir / "models" / "best_model.keras")  # the intact record passes
+    assert check_trained_with(project) is project  # the intact record passes
 
 
 # ------------------------------------------------------------------------------------- large numbers

@@ -283,11 +283,12 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path: P
         f"error: {project}: loss became nan at epoch 2, batch 1; training stopped and the checkpoint of epoch 1 is "
         "kept (lower optimizer.learning_rate, set optimizer.clipvalue, or check that the masks hold the class colours)")
     run = project.parent / "run"
-    assert json.loads((run / "checkpoints" / "state.json").read_text(encoding="utf-8"))["epoch"] == 1
+    state = json.loads((run / "checkpoints" / "state.json").read_text(encoding="utf-8"))
+    assert state["epoch"] == 1
     assert (run / "eval" / "train_losses.csv").read_text(encoding="utf-8").count("\n") == 2  # header, epoch 1
     import keras
     import numpy as np
 
-    for path in (run / "checkpoints" / "last.keras", run / "models" / "best_model.keras"):
+    for path in (run / "checkpoints" / state["checkpoint"], run / "models" / "best_model.keras"):
         weights = keras.saving.load_model(path, compile=False).get_weights()
         assert all(np.isfinite(w).all() for w in weights), path
