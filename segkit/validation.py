@@ -184,11 +184,19 @@ def validate_table(
             result[option.name] = coerce(option, raw[option.name], key, ctx)
         elif option.required:
             raise ctx.fail(key, "is required but missing", option.help)
-        elif option.kind == "table" and option.default is None:
-            result[option.name] = validate_table({}, option.fields, key, ctx) if _all_defaulted(option) else None
         else:
-            result[option.name] = option.default
+            result[option.name] = _default(option, key, ctx)
     return result
+
+
+def _default(option: Option, key: str, ctx: Context) -> Any:
+    """The option's default, checked and normalised like a written value (``7`` becomes ``[7, 7]``,
+    a list a fresh copy); ``None`` means "not set", and a table of defaults is filled in."""
+    if option.default is not None:
+        return coerce(option, option.default, key, ctx)
+    if option.kind == "table" and _all_defaulted(option):
+        return validate_table({}, option.fields, key, ctx)
+    return None
 
 
 def _all_defaulted(option: Option) -> bool:

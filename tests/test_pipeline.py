@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from segkit.classes import IGNORE_INDEX
-from segkit.data.pipeline import Augment, load_resized, make_dataset, make_training_dataset
+from segkit.data.pipeline import NO_AUGMENT, load_resized, make_dataset, make_training_dataset
 from pipeline_helpers import (
     TABLE, WHITE, assert_same, batches, epochs_of, random_pairs, settings, source_for, write_pairs,
 )
@@ -72,7 +72,7 @@ def test_an_epoch_is_the_same_whether_started_at_zero_or_resumed(tmp_path: Path)
     images, labels = random_pairs(7, 16, 16, seed=2)
     write_pairs(tmp_path, images, labels)
     source = source_for(tmp_path)
-    how = settings(augment=Augment(flips=True, rotate90=True, stain_jitter=0.1))
+    how = settings(augment=dataclasses.replace(NO_AUGMENT, flips=True, rotate90=True, stain_jitter=0.1))
     whole = epochs_of(source, how, 0, 3)
     resumed = epochs_of(source, how, 2, 3)
     assert_same(whole[2], resumed[0])
@@ -85,7 +85,7 @@ def test_memory_and_disk_cache_give_the_same_data_as_no_cache(tmp_path: Path) ->
     images, labels = random_pairs(5, 20, 20, seed=3)
     write_pairs(tmp_path / "data", images, labels)
     source = source_for(tmp_path / "data")
-    how = settings(augment=Augment(flips=True, rotate90=True, stain_jitter=0.05))
+    how = settings(augment=dataclasses.replace(NO_AUGMENT, flips=True, rotate90=True, stain_jitter=0.05))
     plain = epochs_of(source, how, 0, 2)
     for cache in ("memory", "disk"):
         cached = epochs_of(source, dataclasses.replace(how, cache=cache, cache_dir=tmp_path / "cache"), 0, 2)
@@ -134,7 +134,7 @@ def test_augmentation_moves_image_and_mask_together(tmp_path: Path) -> None:
         images.append(image)
     write_pairs(tmp_path, images, labels)
     source = source_for(tmp_path)
-    how = settings(augment=Augment(flips=True, rotate90=True, stain_jitter=0.0))
+    how = settings(augment=dataclasses.replace(NO_AUGMENT, flips=True, rotate90=True))
     transforms_seen = set()
     for epoch in epochs_of(source, how, 0, 4):
         for x, y in epoch:
@@ -158,7 +158,7 @@ def test_crop_mode_takes_model_size_windows_and_pads_small_images(tmp_path: Path
     write_pairs(tmp_path, [big, small], [big_label, small_label])
     source = source_for(tmp_path)
     how = settings(batch_size=1, crop=True, with_weights=True,
-                   augment=Augment(flips=False, rotate90=False, stain_jitter=0.0))
+                   augment=NO_AUGMENT)
     windows = 0
     for epoch in epochs_of(source, how, 0, 3):
         for x, y, w in epoch:
@@ -236,7 +236,7 @@ def test_turned_and_zoomed_windows_resample_image_and_mask_with_one_map(tmp_path
     reference = np.where(ignored, IGNORE_INDEX, label)
     zoom = 0.2
     how = settings(batch_size=1, crop=True, crops_per_image=12, with_weights=True,
-                   augment=Augment(flips=False, rotate90=False, stain_jitter=0.0, rotate=True, zoom=zoom))
+                   augment=dataclasses.replace(NO_AUGMENT, rotate=True, zoom=zoom))
     out_rows, out_cols = np.mgrid[0:16, 0:16]
     design = np.stack([out_cols.ravel(), out_rows.ravel(), np.ones(256)], axis=1)
     angles, checked = [], 0

@@ -40,7 +40,7 @@ def test_defaults_filled_and_paths_resolved(tiny_project: Path) -> None:
     assert project.classes.names == ("background", "benign", "malignant")
     assert project.loss.name == "categorical_crossentropy"
     assert project.metrics == ("dice_coef_multiclass",)
-    assert (project.train.reducer_factor, project.train.reducer_patience) == (0.5, 1)
+    assert (project.train.reducer.factor, project.train.reducer.patience) == (0.5, 1)
     assert project.infer.output == root / "run" / "infer"
     assert project.callbacks[0].options == {"images": root / "data" / "test" / "images", "count": 2, "masks": None}
 

@@ -123,9 +123,10 @@ def test_an_unreadable_run_record_is_an_error_not_a_skipped_check(tiny_project: 
 # ------------------------------------------------------------------------------------- large numbers
 
 def _int_options() -> list[tuple[str, Option]]:
-    from segkit import project as core
+    from segkit import sections as core
+    from segkit.project import PROJECT_KEYS
 
-    tables = [core.PROJECT_KEYS, core.MODEL_KEYS, core.MASK_KEYS, core.OPTIMIZER_KEYS, core.REDUCER_KEYS,
+    tables = [PROJECT_KEYS, core.MODEL_KEYS, core.MASK_KEYS, core.OPTIMIZER_KEYS, core.REDUCER_KEYS,
               core.TRAIN_KEYS, core.AUGMENT_KEYS, core.INFER_KEYS]
     found = [(option.name, option) for table in tables for option in table]
     for kind, entries in get_registry().entries.items():

@@ -52,9 +52,10 @@ def _walk(options: tuple[Option, ...], prefix: str) -> Iterator[tuple[str, Optio
 
 def every_option() -> list[tuple[str, Option]]:
     """Every declared key: the core's sections and every registered plugin's own keys."""
-    from segkit import project as core
+    from segkit import sections as core
+    from segkit.project import PROJECT_KEYS
 
-    tables = {"project": core.PROJECT_KEYS, "model": core.MODEL_KEYS, "classes.0": core.CLASS_KEYS,
+    tables = {"project": PROJECT_KEYS, "model": core.MODEL_KEYS, "classes.0": core.CLASS_KEYS,
               "mask": core.MASK_KEYS, "optimizer": core.OPTIMIZER_KEYS, "train": core.TRAIN_KEYS,
               "augment": core.AUGMENT_KEYS, "infer": core.INFER_KEYS, "metrics": core.METRICS_KEYS}
     found = [pair for prefix, options in tables.items() for pair in _walk(options, prefix)]

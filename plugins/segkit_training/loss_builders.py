@@ -25,4 +25,4 @@ def categorical_crossentropy(request: LossRequest) -> keras.losses.Loss:
 def dice_crossentropy(request: LossRequest) -> keras.losses.Loss:
     from segkit_training.dice_crossentropy_loss import DiceCrossentropy
 
-    return DiceCrossentropy(dice_weight=float(request.options.get("dice_weight", 1.0)))
+    return DiceCrossentropy(dice_weight=request.options["dice_weight"])  # validated: a float, defaulted

@@ -14,8 +14,9 @@ from segkit.data.images import image_size, is_image_name
 from segkit.engine.infer_plan import SQUASH_FACTOR
 from segkit.errors import DataError, ProjectError
 from segkit.plugins import get_registry
-from segkit.project import MODEL_KEYS, load_project
+from segkit.project import load_project
 from segkit.report.console import console
+from segkit.sections import MODEL_KEYS
 from segkit.toml_io import write_atomic
 
 Color = tuple[int, int, int]

@@ -60,21 +60,30 @@ def _kept(load: Callable[[Any], T]) -> Callable[[Any], T]:
     return run
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Augment:
-    """Online augmentation of training pairs (``[augment]``); geometry is shared by image and mask."""
+    """Online augmentation of training pairs; geometry is shared by image and mask.
 
-    flips: bool = True
-    rotate90: bool = True
-    stain_jitter: float = 0.0
-    rotate: bool = False
-    zoom: float = 0.0
-    hed_jitter: float = 0.0
+    The fields are ``[augment]``'s transforms by their key names, taken from the project's section
+    (``pipeline_settings``) and without defaults of their own: the section's declarations hold the
+    defaults, and a second set here would disagree with them.
+    """
+
+    flips: bool
+    rotate90: bool
+    stain_jitter: float
+    rotate: bool
+    zoom: float
+    hed_jitter: float
 
     @property
     def resamples(self) -> bool:
         """Whether windows are resampled (turned by any angle or scaled) instead of cut out as they are."""
         return self.rotate or self.zoom > 0
+
+
+#: every transform off: crop mode without ``[augment]`` runs the training path with this
+NO_AUGMENT = Augment(flips=False, rotate90=False, stain_jitter=0.0, rotate=False, zoom=0.0, hed_jitter=0.0)
 
 
 @dataclass(frozen=True)
@@ -283,7 +292,7 @@ def make_training_dataset(
 
     _check_global_seed()
     # without [augment] the same path runs with every transform off (crop mode still crops)
-    augment = settings.augment or Augment(flips=False, rotate90=False)
+    augment = settings.augment or NO_AUGMENT
     augmenting = PipelineSettings(**{**settings.__dict__, "augment": augment})
     decode = _decoder(source, pairs, augmenting, "train", tf)
     # several windows of one image per epoch (crop mode): more steps from the same files

@@ -79,9 +79,9 @@ def _callbacks(project: Project, registry: Registry, console: Console | None, fl
     train, output = project.train, project.output_dir
     # by role, so that a resume with early stopping switched on or off restores the others
     stateful: dict[str, Any] = {"best": BestCheckpoint(output / BEST_MODEL, output)}
-    if train.reducer_patience > 0:
+    if train.reducer.patience > 0:
         stateful["reducer"] = keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=train.reducer_factor, patience=train.reducer_patience)
+            monitor="val_loss", factor=train.reducer.factor, patience=train.reducer.patience)
     if train.patience > 0:
         stateful["early_stopping"] = keras.callbacks.EarlyStopping(monitor="val_loss", patience=train.patience)
     callbacks = [*stateful.values(), *components.build_plugin_callbacks(project, registry)]
