@@ -28,7 +28,7 @@ from segkit.toml_io import write_atomic
 
 def _resized_figures(model: Any, project: Project, source: Any, pairs: list[Any]) -> dict[str, float]:
     from segkit.data.pipeline import make_dataset
-    from segkit.engine.train import pipeline_settings
+    from segkit.engine.pipeline_settings import pipeline_settings
 
     data = make_dataset(source, pairs, pipeline_settings(project, training=False), "test")
     return {k: float(v) for k, v in model.evaluate(data, verbose=0, return_dict=True).items()}
