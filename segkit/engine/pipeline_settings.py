@@ -9,6 +9,7 @@ from dataclasses import fields
 
 from segkit.data.pipeline import Augment, PipelineSettings
 from segkit.project import Project
+from segkit.run_folder import CACHE_DIR
 
 
 def pipeline_settings(project: Project, training: bool) -> PipelineSettings:
@@ -18,7 +19,7 @@ def pipeline_settings(project: Project, training: bool) -> PipelineSettings:
         num_classes=project.classes.num_classes, batch_size=project.train.batch_size, seed=project.seed,
         with_weights=project.classes.ignore_color is not None or augment.crop, crop=augment.crop,
         crops_per_image=augment.crops_per_image, cache=project.train.cache,
-        cache_dir=project.output_dir / "cache",
+        cache_dir=project.output_dir / CACHE_DIR,
         # every transform of [augment] by its own name, so a new one needs no line here
         augment=Augment(**{f.name: getattr(augment, f.name) for f in fields(Augment)})
         if training and augment.enabled else None,

@@ -23,7 +23,7 @@ from segkit.engine.runtime import (
 from segkit.errors import DataError, RunStateError
 from segkit.plugins import Registry
 from segkit.project import Project
-from segkit.run_folder import BEST_MODEL, EVAL_DIR, RESOLVED_PROJECT, claimed_run_folder
+from segkit.run_folder import BEST_MODEL, EVAL_DIR, RESOLVED_PROJECT, TENSORBOARD_DIR, claimed_run_folder
 from segkit.run_record import check_resumable
 from segkit.run_state import completed_epochs, read_state
 from segkit.specs import NotedSource
@@ -76,7 +76,7 @@ def _callbacks(project: Project, registry: Registry, console: Console | None, fl
 
         callbacks.insert(0, SwapAveragedWeights(resumed=restored is not None))
     if train.tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(str(output / "tensorboard")))
+        callbacks.append(keras.callbacks.TensorBoard(str(output / TENSORBOARD_DIR)))
     rows = HistoryWriter.existing_rows(output / EVAL_DIR)[:first_epoch] if restored else []
     callbacks += [HistoryWriter(output / EVAL_DIR, rows), EpochCheckpoint(output, stateful, flag, restored)]
     if console is not None:
