@@ -109,8 +109,8 @@ def run_worker(args: argparse.Namespace) -> None:
     out = Path(tempfile.mkdtemp(prefix="segkit-bench-infer-out-"))
     result: dict[str, object] = {"side": args.side}
     if args.side == "segkit":
+        from segkit.engine.best_model import load_best_model
         from segkit.engine.components import prediction_for
-        from segkit.engine.evaluate import load_best_model
         from segkit.engine.infer import infer
         from segkit.engine.predict import segment
 

@@ -81,7 +81,7 @@ def run_worker(args: argparse.Namespace) -> None:
     data_start = time.perf_counter()
     if args.side == "segkit":
         from segkit.data.pipeline import make_training_dataset
-        from segkit.engine.train import pipeline_settings
+        from segkit.engine.pipeline_settings import pipeline_settings
 
         data, _ = make_training_dataset(source, pairs, pipeline_settings(project, True), 0, args.epochs)
         data_ready = time.perf_counter()

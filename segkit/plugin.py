@@ -20,7 +20,8 @@ from segkit.data.images import image_size, read_image, read_mask, read_mask_sour
 from segkit.data.pairing import Pair, list_images, pair_by_stem, scan_image_folder
 from segkit.data.prepared_output import prepared_files, staged_output
 from segkit.data.resize import montage, resize_image, resize_mask
-from segkit.engine.predict import Prediction, segment
+from segkit.engine.predict import segment
+from segkit.engine.prediction import Prediction
 from segkit.errors import DataError, PluginError, ProjectError, SegkitError
 from segkit.options import REQUIRED, Option, OptionKind
 from segkit.run_folder import EPOCH_CHANGE_DIR

@@ -13,6 +13,7 @@ from segkit.options import Option, build_record, options_of, setting
 from segkit.overrides import apply_overrides
 from segkit.plugins import Kind, Registry, get_registry, unknown_name_message
 from segkit.project_file import read_document
+from segkit.run_folder import INFER_DIR
 from segkit.sections import PLUGIN_NAME, ModelSection, PluginSection
 from segkit.text import visible
 from segkit.validation import Context, suggestion, text, validate_table
@@ -224,7 +225,7 @@ def _fill_output_paths(resolved: dict[str, Any], ctx: Context) -> None:
     if project["output_dir"] is None:
         project["output_dir"] = (ctx.source.parent / "runs" / project["name"]).resolve()
     if resolved["infer"]["output"] is None:
-        resolved["infer"]["output"] = project["output_dir"] / "infer"
+        resolved["infer"]["output"] = project["output_dir"] / INFER_DIR
 
 
 def _without(table: Mapping[str, Any], core: Sequence[Option]) -> dict[str, Any]:

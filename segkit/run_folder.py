@@ -24,31 +24,44 @@ from segkit.errors import RunStateError
 from segkit.run_lock import LOCK, run_folder_lock
 from segkit.toml_io import write_atomic
 
-BEST_MODEL = "models/best_model.keras"
+MODELS_DIR = "models"
+BEST_MODEL = f"{MODELS_DIR}/best_model.keras"
 EVAL_DIR = "eval"
+#: the per-epoch histories in :data:`EVAL_DIR`, each a ``.csv`` and its plot, a ``.png``
+TRAIN_LOSSES = "train_losses"
+TRAIN_METRICS = "train_metrics"
 RESOLVED_PROJECT = "project.resolved.toml"
 EVALUATION = "evaluation.csv"
 EPOCH_CHANGE_DIR = "epoch_change_infer"
+TENSORBOARD_DIR = "tensorboard"
+#: ``[train] cache = "disk"`` keeps decoded pairs here
+CACHE_DIR = "cache"
+#: where ``segkit infer`` writes when ``[infer] output`` is not set
+INFER_DIR = "infer"
 CHECKPOINT_DIR = "checkpoints"
+#: every checkpoint file name in :data:`CHECKPOINT_DIR`, the current epoch's and older ones (fnmatch)
+CHECKPOINT_FILES = "last*.keras"
 #: the resumable state, written after an epoch's checkpoint and naming the ``checkpoints/last-NNNN.keras``
 #: it belongs to: a run with it has something to resume and is worth keeping
-STATE = "checkpoints/state.json"
+STATE = f"{CHECKPOINT_DIR}/state.json"
 #: which top-level entries the run in this folder owns (JSON)
 RUN_MARKER = ".segkit-run.json"
 #: the earlier run, moved aside while an ``--overwrite`` run starts
 REPLACED = ".segkit-replaced"
 #: the top-level entries ``segkit train`` itself writes
-RUN_ENTRIES = ("models", CHECKPOINT_DIR, EVAL_DIR, EPOCH_CHANGE_DIR, "tensorboard", "cache", RESOLVED_PROJECT)
+RUN_ENTRIES = (MODELS_DIR, CHECKPOINT_DIR, EVAL_DIR, EPOCH_CHANGE_DIR, TENSORBOARD_DIR, CACHE_DIR, RESOLVED_PROJECT)
 #: every file segkit train wrote under each entry before runs had a marker (fnmatch, from the run
 #: folder): an unmarked folder holding only these, and the resolved project, is taken for a run
 LEGACY_FILES = {
-    "models": ("models/best_model.keras", "models/.*.tmp*"),
-    CHECKPOINT_DIR: ("checkpoints/last.keras", "checkpoints/last-[0-9][0-9][0-9][0-9]*.keras", "checkpoints/state.json", "checkpoints/.*.tmp*"),
-    EVAL_DIR: tuple(f"eval/{stem}{ext}" for stem in ("train_losses", "train_metrics", ".train_losses", ".train_metrics")
+    MODELS_DIR: (BEST_MODEL, f"{MODELS_DIR}/.*.tmp*"),
+    CHECKPOINT_DIR: (f"{CHECKPOINT_DIR}/last.keras", f"{CHECKPOINT_DIR}/last-[0-9][0-9][0-9][0-9]*.keras", STATE,
+                     f"{CHECKPOINT_DIR}/.*.tmp*"),
+    EVAL_DIR: tuple(f"{EVAL_DIR}/{stem}{ext}" for stem in (TRAIN_LOSSES, TRAIN_METRICS, f".{TRAIN_LOSSES}",
+                                                            f".{TRAIN_METRICS}")
                     for ext in (".csv", ".png", ".csv.tmp")),
-    EPOCH_CHANGE_DIR: ("epoch_change_infer/epoch_[0-9][0-9][0-9]_*.png", "epoch_change_infer/.*"),
-    "tensorboard": ("tensorboard/train/events.out.tfevents.*", "tensorboard/validation/events.out.tfevents.*"),
-    "cache": ("cache/*-*x*-*/*.npz", "cache/*-*x*-*/*.part"),
+    EPOCH_CHANGE_DIR: (f"{EPOCH_CHANGE_DIR}/epoch_[0-9][0-9][0-9]_*.png", f"{EPOCH_CHANGE_DIR}/.*"),
+    TENSORBOARD_DIR: (f"{TENSORBOARD_DIR}/train/events.out.tfevents.*", f"{TENSORBOARD_DIR}/validation/events.out.tfevents.*"),
+    CACHE_DIR: (f"{CACHE_DIR}/*-*x*-*/*.npz", f"{CACHE_DIR}/*-*x*-*/*.part"),
     RESOLVED_PROJECT: (RESOLVED_PROJECT,),
 }
 #: segkit's own bookkeeping in a run folder, never an entry of a run
@@ -64,6 +77,11 @@ class RunClaim:
     output: Path
     before: frozenset[str]
     had_marker: bool
+
+
+def checkpoint_name(epoch: int) -> str:
+    """The name in :data:`CHECKPOINT_DIR` of the checkpoint written after ``epoch``."""
+    return f"last-{epoch:04d}.keras"
 
 
 def has_checkpoint(output: Path) -> bool:

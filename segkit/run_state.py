@@ -13,20 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from segkit.errors import RunStateError
-from segkit.run_folder import CHECKPOINT_DIR, STATE
+from segkit.run_folder import CHECKPOINT_DIR, STATE, checkpoint_name
 
 FIX = "restore the file, or train again with --overwrite"
-
-
-def checkpoint_name(epoch: int) -> str:
-    return f"last-{epoch:04d}.keras"
 
 
 def read_state(output_dir: Path, epochs: int) -> dict[str, Any]:
     """The checked state of an interrupted run of at most ``epochs`` epochs; one line if unusable."""
     path = output_dir / STATE
     if not path.exists():
-        raise RunStateError(f"{output_dir}: no resumable checkpoint (checkpoints/state.json); "
+        raise RunStateError(f"{output_dir}: no resumable checkpoint ({STATE}); "
                             "train without --resume")
     state = _parsed(path)
     epoch = state.get("epoch")

@@ -82,8 +82,8 @@ def infer_images(project: Project) -> list[Path]:
 
 def reference(project: Project) -> list[np.ndarray]:
     """The softmax ``segkit infer`` computes, image by image."""
+    from segkit.engine.best_model import load_best_model
     from segkit.engine.components import prediction_for
-    from segkit.engine.evaluate import load_best_model
     from segkit.engine.predict import probabilities
 
     model = load_best_model(project)

@@ -217,7 +217,7 @@ def test_a_model_whose_classes_register_while_building_is_built_once(tiny_projec
     the model is built once (registering them) and the file loaded again."""
     import keras
 
-    from segkit.engine.evaluate import load_best_model
+    from segkit.engine.best_model import load_best_model
     from segkit.project import load_project
 
     class Doubled(keras.layers.Layer):

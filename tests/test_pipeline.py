@@ -267,7 +267,7 @@ def test_turned_and_zoomed_windows_resample_image_and_mask_with_one_map(tmp_path
 def test_turns_and_zoom_reach_the_pipeline_and_keep_resized_labels_whole(tmp_path: Path) -> None:
     """Resize mode (no crop): the whole model-size image turns about its centre; the corners are
     mirrored, not filled, so a project without an ignore colour gets no unlabelled pixels."""
-    from segkit.engine.train import pipeline_settings
+    from segkit.engine.pipeline_settings import pipeline_settings
     from segkit.project import load_project
 
     project = load_project(write_tiny_project(tmp_path), ["augment.enabled=true", "augment.rotate=true",

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from segkit.data.tiles import pad_to, tile_origins
-from segkit.engine.predict import Prediction, probabilities, segment
+from segkit.engine.predict import probabilities, segment
+from segkit.engine.prediction import Prediction
 from segkit.engine.sliding_window import gaussian_weights, predict_full
 
 

@@ -85,7 +85,7 @@ def test_channel_jitter_is_one_affine_map_per_channel() -> None:
 
 
 def test_hed_jitter_reaches_training_only_and_keeps_masks(tmp_path: Path) -> None:
-    from segkit.engine.train import pipeline_settings
+    from segkit.engine.pipeline_settings import pipeline_settings
     from segkit.project import load_project
 
     project = load_project(write_tiny_project(tmp_path), ["augment.enabled=true", "augment.stain_jitter=0",

@@ -13,7 +13,7 @@ and compiled functions never leak from one run into the next.
 * The model: FlexUNet 256x256, ``num_layers`` 6, ``base_filters`` 16 (other keys at their
   defaults: 7x7 first kernels, dropout 0.04), 3 classes.
 * segkit: a real project file loaded by ``load_project`` and the real engine pieces:
-  ``components.build_model`` / ``compile_model``, ``engine.train.pipeline_settings`` and
+  ``components.build_model`` / ``compile_model``, ``engine.pipeline_settings`` and
   ``make_training_dataset``.
 * The reference approach (TensorFlowFlexUNet's ``ImageCategorizedMaskDataset.create``): every
   image decoded and resized to the model size into one uint8 array ``X``, every mask into one

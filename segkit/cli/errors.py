@@ -16,7 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from segkit.data.images import printable
-from segkit.data.pipeline import take_load_failure
+from segkit.data.load_failures import take_load_failure
 from segkit.errors import ExitCode, SegkitError
 from segkit.report.console import error_console
 

@@ -14,6 +14,7 @@ from segkit.plugins import get_registry
 from segkit.project import Project, load_project
 from segkit.report.console import console, figures_table, marked_up, print_notes
 from segkit.report.history import metric_order
+from segkit.run_folder import EVALUATION
 from segkit.run_lock import run_folder_lock
 from segkit.specs import CheckedSource
 from segkit.run_record import check_trained_with, resume_command
@@ -91,7 +92,7 @@ def evaluate(project: ProjectArg, set_: SetOpt = None, quiet: QuietOpt = False, 
     with run_folder_lock(loaded.output_dir, "eval", _note_line, required=False):
         figures = run_evaluation(loaded, get_registry())
     console.print(figures_table(f"{loaded.name}: test split", figures))
-    console.print(f"written {loaded.output_dir / 'evaluation.csv'}", markup=False, soft_wrap=True)
+    console.print(f"written {loaded.output_dir / EVALUATION}", markup=False, soft_wrap=True)
 
 
 def infer(

@@ -10,54 +10,23 @@ Augmentation runs after the cache, so every epoch sees new variants.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import numpy as np
 
 from segkit.classes import IGNORE_INDEX
 from segkit.data.decoded_store import DecodedStore
+from segkit.data.load_failures import keeping_load_failure
 from segkit.data.pairing import Pair
 from segkit.data.resize import resize_image, resize_mask
 from segkit.data.stain_augment import channel_jitter, hed_jitter
 from segkit.data.tiles import pad_to, tile_origins
-from segkit.errors import DataError
 from segkit.specs import DatasetSource
 
-T = TypeVar("T")
-
 Cache = Literal["none", "memory", "disk"]
-
-#: The first DataError a dataset plugin raised inside tf.data that nobody has claimed yet.
-_load_failures: list[DataError] = []
-_load_failures_lock = threading.Lock()
-
-
-def take_load_failure() -> DataError | None:
-    """The DataError a loader raised inside tf.data since the last call, if any (and forget it).
-
-    Plugins' ``load`` runs inside ``tf.numpy_function``; TensorFlow hands ``model.fit`` only an
-    ``UnknownError`` whose text holds the Python traceback, so the one-line DataError would be
-    lost. The pipeline keeps it here and the CLI (``segkit.cli.errors.mapped``) reports it instead.
-    """
-    with _load_failures_lock:
-        return _load_failures.pop() if _load_failures else None
-
-
-def _kept(load: Callable[[Any], T]) -> Callable[[Any], T]:
-    def run(index: Any) -> T:
-        try:
-            return load(index)
-        except DataError as exc:
-            with _load_failures_lock:
-                if not _load_failures:
-                    _load_failures.append(exc)
-            raise
-
-    return run
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,7 +116,7 @@ def _decoder(source: DatasetSource, pairs: Sequence[Pair], settings: PipelineSet
         return store.get(int(index), pair, lambda: decode_pair(pair))
 
     def tf_decode(index: Any) -> tuple[Any, Any]:
-        image, mask = tf.numpy_function(_kept(decode), [index], (tf.uint8, tf.uint8), stateful=False)
+        image, mask = tf.numpy_function(keeping_load_failure(decode), [index], (tf.uint8, tf.uint8), stateful=False)
         if tiled:
             image.set_shape((None, h, w, c))
             mask.set_shape((None, h, w))

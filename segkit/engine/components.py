@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from segkit.engine.prediction import Prediction
 from segkit.plugins import Registry
 from segkit.project import Project
 from segkit.specs import (
@@ -90,10 +91,8 @@ def compile_model(model: Any, project: Project, registry: Registry, jit_compile:
         model.optimizer.build(model.trainable_variables)
 
 
-def prediction_for(project: Project) -> Any:
+def prediction_for(project: Project) -> Prediction:
     """How ``infer``/``eval`` meet the model: tiles at full resolution when it was trained on crops."""
-    from segkit.engine.predict import Prediction
-
     infer = project.infer
     return Prediction(project.model.image_height, project.model.image_width,
                       "tile" if project.augment.crop else "resize", infer.overlap, infer.batch_size, infer.tta)

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from segkit.engine.best_model import load_best_model
 from segkit.engine.components import prediction_for
-from segkit.engine.evaluate import load_best_model
 from segkit.engine.runtime import import_tensorflow
 from segkit.errors import SegkitError
 from segkit.project import Project

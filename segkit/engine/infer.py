@@ -12,8 +12,8 @@ import numpy as np
 
 from segkit.data.images import read_image, write_png
 from segkit.data.resize import blend
+from segkit.engine.best_model import load_best_model
 from segkit.engine.components import prediction_for
-from segkit.engine.evaluate import load_best_model
 from segkit.engine.infer_plan import InferPlan, plan_infer, record
 from segkit.engine.predict import segment
 from segkit.engine.runtime import import_tensorflow

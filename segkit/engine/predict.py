@@ -4,25 +4,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
+from segkit.engine.prediction import Prediction
 from segkit.engine.sliding_window import predict_full
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """How images meet the model: ``resize`` to its input (as trained on resized images) or
-    ``tile`` at full resolution (as trained on crops)."""
-
-    height: int
-    width: int
-    mode: Literal["resize", "tile"] = "resize"
-    overlap: float = 0.5
-    batch_size: int = 8
-    tta: bool = False
 
 
 @functools.cache

@@ -24,8 +24,14 @@ import keras
 
 from segkit.durable import remove_temporaries, replace_durably, write_text_durably
 from segkit.errors import RunStateError
-from segkit.run_folder import BEST_MODEL, CHECKPOINT_DIR, STATE
-from segkit.run_state import checkpoint_name, checkpoint_path, completed_epochs
+from segkit.run_folder import (
+    CHECKPOINT_DIR,
+    CHECKPOINT_FILES,
+    MODELS_DIR,
+    STATE,
+    checkpoint_name,
+)
+from segkit.run_state import checkpoint_path, completed_epochs
 
 #: test-only: ``SIGNAL:EPOCH`` sends SIGNAL to this process at the first step after epoch EPOCH
 #: is committed, so the resume tests interrupt at the same point on any machine
@@ -131,7 +137,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.signal_after = os.environ.get(SIGNAL_AFTER_EPOCH_ENV, "")
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        for folder in (CHECKPOINT_DIR, Path(BEST_MODEL).parent):  # what a kill -9 mid-write left
+        for folder in (CHECKPOINT_DIR, MODELS_DIR):  # what a kill -9 mid-write left
             remove_temporaries(self.output_dir / folder)
         for role, counters in (self.restored or {}).get("callbacks", {}).items():
             for name, value in counters.items() if role in self.stateful else ():
@@ -151,7 +157,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self._write_state({"epoch": epoch + 1, "finished": False, "checkpoint": name,
                            "callbacks": {role: _counters(c) for role, c in self.stateful.items()},
                            "seed_states": seed_states(self.model)})
-        for older in folder.glob("last*.keras"):  # only now is the older checkpoint no longer needed
+        for older in folder.glob(CHECKPOINT_FILES):  # only now is the older checkpoint no longer needed
             if older.name != name:
                 older.unlink(missing_ok=True)
         if self.flag:

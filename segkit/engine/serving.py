@@ -19,7 +19,7 @@ import tensorflow as tf
 from segkit.engine.sliding_window import gaussian_weights
 
 if TYPE_CHECKING:
-    from segkit.engine.predict import Prediction
+    from segkit.engine.prediction import Prediction
 
 Predict = Callable[[tf.Tensor], tf.Tensor]
 

@@ -5,25 +5,25 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from rich.console import Console
 
-from segkit.data.pipeline import Augment, PipelineSettings
 from segkit.durable import disk_error
 from segkit.engine import components
 from segkit.engine.distribute import writes_run_folder
 from segkit.engine.model_checks import check_model
+from segkit.engine.pipeline_settings import pipeline_settings
 from segkit.engine.runtime import (
     configure_precision, deterministic_for, import_tensorflow, jit_setting, seed_everything,
 )
 from segkit.errors import DataError, RunStateError
 from segkit.plugins import Registry
 from segkit.project import Project
-from segkit.run_folder import BEST_MODEL, EVAL_DIR, RESOLVED_PROJECT, claimed_run_folder
+from segkit.run_folder import BEST_MODEL, EVAL_DIR, RESOLVED_PROJECT, TENSORBOARD_DIR, claimed_run_folder
 from segkit.run_record import check_resumable
 from segkit.run_state import completed_epochs, read_state
 from segkit.specs import NotedSource
@@ -40,20 +40,6 @@ class TrainResult:
     #: epochs whose checkpoint exists (what --resume continues after)
     completed_epochs: int = 0
     weights_sha256: str = ""
-
-
-def pipeline_settings(project: Project, training: bool) -> PipelineSettings:
-    model, augment = project.model, project.augment
-    return PipelineSettings(
-        height=model.image_height, width=model.image_width, channels=model.image_channels,
-        num_classes=project.classes.num_classes, batch_size=project.train.batch_size, seed=project.seed,
-        with_weights=project.classes.ignore_color is not None or augment.crop, crop=augment.crop,
-        crops_per_image=augment.crops_per_image, cache=project.train.cache,
-        cache_dir=project.output_dir / "cache",
-        # every transform of [augment] by its own name, so a new one needs no line here
-        augment=Augment(**{f.name: getattr(augment, f.name) for f in fields(Augment)})
-        if training and augment.enabled else None,
-    )
 
 
 def _data(project: Project, registry: Registry, first_epoch: int) -> tuple[Any, Any, Any, int]:
@@ -90,7 +76,7 @@ def _callbacks(project: Project, registry: Registry, console: Console | None, fl
 
         callbacks.insert(0, SwapAveragedWeights(resumed=restored is not None))
     if train.tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(str(output / "tensorboard")))
+        callbacks.append(keras.callbacks.TensorBoard(str(output / TENSORBOARD_DIR)))
     rows = HistoryWriter.existing_rows(output / EVAL_DIR)[:first_epoch] if restored else []
     callbacks += [HistoryWriter(output / EVAL_DIR, rows), EpochCheckpoint(output, stateful, flag, restored)]
     if console is not None:

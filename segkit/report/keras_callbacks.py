@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from segkit.report.charts import metric_panels, plot_history
 from segkit.report.history import read_csv, split_columns, write_csv
+from segkit.run_folder import TRAIN_LOSSES, TRAIN_METRICS
 
 SHOWN_METRICS = ("loss", "dice_coef_multiclass", "mean_foreground_dice")
 
@@ -88,7 +89,7 @@ class HistoryWriter(keras.callbacks.Callback):
     def existing_rows(eval_dir: Path) -> list[dict[str, float]]:
         """Rows of an earlier run, merged from both CSVs by epoch (for ``--resume``)."""
         merged: dict[int, dict[str, float]] = {}
-        for name in ("train_losses.csv", "train_metrics.csv"):
+        for name in (f"{TRAIN_LOSSES}.csv", f"{TRAIN_METRICS}.csv"):
             path = eval_dir / name
             for row in read_csv(path) if path.exists() else []:
                 merged.setdefault(int(row["epoch"]), {}).update(row)
@@ -99,8 +100,8 @@ class HistoryWriter(keras.callbacks.Callback):
         row["epoch"] = float(epoch + 1)
         self.rows = [r for r in self.rows if int(r["epoch"]) <= epoch] + [row]
         losses, metrics = split_columns(row)
-        write_csv(self.eval_dir / "train_losses.csv", losses, self.rows)
-        write_csv(self.eval_dir / "train_metrics.csv", metrics, self.rows)
+        write_csv(self.eval_dir / f"{TRAIN_LOSSES}.csv", losses, self.rows)
+        write_csv(self.eval_dir / f"{TRAIN_METRICS}.csv", metrics, self.rows)
         loss_panel = ("loss", [c for c in losses if c != "learning_rate"])
-        plot_history(self.eval_dir / "train_losses.png", self.rows, [loss_panel])
-        plot_history(self.eval_dir / "train_metrics.png", self.rows, metric_panels(metrics))
+        plot_history(self.eval_dir / f"{TRAIN_LOSSES}.png", self.rows, [loss_panel])
+        plot_history(self.eval_dir / f"{TRAIN_METRICS}.png", self.rows, metric_panels(metrics))
