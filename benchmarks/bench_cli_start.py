@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchkit.clock import load_average  # noqa: E402
-from benchkit.project import ROOT, ensure_pairs, write_project  # noqa: E402
-from benchkit.tables import machine, median, table  # noqa: E402
+from benchkit.clock import load_average
+from benchkit.project import ROOT, ensure_pairs, write_project
+from benchkit.tables import machine, median, table
 
 BIN = Path(sys.executable).parent
 SEGKIT = BIN / "segkit"

@@ -25,9 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchkit.project import BASE_FILTERS, DEFAULT_DATA, MODEL_SIDE, NUM_CLASSES, NUM_LAYERS, ensure_pairs  # noqa: E402
-from benchkit.tables import machine, table  # noqa: E402
-from benchkit.workers import worker  # noqa: E402
+from benchkit.project import BASE_FILTERS, DEFAULT_DATA, MODEL_SIDE, NUM_CLASSES, NUM_LAYERS, ensure_pairs
+from benchkit.tables import machine, table
+from benchkit.workers import worker
 
 TRAIN = Path(__file__).resolve().parent / "bench_train.py"
 

@@ -16,7 +16,6 @@ fails is reported and skipped; one that does not fit the time budget is skipped,
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -26,9 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchkit.project import BASE_FILTERS, NUM_LAYERS, ensure_pairs  # noqa: E402
-from benchkit.tables import machine, table  # noqa: E402
-from benchkit.workers import worker  # noqa: E402
+from benchkit.project import BASE_FILTERS, NUM_LAYERS, ensure_pairs
+from benchkit.tables import machine, table
+from benchkit.workers import worker
 
 TRAIN = Path(__file__).resolve().parent / "bench_train.py"
 

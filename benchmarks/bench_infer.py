@@ -29,13 +29,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+from PIL import Image
 
-from benchkit.clock import load_average  # noqa: E402
-from benchkit.project import DEFAULT_DATA, MODEL_SIDE, SEED, SIDE, ensure_pairs, load, write_project  # noqa: E402
-from benchkit.tables import machine, median, table  # noqa: E402
-from benchkit.workers import add_onednn_option, add_worker_options, apply_onednn, emit, ran_as_worker, worker  # noqa: E402
+from benchkit.clock import load_average
+from benchkit.project import DEFAULT_DATA, MODEL_SIDE, SEED, SIDE, ensure_pairs, load, write_project
+from benchkit.tables import machine, median, table
+from benchkit.workers import add_onednn_option, add_worker_options, apply_onednn, emit, ran_as_worker, worker
 
 SCRIPT = Path(__file__).resolve()
 WARMUP_IMAGES = 8

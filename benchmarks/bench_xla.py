@@ -26,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchkit.project import DEFAULT_DATA, ensure_pairs  # noqa: E402
-from benchkit.tables import machine, median, table  # noqa: E402
-from benchkit.workers import add_onednn_option, apply_onednn, worker  # noqa: E402
+from benchkit.project import DEFAULT_DATA, ensure_pairs
+from benchkit.tables import machine, median, table
+from benchkit.workers import add_onednn_option, apply_onednn, worker
 
 TRAIN = Path(__file__).resolve().parent / "bench_train.py"
 

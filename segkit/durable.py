@@ -47,7 +47,10 @@ def replace_durably(path: Path, write: Callable[[Path], object], run_folder: Pat
         os.replace(temporary, path)
         _flush_folder(path.parent)
     except OSError as exc:
-        raise disk_error(exc, run_folder) or exc
+        mapped = disk_error(exc, run_folder)
+        if mapped is None:
+            raise
+        raise mapped from None
     finally:
         temporary.unlink(missing_ok=True)
 

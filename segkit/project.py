@@ -9,6 +9,7 @@ from typing import Any
 
 from segkit import sections, toml_io
 from segkit.classes import IGNORE_INDEX, ClassInfo, ClassTable
+from segkit.errors import PluginError
 from segkit.options import Option, build_record, options_of, setting
 from segkit.overrides import apply_overrides
 from segkit.plugins import Kind, Registry, get_registry, unknown_name_message
@@ -136,7 +137,7 @@ def _plugin_entry(
     if name not in registry.entries[kind]:
         try:
             registry.get(kind, name)
-        except Exception as exc:  # a clash or a failed plugin explains itself
+        except PluginError as exc:  # a clash or a failed plugin explains itself
             raise ctx.fail(f"{key}.name", str(exc)) from None
     spec_options = registry.get(kind, name).spec.options
     return validate_table(raw, (*core, *spec_options), key, ctx)
@@ -241,8 +242,8 @@ def _plugin(record: type[PluginSection], table: Mapping[str, Any]) -> Any:
 def _build(resolved: dict[str, Any], ctx: Context) -> Project:
     mask = resolved["mask"]
     table = ClassTable(
-        tuple(ClassInfo(c["name"], tuple(c["color"])) for c in resolved["classes"]),  # type: ignore[arg-type]
-        ignore_color=tuple(mask["ignore_color"]) if mask["ignore_color"] else None,  # type: ignore[arg-type]
+        tuple(ClassInfo(c["name"], tuple(c["color"])) for c in resolved["classes"]),
+        ignore_color=tuple(mask["ignore_color"]) if mask["ignore_color"] else None,
         tolerance=mask["tolerance"],
     )
     return build_record(

@@ -48,8 +48,8 @@ if keras_file != "-":
         if image.shape[:2] == tuple(model.input_shape[1:3]):
             out[f"keras{i}"] = model.predict_on_batch(image[None].astype("float32") / 255.0)[0]
 np.savez(npz, **out)
-print("segkit imported:", any(sys.modules.get(name) for name in %r))
-""" % SEGKIT_PACKAGES
+print("segkit imported:", any(sys.modules.get(name) for name in SEGKIT_PACKAGES))
+""".replace("SEGKIT_PACKAGES", repr(SEGKIT_PACKAGES))
 
 
 def train(project: Path) -> Project:

@@ -187,7 +187,7 @@ def test_crop_mode_takes_model_size_windows_and_pads_small_images(tmp_path: Path
     x, y = tiles[0]
     tops, lefts = (0, 16, 24), (0, 16)
     assert len(x) == len(tops) * len(lefts) + 1
-    for i, (top, left) in enumerate((t, l) for t in tops for l in lefts):
+    for i, (top, left) in enumerate((t, s) for t in tops for s in lefts):
         np.testing.assert_array_equal(np.rint(x[i] * 255).astype(int), big[top : top + 16, left : left + 16])
         np.testing.assert_array_equal(y[i].argmax(-1), big_label[top : top + 16, left : left + 16])
     np.testing.assert_array_equal(y[-1][10:], 0)

@@ -17,7 +17,7 @@ BLOBS = ((5, 6, 8, 10), (14, 20, 17, 25))
 
 
 def _blobs(shift: int) -> list[tuple[int, int, int, int]]:
-    return [(t + shift, l + shift, b + shift, r + shift) for t, l, b, r in BLOBS]
+    return [(top + shift, left + shift, bottom + shift, right + shift) for top, left, bottom, right in BLOBS]
 
 
 def make_ucsb(root: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:

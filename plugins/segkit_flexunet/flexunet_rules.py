@@ -136,7 +136,7 @@ def _pair(name: str, value: int | tuple[int, int] | list[int]) -> Pair:
             raise ValueError(f"{name} must be an integer or a pair of integers, got {value!r}")
         pair = (value[0], value[1])
     else:
-        pair = (value, value)  # type: ignore[assignment]
+        pair = (value, value)
     for v in pair:
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be a positive integer or a pair of them, got {value!r}")

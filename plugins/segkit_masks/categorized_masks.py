@@ -56,7 +56,7 @@ def _check_colors_match(split: str, folders: SplitFolders, pairs: list[Pair], ta
         if table.within_tolerance(colors).any():
             return
         for color, count in zip(colors.tolist(), counts.tolist()):
-            seen[tuple(color)] = seen.get(tuple(color), 0) + count  # type: ignore[arg-type]
+            seen[tuple(color)] = seen.get(tuple(color), 0) + count
     if pairs:
         raise _no_class_color(split, folders, seen, table)
 

@@ -52,7 +52,7 @@ def _color(value: Any, name: str) -> RGB:
         raise ValueError(f"{name} must be three integers 0..255, got {value!r}") from None
     if len(channels) != 3 or any(not 0 <= c <= 255 for c in channels):
         raise ValueError(f"{name} must be three integers 0..255, got {value!r}")
-    return channels  # type: ignore[return-value]
+    return channels
 
 
 @dataclass(frozen=True)

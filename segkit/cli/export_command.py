@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional, cast
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -15,7 +15,7 @@ from segkit.report.console import console, print_notes
 from segkit.run_record import check_trained_with
 
 if TYPE_CHECKING:
-    from segkit.engine.export import Format
+    pass
 
 
 class ExportFormat(str, Enum):
@@ -41,7 +41,7 @@ def export(project: ProjectArg, format_: FormatOpt = ExportFormat.savedmodel, ou
     require_converter(format_.value)  # before validation and TensorFlow: the cheapest refusal first
     loaded = check_trained_with(load_project(project, set_ or [], get_registry()))
     print_notes(loaded.notes)
-    result = run_export(loaded, cast("Format", format_.value), out, overwrite)
+    result = run_export(loaded, format_.value, out, overwrite)
     for path in result.replaced:
         console.print(f"replaced {path} (--overwrite; it was not a segkit export)", markup=False, soft_wrap=True)
     how = "tiles (Gaussian-blended windows)" if result.mode == "tile" else "resizes"

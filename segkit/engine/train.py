@@ -160,7 +160,10 @@ def _train_placed(project: Project, registry: Registry, console: Console | None,
             history = model.history.history if model.history is not None else {}
             flag.signal_name = stop.signal_name
         except OSError as exc:  # a full or read-only disk, wherever under the run folder it struck
-            raise disk_error(exc, project.output_dir) or exc
+            mapped = disk_error(exc, project.output_dir)
+            if mapped is None:
+                raise
+            raise mapped from None
     return _result(history, source, flag.signal_name, completed_epochs(project.output_dir), model)
 
 
