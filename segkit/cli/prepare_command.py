@@ -9,6 +9,7 @@ import typer
 
 from segkit.cli.options import DebugOpt, apply_debug
 from segkit.data.names import resolved, shown_path
+from segkit.engine.runtime import build_with
 from segkit.errors import DataError, ProjectError
 from segkit.overrides import parse_value
 from segkit.plugins import get_registry
@@ -44,7 +45,7 @@ def prepare(
         raise DataError(f"{shown_path(source)}: not a folder; pass the folder of the downloaded dataset")
     context = Context(source=Path(f"segkit prepare {name}"), overridden=frozenset())
     options = validate_table(parse_options(name, option or []), spec.options, "option", context)
-    report = spec.build(PreparerRequest(source, out, options))
+    report = build_with(str(context.source), "option", spec.build, PreparerRequest(source, out, options))
     for split, count in report.counts.items():
         console.print(f"{split}: {count} pairs", markup=False)
     for note in report.notes:

@@ -12,11 +12,12 @@ import typer
 from segkit.classes import ClassInfo, ClassTable
 from segkit.cli.options import DebugOpt, SetOpt, apply_debug
 from segkit.data.names import refuse_loop, shown_path
+from segkit.engine.components import open_dataset
 from segkit.errors import DataError, ProjectError
 from segkit.plugins import get_registry
 from segkit.project import load_project
 from segkit.report.console import console
-from segkit.specs import DatasetRequest, FolderSource
+from segkit.specs import FolderSource
 from segkit.stats import SplitFolders, collect_stats, render, write_charts
 from segkit.stats.near_duplicates import DEFAULT_THRESHOLD, MAX_THRESHOLD
 from segkit.toml_io import write_atomic
@@ -44,9 +45,7 @@ def _holds_split(folder: Path) -> bool:
 
 def project_splits(project_file: Path, overrides: list[str]) -> tuple[dict[str, SplitFolders], ClassTable]:
     project = load_project(project_file, overrides, get_registry())
-    spec = get_registry().get("dataset", project.dataset.name).spec
-    source = spec.build(DatasetRequest(project.dataset.options, project.classes, project.output_dir,
-                                       project.model.image_channels))
+    source = open_dataset(project, get_registry())  # the builder guard every command uses (TF-free)
     if not isinstance(source, FolderSource):
         raise DataError(f"dataset '{project.dataset.name}' does not expose its folders; run segkit stats on a folder")
     return dict(source.folders()), project.classes
