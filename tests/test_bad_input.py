@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from typer.testing import CliRunner, Result
 
 from segkit.classes import IGNORE_INDEX
 from segkit.cli.main import app
+from segkit_process import run_segkit
 from tiny_data import blob_pair, write_tiny_project
 
 runner = CliRunner()
@@ -378,10 +378,8 @@ def test_truncated_jpeg_found_inside_tf_data(project: Path) -> None:
 
 def test_debug_shows_the_traceback(project: Path) -> None:
     edit(project, "batch_size = 4", "batchsize = 4")
-    command = [sys.executable, "-c", "from segkit.cli.main import main; main()", "train", str(project)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEGKIT_")}
-    plain = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=False)
-    debug = subprocess.run([*command, "--debug"], capture_output=True, text=True, env=env, timeout=120, check=False)
+    plain = run_segkit(["train", project], timeout=120, stderr_apart=True)
+    debug = run_segkit(["train", project, "--debug"], timeout=120, stderr_apart=True)
     assert plain.returncode == 2 and "Traceback" not in plain.stderr, plain.stderr
     assert "train.batchsize: unknown key" in plain.stderr
     assert debug.returncode != 0

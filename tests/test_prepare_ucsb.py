@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ from segkit.errors import DataError
 from segkit.plugins import get_registry
 from segkit.project import load_project
 from segkit.specs import PrepareReport, PreparerRequest
+from segkit_process import output_of, run_python
 from segkit_ucsb.prepare_ucsb import bbox_region, hull_region, nuclei_region, split_cores, split_sizes
 from ucsb_miniature import COLOURS, CORES, WHITE, H, W, make_ucsb
 
@@ -247,7 +246,8 @@ def test_the_written_project_loads(source: Path, tmp_path: Path) -> None:
 
 def test_the_plugin_imports_no_tensorflow() -> None:
     code = "import sys, segkit_ucsb; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True)
+    result = run_python(code)
+    assert result.returncode == 0, output_of(result)
 
 
 def test_real_ucsb_sample(tmp_path: Path) -> None:

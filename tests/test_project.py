@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from segkit_process import output_of, run_python
 
 from segkit import toml_io
 from segkit.errors import ProjectError
@@ -122,4 +121,5 @@ def test_validation_imports_no_tensorflow(tiny_project: Path) -> None:
         f"load_project(Path({str(tiny_project)!r})); "
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    result = run_python(code)
+    assert result.returncode == 0, output_of(result)
