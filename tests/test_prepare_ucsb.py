@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import shared_data
 from segkit import toml_io
 from segkit.errors import DataError
 from segkit.plugins import get_registry
@@ -18,6 +17,7 @@ from segkit.project import load_project
 from segkit.specs import PrepareReport, PreparerRequest
 from segkit_process import output_of, run_python
 from segkit_ucsb.prepare_ucsb import bbox_region, hull_region, nuclei_region, split_cores, split_sizes
+from shared_data import shared_data
 from ucsb_miniature import COLOURS, CORES, WHITE, H, W, make_ucsb
 
 def prepare(source: Path, output: Path, **options: Any) -> PrepareReport:
