@@ -115,7 +115,7 @@ PROJECT_CASES = [
      [r"tiny\.toml: train\.batchsize: unknown key \(did you mean 'batch_size'\?\)"]),
     ("wrong-type", "image_width = 64", 'image_width = "64"',
      [r"tiny\.toml: model\.image_width: expected an integer, got a string \('64'\)"]),
-    ("table-expected", "reducer = { factor = 0.5, patience = 1 }", "reducer = 0.5",
+    ("table-expected", "patience = 0\n\n[train.reducer]\nfactor = 0.5\npatience = 1\n", "patience = 0\nreducer = 0.5\n",
      [r"tiny\.toml: train\.reducer: expected a table, got a number"]),
     ("unknown-model-plugin", 'name = "flexunet"', 'name = "flexunett"',
      [r"model\.name: unknown model 'flexunett' \(available: [^)]*flexunet", r"did you mean 'flexunet'\?"]),

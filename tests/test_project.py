@@ -78,7 +78,7 @@ def test_overrides_parse_toml_values_and_set_paths_from_cwd(tiny_project: Path, 
         ('[train]', '[trian]', r"trian: unknown section \(did you mean 'train'\?\)"),
         ('color = [255, 0, 0]', 'color = [0, 255, 0]', r"classes\.2\.color: same color as classes\.1"),
         ('color = [255, 0, 0]', 'color = [300, 0, 0]', r"classes\.2\.color: colour channels must be 0\.\.255"),
-        ('"data/test/images", masks', '"data/nowhere", masks', r"dataset\.test\.images: folder .*nowhere does not exist"),
+        ('[dataset.test]\nimages = "data/test/images"', '[dataset.test]\nimages = "data/nowhere"', r"dataset\.test\.images: folder .*nowhere does not exist"),
         ("count = 2", "count = 0", r"callbacks\.0\.count: must be at least 1, got 0"),
         ("seed = 7", "seed = -1", r"project\.seed: must be at least 0, got -1"),
         ("batch_size = 4", "batch_size = 4.5", r"train\.batch_size: expected an integer, got a number"),
@@ -110,7 +110,7 @@ def test_bad_override_syntax(tiny_project: Path) -> None:
 
 def test_a_path_that_is_a_file(tiny_project: Path) -> None:
     (tiny_project.parent / "afile").write_text("x")
-    _edit(tiny_project, 'test = {{ images = "data/test/images"'.replace("{{", "{"), 'test = { images = "afile"')
+    _edit(tiny_project, '[dataset.test]\nimages = "data/test/images"', '[dataset.test]\nimages = "afile"')
     assert "dataset.test.images: " in _error(tiny_project)
     assert "afile is a file, not a folder" in _error(tiny_project)
 
