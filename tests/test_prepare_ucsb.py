@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cli_results import snapshot
 from segkit import toml_io
 from segkit.errors import DataError
 from segkit.plugins import get_registry
@@ -26,10 +27,6 @@ def prepare(source: Path, output: Path, **options: Any) -> PrepareReport:
 
 def png(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture

@@ -7,18 +7,12 @@ from pathlib import Path
 
 import pytest
 from segkit_process import output_of, run_python
+from tiny_data import edit_text
 
 from segkit import toml_io
 from segkit.errors import ProjectError
 from segkit.overrides import parse_value
 from segkit.project import load_project
-
-
-def _edit(project: Path, old: str, new: str) -> Path:
-    text = project.read_text()
-    assert old in text, old
-    project.write_text(text.replace(old, new, 1))
-    return project
 
 
 def _error(project: Path, *overrides: str) -> str:
@@ -85,13 +79,13 @@ def test_overrides_parse_toml_values_and_set_paths_from_cwd(tiny_project: Path, 
     ],
 )
 def test_bad_values_name_file_and_key(tiny_project: Path, old: str, new: str, pattern: str) -> None:
-    message = _error(_edit(tiny_project, old, new))
+    message = _error(edit_text(tiny_project, old, new))
     assert message.startswith(str(tiny_project.resolve()))
     assert re.search(pattern, message), message
 
 
 def test_malformed_toml_names_the_line(tiny_project: Path) -> None:
-    _edit(tiny_project, "seed = 7", "seed = = 7")
+    edit_text(tiny_project, "seed = 7", "seed = = 7")
     assert re.search(r"invalid TOML: .*line 5", _error(tiny_project))
 
 
@@ -110,7 +104,7 @@ def test_bad_override_syntax(tiny_project: Path) -> None:
 
 def test_a_path_that_is_a_file(tiny_project: Path) -> None:
     (tiny_project.parent / "afile").write_text("x")
-    _edit(tiny_project, '[dataset.test]\nimages = "data/test/images"', '[dataset.test]\nimages = "afile"')
+    edit_text(tiny_project, '[dataset.test]\nimages = "data/test/images"', '[dataset.test]\nimages = "afile"')
     assert "dataset.test.images: " in _error(tiny_project)
     assert "afile is a file, not a folder" in _error(tiny_project)
 

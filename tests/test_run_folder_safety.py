@@ -21,6 +21,7 @@ from typer.testing import CliRunner, Result
 from segkit.cli.main import app
 from segkit.run_folder import REPLACED, RUN_ENTRIES, RUN_MARKER
 from segkit.run_lock import LOCK, run_folder_lock
+from cli_results import snapshot
 from segkit_process import output_of, run_segkit, start_python
 from tiny_data import write_tiny_project
 
@@ -29,11 +30,6 @@ runner = CliRunner()
 
 def invoke(*args: object) -> Result:
     return runner.invoke(app, [str(a) for a in args])
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    """Every file under ``folder`` with its bytes (hidden ones included)."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def error_lines(result: Result) -> list[str]:

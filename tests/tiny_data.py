@@ -116,11 +116,3 @@ def edit_text(path: Path, old: str, new: str) -> Path:
     path.write_text(text.replace(old, new, 1), encoding="utf-8")
     return path
 
-
-def error_line(output: str, exit_code: int) -> str:
-    """The one ``error:`` line of a clean failure: exit 2, no traceback, no internal error."""
-    assert exit_code == 2, output
-    assert "Traceback" not in output and "internal error" not in output, output
-    errors = [line for line in output.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, output
-    return errors[0]
