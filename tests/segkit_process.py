@@ -1,4 +1,9 @@
-"""Running ``segkit`` and plain Python in fresh processes, as a user's shell or a server would."""
+"""Running ``segkit`` and plain Python in fresh processes, as a user's shell or a server would.
+
+``run_*`` wait for the process and return what it printed; ``start_*`` return it running, for tests
+that talk to it, signal it or run several at once. Output is text, stdout and stderr together in
+``stdout`` unless ``stderr_apart`` (then in ``stderr``), or stdout into ``to_file``.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO, Any
 
 #: The CLI's entry point, without relying on the console script being on PATH.
 SEGKIT = [sys.executable, "-c", "from segkit.cli.main import main; main()"]
@@ -23,19 +29,44 @@ def environment(pythonpath: Sequence[Path] = (), **extra: str) -> dict[str, str]
     return env
 
 
-def run_segkit(args: Sequence[str], pythonpath: Sequence[Path] = (), timeout: int = 300,
+def _options(pythonpath: Sequence[Path], cwd: Path | None, stderr_apart: bool, to_file: IO[str] | None,
+             extra: dict[str, str]) -> dict[str, Any]:
+    """What ``subprocess.run`` and ``Popen`` get alike: the environment, the folder, where output goes."""
+    return {"env": environment(pythonpath, **extra), "cwd": cwd, "text": True,
+            "stdout": subprocess.PIPE if to_file is None else to_file,
+            "stderr": subprocess.PIPE if stderr_apart else subprocess.STDOUT}
+
+
+def _python(script: str, args: Sequence[str | Path]) -> list[str]:
+    return [sys.executable, "-c", script, *map(str, args)]
+
+
+def run_segkit(args: Sequence[str | Path], pythonpath: Sequence[Path] = (), timeout: int = 300,
+               cwd: Path | None = None, stderr_apart: bool = False, to_file: IO[str] | None = None,
                **extra: str) -> subprocess.CompletedProcess[str]:
-    """``segkit ARGS`` in a new process; stdout and stderr together in ``.stdout``."""
-    return subprocess.run([*SEGKIT, *map(str, args)], env=environment(pythonpath, **extra), text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout, check=False)
+    """``segkit ARGS`` in a new process, its output captured; ``extra`` are environment variables."""
+    return subprocess.run([*SEGKIT, *map(str, args)], timeout=timeout, check=False,
+                          **_options(pythonpath, cwd, stderr_apart, to_file, extra))
 
 
-def run_python(script: str, args: Sequence[str] = (), pythonpath: Sequence[Path] = (), timeout: int = 300,
-               cwd: Path | None = None, **extra: str) -> subprocess.CompletedProcess[str]:
+def run_python(script: str, args: Sequence[str | Path] = (), pythonpath: Sequence[Path] = (), timeout: int = 300,
+               cwd: Path | None = None, stderr_apart: bool = False, **extra: str) -> subprocess.CompletedProcess[str]:
     """A Python script in a new process (``-c``), its output captured."""
-    return subprocess.run([sys.executable, "-c", script, *map(str, args)], env=environment(pythonpath, **extra),
-                          text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
-                          cwd=cwd, check=False)
+    return subprocess.run(_python(script, args), timeout=timeout, check=False,
+                          **_options(pythonpath, cwd, stderr_apart, None, extra))
+
+
+def start_segkit(args: Sequence[str | Path], pythonpath: Sequence[Path] = (), cwd: Path | None = None,
+                 stderr_apart: bool = False, **extra: str) -> subprocess.Popen[str]:
+    """``segkit ARGS`` started in a new process and left running (read it with ``communicate``)."""
+    return subprocess.Popen([*SEGKIT, *map(str, args)], **_options(pythonpath, cwd, stderr_apart, None, extra))
+
+
+def start_python(script: str, args: Sequence[str | Path] = (), pythonpath: Sequence[Path] = (),
+                 stderr_apart: bool = False, with_stdin: bool = False, **extra: str) -> subprocess.Popen[str]:
+    """A Python script started in a new process (``-c``); ``with_stdin`` gives it a pipe to read."""
+    return subprocess.Popen(_python(script, args), stdin=subprocess.PIPE if with_stdin else None,
+                            **_options(pythonpath, None, stderr_apart, None, extra))
 
 
 def block_imports(names: Sequence[str]) -> str:
@@ -45,4 +76,3 @@ def block_imports(names: Sequence[str]) -> str:
 
 def output_of(result: subprocess.CompletedProcess[str]) -> str:
     return f"exit {result.returncode}\n{result.stdout}"
-

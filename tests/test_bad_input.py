@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +25,9 @@ from typer.testing import CliRunner, Result
 
 from segkit.classes import IGNORE_INDEX
 from segkit.cli.main import app
-from tiny_data import blob_pair, write_tiny_project
+from segkit_process import run_segkit
+from cli_results import single_error_line, snapshot
+from tiny_data import blob_pair, edit_text, write_tiny_project
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,28 +42,11 @@ def invoke(*args: object) -> Result:
     return runner.invoke(app, [str(a) for a in args])
 
 
-def snapshot(folder: Path) -> dict[str, bytes]:
-    """Every file under ``folder`` with its bytes ({} when the folder is absent)."""
-    if not folder.is_dir():
-        return {}
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 def assert_clean_failure(result: Result, *patterns: str) -> None:
     """Exit 2, one ``error:`` line matching every pattern (file or key, and what to do), no traceback."""
-    output = result.output
-    assert result.exit_code == 2, output
-    assert "Traceback" not in output and "internal error" not in output, output
-    errors = [line for line in output.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, output
+    line = single_error_line(result)
     for pattern in patterns:
-        assert re.search(pattern, errors[0]), f"{pattern!r} not in {errors[0]!r}"
-
-
-def edit(project: Path, old: str, new: str) -> None:
-    text = project.read_text(encoding="utf-8")
-    assert old in text, old
-    project.write_text(text.replace(old, new, 1), encoding="utf-8")
+        assert re.search(pattern, line), f"{pattern!r} not in {line!r}"
 
 
 def png_bytes(array: np.ndarray, fmt: str = "PNG", **options: object) -> bytes:
@@ -115,7 +99,7 @@ PROJECT_CASES = [
      [r"tiny\.toml: train\.batchsize: unknown key \(did you mean 'batch_size'\?\)"]),
     ("wrong-type", "image_width = 64", 'image_width = "64"',
      [r"tiny\.toml: model\.image_width: expected an integer, got a string \('64'\)"]),
-    ("table-expected", "reducer = { factor = 0.5, patience = 1 }", "reducer = 0.5",
+    ("table-expected", "patience = 0\n\n[train.reducer]\nfactor = 0.5\npatience = 1\n", "patience = 0\nreducer = 0.5\n",
      [r"tiny\.toml: train\.reducer: expected a table, got a number"]),
     ("unknown-model-plugin", 'name = "flexunet"', 'name = "flexunett"',
      [r"model\.name: unknown model 'flexunett' \(available: [^)]*flexunet", r"did you mean 'flexunet'\?"]),
@@ -136,7 +120,7 @@ PROJECT_CASES = [
 
 @pytest.mark.parametrize(("old", "new", "patterns"), [c[1:] for c in PROJECT_CASES], ids=[c[0] for c in PROJECT_CASES])
 def test_project_file_mistakes(project: Path, old: str, new: str, patterns: list[str]) -> None:
-    edit(project, old, new)
+    edit_text(project, old, new)
     before = snapshot(project.parent / "run")
     assert_clean_failure(invoke("train", project), re.escape(str(project.resolve())), *patterns)
     assert snapshot(project.parent / "run") == before
@@ -173,7 +157,7 @@ def test_project_file_missing(tmp_path: Path) -> None:
 
 def test_paths_are_reported_resolved(project: Path) -> None:
     """A path with ``..`` and ``.`` in it is reported as the folder it really is."""
-    edit(project, '"data/train/images"', '"./data/../data/./train/imgs"')
+    edit_text(project, '"data/train/images"', '"./data/../data/./train/imgs"')
     result = invoke("train", project)
     resolved = project.parent.resolve() / "data" / "train" / "imgs"
     assert_clean_failure(result, re.escape(str(resolved)) + " does not exist")
@@ -377,11 +361,9 @@ def test_truncated_jpeg_found_inside_tf_data(project: Path) -> None:
 
 
 def test_debug_shows_the_traceback(project: Path) -> None:
-    edit(project, "batch_size = 4", "batchsize = 4")
-    command = [sys.executable, "-c", "from segkit.cli.main import main; main()", "train", str(project)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEGKIT_")}
-    plain = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=False)
-    debug = subprocess.run([*command, "--debug"], capture_output=True, text=True, env=env, timeout=120, check=False)
+    edit_text(project, "batch_size = 4", "batchsize = 4")
+    plain = run_segkit(["train", project], timeout=120, stderr_apart=True)
+    debug = run_segkit(["train", project, "--debug"], timeout=120, stderr_apart=True)
     assert plain.returncode == 2 and "Traceback" not in plain.stderr, plain.stderr
     assert "train.batchsize: unknown key" in plain.stderr
     assert debug.returncode != 0
@@ -621,7 +603,7 @@ def test_plugin_names_are_never_imported_by_path(project: Path, monkeypatch: pyt
                                             "def build(request):\n    return None\n")
     monkeypatch.chdir(project.parent)
     monkeypatch.syspath_prepend(str(project.parent))
-    edit(project, 'name = "flexunet"', f'name = "{name}"')
+    edit_text(project, 'name = "flexunet"', f'name = "{name}"')
     assert_clean_failure(invoke("train", project), rf"model\.name: unknown model '{re.escape(name)}' \(available: ")
     assert not marker.exists()
     assert "evil" not in sys.modules

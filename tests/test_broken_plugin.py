@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from segkit_process import SEGKIT, environment, output_of, run_segkit
+from segkit_process import output_of, run_segkit, start_segkit
 from tiny_data import write_tiny_project
 
 LONG_NAME = "segkit-plugin-with-a-distribution-name-longer-than-a-terminal-line-is-wide"
@@ -180,8 +179,7 @@ def test_ctrl_c_while_plugins_load_still_stops_the_command(tmp_path: Path) -> No
     marker = tmp_path / "importing"
     install_fake_distribution(tmp_path, "slow-import", "slow_import_plugin", (
         f"import pathlib, time\npathlib.Path({str(marker)!r}).touch()\ntime.sleep(60)\n"))
-    command = subprocess.Popen([*SEGKIT, "plugins"], env=environment([tmp_path]), text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    command = start_segkit(["plugins"], [tmp_path])
     deadline = time.monotonic() + 60
     while not marker.exists() and time.monotonic() < deadline and command.poll() is None:
         time.sleep(0.05)
@@ -194,8 +192,7 @@ def test_ctrl_c_while_plugins_load_still_stops_the_command(tmp_path: Path) -> No
 def test_output_to_a_file_keeps_long_names_and_keys_whole(site: Path, tmp_path: Path) -> None:
     listing = tmp_path / "plugins.txt"
     with listing.open("w", encoding="utf-8") as out:  # as `segkit plugins --keys > file` with an 80-column shell
-        returncode = subprocess.run([*SEGKIT, "plugins", "--keys"], env=environment([site], COLUMNS="80"),
-                                    stdout=out, stderr=subprocess.STDOUT, check=False).returncode
+        returncode = run_segkit(["plugins", "--keys"], [site], to_file=out, COLUMNS="80").returncode
     text = listing.read_text(encoding="utf-8")
     assert returncode == 0, text
     row = next(line for line in text.splitlines() if line.startswith(f"│ {LONG_NAME}-loss "))

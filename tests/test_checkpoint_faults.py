@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_results import error_line, snapshot
 from segkit_process import run_python, run_segkit
 from tiny_data import write_tiny_project
 from typer.testing import CliRunner
@@ -40,18 +41,6 @@ def copy(interrupted: Path, tmp_path: Path) -> Path:
     """The interrupted project and its run folder, copied so that a test may damage them."""
     shutil.copytree(interrupted.parent, tmp_path / "copy")
     return tmp_path / "copy" / interrupted.name
-
-
-def _files(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def _error_line(output: str, exit_code: int) -> str:
-    """The one ``error:`` line of a refusal (exit 2, no traceback)."""
-    assert exit_code == 2 and "Traceback" not in output and "internal error" not in output, output
-    lines = [line for line in output.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, output
-    return lines[0]
 
 
 def _edit_state(change: Callable[[dict[str, Any]], Any]) -> Callable[[Path], None]:
@@ -101,11 +90,11 @@ def test_a_damaged_run_state_is_one_line(copy: Path, case: str) -> None:
     damage, expected = DAMAGE[case]
     run = copy.parent / "run"
     damage(run)
-    before = _files(run)
+    before = snapshot(run)
     result = runner.invoke(app, ["train", str(copy), "--resume"])
-    line = _error_line(result.output, result.exit_code)
+    line = error_line(result.output, result.exit_code)
     assert expected in line and ("--overwrite" in line or "raise train.epochs" in line), line
-    assert _files(run) == before
+    assert snapshot(run) == before
 
 
 @pytest.mark.parametrize(("setting", "named"), [
@@ -117,11 +106,11 @@ def test_a_damaged_run_state_is_one_line(copy: Path, case: str) -> None:
 ])
 def test_resume_refuses_a_changed_project_naming_the_key(interrupted: Path, setting: str, named: str) -> None:
     run = interrupted.parent / "run"
-    before = _files(run)
+    before = snapshot(run)
     result = runner.invoke(app, ["train", str(interrupted), "--resume", "--set", setting])
-    line = _error_line(result.output, result.exit_code)
+    line = error_line(result.output, result.exit_code)
     assert f"run: the run was trained with {named}" in line and "--resume continues only the same settings" in line
-    assert _files(run) == before
+    assert snapshot(run) == before
 
 
 def test_the_refusal_comes_before_tensorflow(interrupted: Path) -> None:
@@ -150,7 +139,7 @@ def test_a_full_disk_at_a_checkpoint_keeps_the_last_good_one(tmp_path: Path, mon
 
     monkeypatch.setattr(keras.Model, "save", full_at_epoch_2)
     result = runner.invoke(app, ["train", str(project), "--quiet"])
-    line = _error_line(result.output, result.exit_code)
+    line = error_line(result.output, result.exit_code)
     assert line == (f"error: {run}: cannot write the run there, the disk is full (No space left on device); free "
                     "space on that disk or set project.output_dir to another folder (an interrupted run's last "
                     "checkpoint is kept: continue it with --resume)")

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from segkit_process import run_python, start_segkit
 from tiny_data import best_val_loss, saved_model_loss_on_valid, write_tiny_project
 
 TWO_CPUS = (
@@ -28,13 +27,13 @@ def _losses(run: Path) -> list[float]:
 
 
 def _train_two_cpus(project: Path, strategy: str, output: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", TWO_CPUS, "train", str(project), "--quiet", "--set", f"train.strategy={strategy}",
+    return run_python(
+        TWO_CPUS, ["train", project, "--quiet", "--set", f"train.strategy={strategy}",
          "--set", f"project.output_dir={output}", "--set", "train.epochs=2", "--set", "train.patience=0",
          # Adam turns float-rounding noise in near-zero gradients into steps of the full learning
          # rate; a small rate keeps that below the tolerance without hiding a real mismatch
          "--set", "optimizer.learning_rate=0.001"],
-        capture_output=True, text=True, timeout=300, cwd=project.parent)
+        timeout=300, cwd=project.parent, stderr_apart=True)
 
 
 def test_mirrored_matches_one_device(tmp_path: Path) -> None:
@@ -66,11 +65,10 @@ def test_two_workers_on_localhost(tmp_path: Path, ema_momentum: float | None) ->
     cluster = {"worker": [f"localhost:{p}" for p in ports]}
     processes = []
     for index in range(2):
-        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
-        command = [sys.executable, "-c", "from segkit.cli.main import main; main()", "train", str(project),
-                   "--quiet", "--set", "train.strategy=multi_worker", "--set", f"project.output_dir=run{index}"]
-        processes.append(subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
-                                          stderr=subprocess.PIPE, text=True))
+        task = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        processes.append(start_segkit(["train", project, "--quiet", "--set", "train.strategy=multi_worker",
+                                       "--set", f"project.output_dir=run{index}"],
+                                      cwd=tmp_path, stderr_apart=True, TF_CONFIG=task))
     outputs = []
     for process in processes:
         try:

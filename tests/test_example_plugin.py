@@ -20,16 +20,15 @@ import pytest
 
 from segkit import toml_io
 from segkit_process import block_imports, environment, output_of, run_python, run_segkit
-from tiny_data import PROJECT_TEMPLATE, write_tiny_project
+from tiny_data import tiny_project, write_tiny_project
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "segkit-plugin-example"
 DISTRIBUTION, VERSION = "segkit-plugin-example", "0.3.0"
-FLEXUNET_KEYS = 'name = "flexunet"\nimage_width = 64\nimage_height = 64\nbase_filters = 4\nbase_kernels = 5\n' \
-                'num_layers = 3\ndropout_rate = 0.0\n'
-EXAMPLE_KEYS = 'name = "res-attention-unet"\nimage_width = 64\nimage_height = 64\nfilters = 4\ndepth = 3\n'
+#: the example's model in place of the tiny project's FlexUNet (whose keys it does not take)
+EXAMPLE_MODEL = {"name": "res-attention-unet", "image_width": 64, "image_height": 64, "filters": 4, "depth": 3}
 #: keras.callbacks.TensorBoard needs the tensorboard package, which TensorFlow 2.21 no longer pulls in
 HAS_TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
-EXTRA_SECTIONS = '\n[loss]\nname = "focal-tversky"\nbeta = 0.8\n\n[[callbacks]]\nname = "lr-logger"\n'
+EXAMPLE_LOSS = {"name": "focal-tversky", "beta": 0.8}
 
 
 @dataclass(frozen=True)
@@ -62,14 +61,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
 
 
 def example_project(root: Path) -> Path:
-    project = write_tiny_project(root, epochs=2)
-    text = PROJECT_TEMPLATE.format(epochs=2)
-    assert FLEXUNET_KEYS in text
-    text = text.replace(FLEXUNET_KEYS, EXAMPLE_KEYS)
-    if HAS_TENSORBOARD:
-        text = text.replace("patience = 0\n", "patience = 0\ntensorboard = true\n")
-    project.write_text(text + EXTRA_SECTIONS, encoding="utf-8")
-    return project
+    tiny = tiny_project(epochs=2)
+    train = {**tiny["train"], "tensorboard": True} if HAS_TENSORBOARD else tiny["train"]
+    return write_tiny_project(root, epochs=2, model=EXAMPLE_MODEL, train=train, loss=EXAMPLE_LOSS,
+                              callbacks=[*tiny["callbacks"], {"name": "lr-logger"}])
 
 
 @pytest.fixture(scope="module")

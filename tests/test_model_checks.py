@@ -19,6 +19,7 @@ from segkit.engine.model_checks import check_memory, machine_memory, size
 from segkit.errors import ProjectError
 from segkit.plugins import get_registry
 from segkit.project import load_project
+from cli_results import snapshot
 from segkit_flexunet.flexunet_rules import activation_count, parameter_count
 from segkit_process import block_imports, output_of, run_python
 from tiny_data import write_tiny_project
@@ -33,10 +34,6 @@ EARLIER_RUN = {
 #: ``segkit ARGS`` in a process where importing TensorFlow or Keras fails.
 WITHOUT_TENSORFLOW = block_imports(["tensorflow", "keras"]) + (
     "sys.argv = ['segkit', *sys.argv[1:]]\nfrom segkit.cli.main import main\nmain()\n")
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
-from cli_results import single_error_line
+from cli_results import single_error_line, snapshot
 from typer.testing import CliRunner, Result
 from ucsb_miniature import make_ucsb
 
@@ -25,10 +25,6 @@ runner = CliRunner()
 def prepare(source: Path, out: Path, *options: str) -> Result:
     args = ["prepare", "ucsb-bcc", str(source), "--out", str(out)]
     return runner.invoke(app, args + [item for option in options for item in ("--option", option)])
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def siblings(out: Path) -> list[str]:

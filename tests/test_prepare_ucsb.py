@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +10,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import shared_data
+from cli_results import snapshot
 from segkit import toml_io
 from segkit.errors import DataError
 from segkit.plugins import get_registry
 from segkit.project import load_project
 from segkit.specs import PrepareReport, PreparerRequest
+from segkit_process import output_of, run_python
 from segkit_ucsb.prepare_ucsb import bbox_region, hull_region, nuclei_region, split_cores, split_sizes
+from shared_data import shared_data
 from ucsb_miniature import COLOURS, CORES, WHITE, H, W, make_ucsb
 
 def prepare(source: Path, output: Path, **options: Any) -> PrepareReport:
@@ -27,10 +27,6 @@ def prepare(source: Path, output: Path, **options: Any) -> PrepareReport:
 
 def png(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture
@@ -247,7 +243,8 @@ def test_the_written_project_loads(source: Path, tmp_path: Path) -> None:
 
 def test_the_plugin_imports_no_tensorflow() -> None:
     code = "import sys, segkit_ucsb; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True)
+    result = run_python(code)
+    assert result.returncode == 0, output_of(result)
 
 
 def test_real_ucsb_sample(tmp_path: Path) -> None:

@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from segkit_process import output_of, run_python
+from tiny_data import edit_text
 
 from segkit import toml_io
 from segkit.errors import ProjectError
 from segkit.overrides import parse_value
 from segkit.project import load_project
-
-
-def _edit(project: Path, old: str, new: str) -> Path:
-    text = project.read_text()
-    assert old in text, old
-    project.write_text(text.replace(old, new, 1))
-    return project
 
 
 def _error(project: Path, *overrides: str) -> str:
@@ -79,20 +72,20 @@ def test_overrides_parse_toml_values_and_set_paths_from_cwd(tiny_project: Path, 
         ('[train]', '[trian]', r"trian: unknown section \(did you mean 'train'\?\)"),
         ('color = [255, 0, 0]', 'color = [0, 255, 0]', r"classes\.2\.color: same color as classes\.1"),
         ('color = [255, 0, 0]', 'color = [300, 0, 0]', r"classes\.2\.color: colour channels must be 0\.\.255"),
-        ('"data/test/images", masks', '"data/nowhere", masks', r"dataset\.test\.images: folder .*nowhere does not exist"),
+        ('[dataset.test]\nimages = "data/test/images"', '[dataset.test]\nimages = "data/nowhere"', r"dataset\.test\.images: folder .*nowhere does not exist"),
         ("count = 2", "count = 0", r"callbacks\.0\.count: must be at least 1, got 0"),
         ("seed = 7", "seed = -1", r"project\.seed: must be at least 0, got -1"),
         ("batch_size = 4", "batch_size = 4.5", r"train\.batch_size: expected an integer, got a number"),
     ],
 )
 def test_bad_values_name_file_and_key(tiny_project: Path, old: str, new: str, pattern: str) -> None:
-    message = _error(_edit(tiny_project, old, new))
+    message = _error(edit_text(tiny_project, old, new))
     assert message.startswith(str(tiny_project.resolve()))
     assert re.search(pattern, message), message
 
 
 def test_malformed_toml_names_the_line(tiny_project: Path) -> None:
-    _edit(tiny_project, "seed = 7", "seed = = 7")
+    edit_text(tiny_project, "seed = 7", "seed = = 7")
     assert re.search(r"invalid TOML: .*line 5", _error(tiny_project))
 
 
@@ -111,7 +104,7 @@ def test_bad_override_syntax(tiny_project: Path) -> None:
 
 def test_a_path_that_is_a_file(tiny_project: Path) -> None:
     (tiny_project.parent / "afile").write_text("x")
-    _edit(tiny_project, 'test = {{ images = "data/test/images"'.replace("{{", "{"), 'test = { images = "afile"')
+    edit_text(tiny_project, '[dataset.test]\nimages = "data/test/images"', '[dataset.test]\nimages = "afile"')
     assert "dataset.test.images: " in _error(tiny_project)
     assert "afile is a file, not a folder" in _error(tiny_project)
 
@@ -122,4 +115,5 @@ def test_validation_imports_no_tensorflow(tiny_project: Path) -> None:
         f"load_project(Path({str(tiny_project)!r})); "
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    result = run_python(code)
+    assert result.returncode == 0, output_of(result)

@@ -11,8 +11,9 @@ import re
 from pathlib import Path
 
 import pytest
+from cli_results import error_line
 from segkit_process import run_segkit
-from tiny_data import edit_text, error_line
+from tiny_data import edit_text
 from typer.testing import CliRunner, Result
 
 from segkit import toml_io

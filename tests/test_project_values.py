@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_results import error_line
 from PIL import Image
-from tiny_data import edit_text, error_line
+from tiny_data import edit_text
 from typer.testing import CliRunner, Result
 
 from segkit.cli.main import app

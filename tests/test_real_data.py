@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from shared_data import shared_data
 from typer.testing import CliRunner
 
-from conftest import shared_data
 from segkit.cli.main import app
 
 ROOT = Path(__file__).resolve().parents[1]

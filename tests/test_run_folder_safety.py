@@ -13,8 +13,6 @@ import os
 import re
 import shutil
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,7 +21,8 @@ from typer.testing import CliRunner, Result
 from segkit.cli.main import app
 from segkit.run_folder import REPLACED, RUN_ENTRIES, RUN_MARKER
 from segkit.run_lock import LOCK, run_folder_lock
-from segkit_process import environment, output_of, run_segkit
+from cli_results import snapshot
+from segkit_process import output_of, run_segkit, start_python
 from tiny_data import write_tiny_project
 
 runner = CliRunner()
@@ -31,11 +30,6 @@ runner = CliRunner()
 
 def invoke(*args: object) -> Result:
     return runner.invoke(app, [str(a) for a in args])
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    """Every file under ``folder`` with its bytes (hidden ones included)."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def error_lines(result: Result) -> list[str]:
@@ -181,8 +175,7 @@ def test_a_second_train_in_a_locked_folder_is_refused(tmp_path: Path) -> None:
     """Issue 31 family 2: two trains into one folder both "succeeded"; the second is now refused."""
     project = write_tiny_project(tmp_path, epochs=1)
     run = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run)], env=environment(), text=True,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    holder = start_python(HOLD_LOCK, [run], stderr_apart=True, with_stdin=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
         held = json.loads((run / LOCK).read_text(encoding="utf-8"))
@@ -202,7 +195,7 @@ def test_a_second_train_in_a_locked_folder_is_refused(tmp_path: Path) -> None:
 
 
 def dead_pid() -> int:
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process = start_python("pass")
     process.wait()
     return process.pid
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from segkit.classes import ClassInfo, ClassTable
+from segkit_process import output_of, run_python
 from segkit_synthetic.he_tiles import GENERATOR_VERSION, TileSettings, generate_tile
 from segkit_synthetic.tile_folders import SETTINGS_FILE, dataset_is_current, write_dataset, write_split
 
@@ -163,7 +162,8 @@ def test_module_does_not_import_tensorflow() -> None:
         "import sys; import segkit_synthetic.he_tiles, segkit_synthetic.tile_folders; "
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    result = run_python(code)
+    assert result.returncode == 0, output_of(result)
 
 
 def _files(root: Path) -> set[str]:

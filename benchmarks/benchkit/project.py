@@ -21,61 +21,6 @@ NUM_CLASSES = 3
 SEED = 1
 DEFAULT_DATA = Path(tempfile.gettempdir()) / "segkit-bench-512"
 
-PROJECT = """
-[project]
-name = "bench"
-output_dir = "{output}"
-seed = {seed}
-
-[model]
-name = "flexunet"
-image_width = {side}
-image_height = {side}
-image_channels = 3
-base_filters = {base_filters}
-num_layers = {num_layers}
-
-[[classes]]
-name = "background"
-color = [0, 0, 0]
-
-[[classes]]
-name = "benign"
-color = [0, 255, 0]
-
-[[classes]]
-name = "malignant"
-color = [255, 0, 0]
-
-[optimizer]
-name = "adam"
-learning_rate = 1e-4
-
-[loss]
-name = "categorical_crossentropy"
-
-[metrics]
-names = ["dice_coef_multiclass"]
-
-[dataset]
-name = "categorized-masks"
-train = {{ images = "{data}/train/images", masks = "{data}/train/masks" }}
-valid = {{ images = "{data}/train/images", masks = "{data}/train/masks" }}
-
-[train]
-epochs = {epochs}
-batch_size = {batch_size}
-patience = 0
-cache = "{cache}"
-jit_compile = "{jit}"
-precision = "{precision}"
-reducer = {{ factor = 0.5, patience = 0 }}
-
-[infer]
-images = "{infer}"
-"""
-
-
 def ensure_pairs(root: Path, count: int, side: int = SIDE) -> Path:
     """``root/train/{images,masks}`` with at least ``count`` synthetic ``side``x``side`` pairs; returns ``root``.
 
@@ -117,16 +62,34 @@ def linked_pairs(root: Path, count: int) -> Path:
     return linked
 
 
+def _pairs(data: Path) -> dict[str, str]:
+    return {"images": f"{data}/train/images", "masks": f"{data}/train/masks"}
+
+
 def write_project(folder: Path, data: Path, *, batch_size: int = 4, cache: str = "none", jit: str = "auto",
                   precision: str = "float32", epochs: int = 1, side: int = MODEL_SIDE,
                   infer: Path | None = None) -> Path:
-    """A segkit project file training the benchmark FlexUNet on ``data/train``."""
+    """A segkit project file training the benchmark FlexUNet on ``data/train``; written by segkit's
+    TOML writer, so any path is quoted as TOML needs."""
+    from segkit import toml_io
+
+    project = {
+        "project": {"name": "bench", "output_dir": folder / "run", "seed": SEED},
+        "model": {"name": "flexunet", "image_width": side, "image_height": side, "image_channels": 3,
+                  "base_filters": BASE_FILTERS, "num_layers": NUM_LAYERS},
+        "classes": [{"name": "background", "color": [0, 0, 0]}, {"name": "benign", "color": [0, 255, 0]},
+                    {"name": "malignant", "color": [255, 0, 0]}],
+        "optimizer": {"name": "adam", "learning_rate": 1e-4},
+        "loss": {"name": "categorical_crossentropy"},
+        "metrics": {"names": ["dice_coef_multiclass"]},
+        "dataset": {"name": "categorized-masks", "train": _pairs(data), "valid": _pairs(data)},
+        "train": {"epochs": epochs, "batch_size": batch_size, "patience": 0, "cache": cache, "jit_compile": jit,
+                  "precision": precision, "reducer": {"factor": 0.5, "patience": 0}},
+        "infer": {"images": infer or data / "train" / "images"},
+    }
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "bench.toml"
-    path.write_text(PROJECT.format(
-        output=folder / "run", seed=SEED, side=side, base_filters=BASE_FILTERS, num_layers=NUM_LAYERS,
-        data=data, epochs=epochs, batch_size=batch_size, cache=cache, jit=jit, precision=precision,
-        infer=infer or data / "train" / "images"), encoding="utf-8")
+    path.write_text(toml_io.dumps(project), encoding="utf-8")
     return path
 
 
