@@ -5,7 +5,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from typer.testing import Result
+from typer.testing import CliRunner, Result
+
+from segkit.cli.main import app
+from tiny_data import write_tiny_project
+
+runner = CliRunner()
+
+
+def invoke(*args: object) -> Result:
+    """``segkit ARGS`` in this process (typer's CliRunner), every argument as a string."""
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def trained_tiny_project(folder: Path) -> Path:
+    """The tiny project in ``folder``, trained for one real epoch into ``folder/run``."""
+    project = write_tiny_project(folder, epochs=1)
+    result = invoke("train", project, "--quiet")
+    assert result.exit_code == 0, result.output
+    return project
 
 
 def error_line(output: str, exit_code: int) -> str:

@@ -21,15 +21,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 from segkit.classes import IGNORE_INDEX
-from segkit.cli.main import app
 from segkit_process import run_segkit
-from cli_results import single_error_line, snapshot
+from cli_results import invoke, single_error_line, snapshot
 from tiny_data import blob_pair, edit_text, write_tiny_project
 
-runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
 SENTINEL = "keep.txt"
 SENTINEL_BYTES = b"an earlier result a user cares about\n"
@@ -37,10 +35,6 @@ FOURTH_CLASS = '\n[[classes]]\nname = "necrosis"\ncolor = [0, 0, 255]\n'
 
 
 # --------------------------------------------------------------------------------------------- helpers
-
-def invoke(*args: object) -> Result:
-    return runner.invoke(app, [str(a) for a in args])
-
 
 def assert_clean_failure(result: Result, *patterns: str) -> None:
     """Exit 2, one ``error:`` line matching every pattern (file or key, and what to do), no traceback."""

@@ -8,38 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner, Result
 
-from segkit.cli.main import app
 from segkit.data.images import read_image, read_mask
-from tiny_data import write_tiny_project
-
-runner = CliRunner()
-
-
-def invoke(*args: object) -> Result:
-    return runner.invoke(app, [str(a) for a in args])
+from cli_results import invoke, single_error_line, trained_tiny_project
 
 
 def files(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()} if folder.is_dir() else {}
 
 
-def one_error(result: Result) -> str:
-    """The one ``error:`` line of a clean refusal (exit 2, no traceback)."""
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output and "internal error" not in result.output, result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, result.output
-    return errors[0]
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    project = write_tiny_project(tmp_path_factory.mktemp("outputs"), epochs=1)
-    result = invoke("train", project, "--quiet")
-    assert result.exit_code == 0, result.output
-    return project
+    return trained_tiny_project(tmp_path_factory.mktemp("outputs"))
 
 
 @pytest.fixture
@@ -52,12 +32,12 @@ def images(trained: Path, tmp_path: Path) -> Path:
 
 def test_output_equal_to_the_images_is_refused_and_the_images_kept(trained: Path, images: Path) -> None:
     before = files(images)
-    line = one_error(invoke("infer", trained, "--set", f"infer.images='{images}'",
+    line = single_error_line(invoke("infer", trained, "--set", f"infer.images='{images}'",
                             "--set", f"infer.output='{images}'"))
     assert line == (f"error: {trained}: infer.output: '{images}' is (or lies inside) the folder of the images to "
                     f"segment, '{images}'; choose another output folder")
     assert files(images) == before
-    line = one_error(invoke("infer", trained, images, "--out", images / "masks"))
+    line = single_error_line(invoke("infer", trained, images, "--out", images / "masks"))
     assert line.startswith(f"error: --out: '{images / 'masks'}' is (or lies inside) the folder of the images")
     assert files(images) == before and not (images / "masks").exists()
 
@@ -66,7 +46,7 @@ def test_an_output_folder_linked_to_the_images_is_refused(trained: Path, images:
     link = tmp_path / "masks"
     link.symlink_to(images, target_is_directory=True)
     before = files(images)
-    line = one_error(invoke("infer", trained, images / "odd_1.png", "--out", link))
+    line = single_error_line(invoke("infer", trained, images / "odd_1.png", "--out", link))
     assert line == f"error: '{link / 'odd_1.png'}': is the input image '{images / 'odd_1.png'}'; choose another output folder"
     assert files(images) == before
 
@@ -90,7 +70,7 @@ def test_a_users_file_named_like_a_mask_is_kept_unless_overwrite(trained: Path, 
     out = tmp_path / "masks"
     out.mkdir()
     (out / "odd_1.png").write_bytes(b"my own drawing")
-    line = one_error(invoke("infer", trained, images, "--out", out))
+    line = single_error_line(invoke("infer", trained, images, "--out", out))
     assert line == (f"error: '{out}': masks would replace 1 file(s) segkit did not write ('odd_1.png'); move them, "
                     "choose another output folder, or pass --overwrite")
     assert files(out) == {"odd_1.png": b"my own drawing"} and not (tmp_path / "masks_overlay").exists()
@@ -117,7 +97,7 @@ def test_infer_replaces_its_own_earlier_masks_without_overwrite(trained: Path, i
 def test_a_bad_path_argument_is_one_quoted_line(trained: Path, images: Path, tmp_path: Path, name: str,
                                                 problem: str) -> None:
     (images / "notes.txt").write_text("not an image")
-    line = one_error(invoke("infer", trained, images / "odd_0.png", images / name, "--out", tmp_path / "o"))
+    line = single_error_line(invoke("infer", trained, images / "odd_0.png", images / name, "--out", tmp_path / "o"))
     assert line == f"error: '{images / name}': {problem}; give image files or folders of images"
     assert not (tmp_path / "o").exists()
 
@@ -126,7 +106,7 @@ def test_two_images_with_one_stem_are_refused(trained: Path, images: Path, tmp_p
     other = tmp_path / "other"
     other.mkdir()
     shutil.copy(images / "odd_0.png", other / "odd_0.png")
-    line = one_error(invoke("infer", trained, images / "odd_0.png", other / "odd_0.png", "--out", tmp_path / "o"))
+    line = single_error_line(invoke("infer", trained, images / "odd_0.png", other / "odd_0.png", "--out", tmp_path / "o"))
     assert line == (f"error: '{images / 'odd_0.png'}' and '{other / 'odd_0.png'}': both would write the mask "
                     "'odd_0.png'; segment them into separate output folders")
 

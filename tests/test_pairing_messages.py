@@ -13,19 +13,11 @@ import re
 from pathlib import Path
 
 import pytest
-from cli_results import single_error_line
+from cli_results import invoke, single_error_line
 from tiny_data import write_tiny_project
-from typer.testing import CliRunner, Result
 
-from segkit.cli.main import app
 from segkit.data import images
 from segkit.data.names import shown_path
-
-runner = CliRunner()
-
-
-def invoke(*args: object) -> Result:
-    return runner.invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture()

@@ -11,26 +11,16 @@ import re
 from pathlib import Path
 
 import pytest
-from cli_results import error_line
+from cli_results import error_line, invoke
 from segkit_process import run_segkit
 from tiny_data import edit_text
-from typer.testing import CliRunner, Result
 
 from segkit import toml_io
-from segkit.cli.main import app
 from segkit.errors import ProjectError, RunStateError
 from segkit.options import Option
 from segkit.plugins import get_registry
 from segkit.project import load_project
 from segkit.run_folder import RESOLVED_PROJECT
-
-runner = CliRunner()
-
-
-def invoke(*args: object) -> Result:
-    return runner.invoke(app, [str(a) for a in args])
-
-
 
 
 # --------------------------------------------------------------------------- rich markup (subprocess)

@@ -12,30 +12,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_results import error_line
+from cli_results import error_line, invoke
 from PIL import Image
 from tiny_data import edit_text
-from typer.testing import CliRunner, Result
 
-from segkit.cli.main import app
 from segkit.errors import DataError, ProjectError
 from segkit.options import Option
 from segkit.plugins import get_registry
 from segkit.project import load_project
 from segkit.validation import Context, coerce
 
-runner = CliRunner()
-
-
-def invoke(*args: object) -> Result:
-    return runner.invoke(app, [str(a) for a in args])
-
 
 def _run(*args: object) -> tuple[str, int]:
     result = invoke(*args)
     return result.output, result.exit_code
-
-
 
 
 def load_error(project: Path, *overrides: str) -> str:

@@ -16,20 +16,13 @@ import socket
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from segkit.cli.main import app
 from segkit.run_folder import REPLACED, RUN_ENTRIES, RUN_MARKER
 from segkit.run_lock import LOCK, run_folder_lock
-from cli_results import snapshot
+from cli_results import invoke, snapshot, trained_tiny_project
 from segkit_process import output_of, run_segkit, start_python
 from tiny_data import write_tiny_project
-
-runner = CliRunner()
-
-
-def invoke(*args: object) -> Result:
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def error_lines(result: Result) -> list[str]:
@@ -45,10 +38,7 @@ def not_a_run(folder: Path, foreign: str) -> str:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny project with one real epoch trained into ``run/``."""
-    project = write_tiny_project(tmp_path_factory.mktemp("trained"), epochs=1)
-    result = invoke("train", project, "--quiet")
-    assert result.exit_code == 0, result.output
-    return project
+    return trained_tiny_project(tmp_path_factory.mktemp("trained"))
 
 
 @pytest.fixture

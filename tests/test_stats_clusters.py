@@ -12,20 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_results import single_error_line
+from cli_results import invoke, single_error_line
 from PIL import Image
 from tiny_data import blob_pair, write_split
-from typer.testing import CliRunner, Result
 
-from segkit.cli.main import app
 from segkit.stats.near_duplicates import ImageFingerprint, find_near_duplicates
 from segkit.toml_io import write_atomic
-
-runner = CliRunner()
-
-
-def invoke(*args: object) -> Result:
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def write_copies(split: Path, count: int, seed: int = 0) -> None:

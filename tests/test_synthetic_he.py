@@ -156,7 +156,6 @@ def test_image_is_not_a_single_flat_colour_per_class(tiles: list[tuple[np.ndarra
     assert background.std() > 3.0  # texture, gaps, noise
 
 
-
 def test_module_does_not_import_tensorflow() -> None:
     code = (
         "import sys; import segkit_synthetic.he_tiles, segkit_synthetic.tile_folders; "
