@@ -12,7 +12,6 @@ import typer
 from segkit.classes import ClassInfo, ClassTable
 from segkit.cli.options import DebugOpt, SetOpt, apply_debug
 from segkit.data.names import refuse_loop, shown_path
-from segkit.engine.components import open_dataset
 from segkit.errors import DataError, ProjectError
 from segkit.plugins import get_registry
 from segkit.project import load_project
@@ -45,6 +44,8 @@ def _holds_split(folder: Path) -> bool:
 
 def project_splits(project_file: Path, overrides: list[str]) -> tuple[dict[str, SplitFolders], ClassTable]:
     project = load_project(project_file, overrides, get_registry())
+    from segkit.engine.components import open_dataset  # only for a project target, not at start-up
+
     source = open_dataset(project, get_registry())  # the builder guard every command uses (TF-free)
     if not isinstance(source, FolderSource):
         raise DataError(f"dataset '{project.dataset.name}' does not expose its folders; run segkit stats on a folder")

@@ -23,6 +23,7 @@ from segkit.engine.runtime import (
 from segkit.errors import DataError, RunStateError
 from segkit.plugins import Registry
 from segkit.project import Project
+from segkit.report.console import print_notes
 from segkit.run_folder import BEST_MODEL, EVAL_DIR, RESOLVED_PROJECT, TENSORBOARD_DIR, claimed_run_folder
 from segkit.run_record import check_resumable
 from segkit.run_state import completed_epochs, read_state
@@ -103,11 +104,8 @@ def train(project: Project, registry: Registry, console: Console | None, *, over
 
 
 def _notes_to(console: Console | None) -> Callable[[str], None]:
-    def note(text: str) -> None:
-        if console is not None:
-            console.print(f"note: {text}", markup=False, style="yellow", soft_wrap=True)
-
-    return note
+    """The run folder's notes as the CLI prints every note; none for a caller without a console."""
+    return (lambda text: print_notes([text], to=console)) if console is not None else (lambda text: None)
 
 
 def _train_placed_somewhere(project: Project, registry: Registry, console: Console | None, resume: bool,

@@ -38,12 +38,12 @@ console = WholeLineConsole(highlight=False, markup=False)
 error_console = WholeLineConsole(stderr=True, highlight=False, markup=False)
 
 
-def print_notes(notes: Iterable[str | None], quiet: bool = False) -> None:
-    """Each note on its own line, yellow, as written (never cut: a Slurm log keeps all of it);
-    ``quiet`` (--quiet) leaves only errors and the final summary."""
+def print_notes(notes: Iterable[str | None], quiet: bool = False, to: Console | None = None) -> None:
+    """Each note on its own line, yellow, as written (never cut: a Slurm log keeps all of it), on ``to``
+    (default the shared console); ``quiet`` (--quiet) leaves only errors and the final summary."""
     for note in notes:
         if note and not quiet:
-            console.print(f"note: {note}", markup=False, style="yellow", soft_wrap=True)
+            (console if to is None else to).print(f"note: {note}", markup=False, style="yellow", soft_wrap=True)
 
 
 def marked_up(template: str, *values: object) -> str:
