@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,6 +58,14 @@ def replace_durably(path: Path, write: Callable[[Path], object], run_folder: Pat
 
 def write_text_durably(path: Path, text: str, run_folder: Path) -> None:
     replace_durably(path, lambda temporary: temporary.write_text(text, encoding="utf-8"), run_folder)
+
+
+def remove_entry(path: Path) -> None:
+    """Remove a file, a link (never what it points to) or a whole folder; nothing when absent."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
 
 
 def remove_temporaries(folder: Path) -> None:

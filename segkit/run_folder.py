@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 
+from segkit.durable import remove_entry
 from segkit.errors import RunStateError
+from segkit.manifests import files_under, listed_names
 from segkit.run_lock import LOCK, run_folder_lock
 from segkit.toml_io import write_atomic
 
@@ -136,9 +138,9 @@ def finish_run(claim: RunClaim, note: Note) -> None:
         shutil.rmtree(output / REPLACED, ignore_errors=True)
         return
     for name in created:
-        _remove(output / name)
+        remove_entry(output / name)
     if not claim.had_marker:
-        _remove(output / RUN_MARKER)
+        remove_entry(output / RUN_MARKER)
     if (output / REPLACED).is_dir():
         _put_back(output)
         note(f"the run stopped before its first checkpoint; the earlier run in {output} is back as it was")
@@ -163,11 +165,8 @@ def _foreign_file(output: Path, name: str) -> str | None:
     entry = output / name
     if not (output / RESOLVED_PROJECT).is_file():  # every run wrote it before its first epoch
         return f"{name}/" if entry.is_dir() else name
-    paths = sorted(entry.rglob("*")) if entry.is_dir() and not entry.is_symlink() else [entry]
-    for path in paths:
+    for path in files_under(entry):
         relative = path.relative_to(output).as_posix()
-        if not path.is_symlink() and path.is_dir():
-            continue
         if path.is_symlink() or not path.is_file() or not any(fnmatchcase(relative, p) for p in LEGACY_FILES[name]):
             return relative
     return None
@@ -198,8 +197,8 @@ def _recover(output: Path, note: Note) -> None:
         return
     for name in _marker_entries(output) if (output / RUN_MARKER).is_file() else ():
         if (output / name).exists() and (output / REPLACED / name).exists():
-            _remove(output / name)
-    _remove(output / RUN_MARKER)
+            remove_entry(output / name)
+    remove_entry(output / RUN_MARKER)
     _put_back(output)
     note(f"put back the run in {output / REPLACED}: the run meant to replace it was stopped before its first "
          "checkpoint")
@@ -216,16 +215,9 @@ def _move_aside(output: Path, names: list[str]) -> None:
 def _put_back(output: Path) -> None:
     aside = output / REPLACED
     for path in sorted(aside.iterdir()):
-        _remove(output / path.name)
+        remove_entry(output / path.name)
         os.rename(path, output / path.name)
     aside.rmdir()
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
 
 
 def _top_level(output: Path) -> list[str]:
@@ -234,11 +226,10 @@ def _top_level(output: Path) -> list[str]:
 
 def _marker_entries(output: Path) -> list[str]:
     """The entries a marker lists; a marker that cannot be read owns only the run's own layout."""
-    try:
-        entries = json.loads((output / RUN_MARKER).read_text(encoding="utf-8"))["entries"]
-    except (OSError, ValueError, KeyError, TypeError):
+    entries = listed_names(output / RUN_MARKER, "entries")
+    if entries is None:
         return list(RUN_ENTRIES)
-    valid = [e for e in entries if isinstance(e, str) and e and "/" not in e and e not in (".", "..")]
+    valid = [e for e in entries if e and "/" not in e and e not in (".", "..")]
     return [e for e in valid if e not in INTERNAL]
 
 

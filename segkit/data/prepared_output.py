@@ -18,6 +18,7 @@ from pathlib import Path
 
 from segkit.data.names import shown_path
 from segkit.errors import DataError
+from segkit.manifests import files_under, listed_names
 
 MANIFEST = ".segkit-prepared.json"
 #: Written first into the staging folder: only a folder holding it is removed as a leftover.
@@ -60,7 +61,7 @@ def _check_claimable(output: Path, entries: Sequence[str], overwrite: bool) -> N
                         "--option overwrite=true to replace earlier output there")
     written = _manifest_files(output)
     in_the_way = [
-        path for name in [*entries, MANIFEST] for path in _files_under(output / name)
+        path for name in [*entries, MANIFEST] for path in files_under(output / name)
         if path.relative_to(output).as_posix() not in written
     ]
     if in_the_way:
@@ -79,21 +80,11 @@ def _manifest_files(output: Path) -> set[str]:
     path = output / MANIFEST
     if not path.is_file():
         return set()
-    try:
-        files = json.loads(path.read_text(encoding="utf-8"))["files"]
-    except (OSError, ValueError, KeyError, TypeError):
+    files = listed_names(path, "files")
+    if files is None:
         raise DataError(f"{shown_path(path)}: is not a manifest segkit prepare can read; move the output "
-                        "folder's contents away, or pass another output folder") from None
-    return {MANIFEST, *(name for name in files if isinstance(name, str))}
-
-
-def _files_under(path: Path) -> list[Path]:
-    """``path`` itself if a file (or link), else every file below it; loops are not followed."""
-    if path.is_symlink() or path.is_file():
-        return [path]
-    if not path.is_dir():
-        return []
-    return sorted(p for p in path.rglob("*") if p.is_symlink() or not p.is_dir())
+                        "folder's contents away, or pass another output folder")
+    return {MANIFEST, *files}
 
 
 def _clear_leftover(staging: Path, trash: Path) -> None:
@@ -107,7 +98,7 @@ def _clear_leftover(staging: Path, trash: Path) -> None:
 
 
 def _write_manifest(staging: Path, written_by: str) -> None:
-    files = [path.relative_to(staging).as_posix() for path in _files_under(staging)]
+    files = [path.relative_to(staging).as_posix() for path in files_under(staging)]
     document = {"written_by": written_by, "files": files}
     (staging / MANIFEST).write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
 

@@ -13,12 +13,12 @@ import hashlib
 import importlib.util
 import json
 import logging
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from segkit.durable import remove_entry
 from segkit.engine.best_model import load_best_model
 from segkit.engine.components import prediction_for
 from segkit.engine.runtime import import_tensorflow
@@ -132,21 +132,14 @@ def export(project: Project, fmt: Format, out: Path | None = None, overwrite: bo
 def _replace(target: Path, write: Callable[[Path], object]) -> None:
     """Write beside the target and swap it in, so a failed export leaves the previous one whole."""
     tmp = target.with_name(f".{target.name}.tmp{target.suffix}")
-    _remove(tmp)
+    remove_entry(tmp)
     try:
         write(tmp)
     except Exception:
-        _remove(tmp)
+        remove_entry(tmp)
         raise
-    _remove(target)
+    remove_entry(target)
     tmp.rename(target)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
 
 
 def _write_savedmodel(model: Any, serve: Any, signature: list[Any], path: Path) -> None:

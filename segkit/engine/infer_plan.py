@@ -16,6 +16,7 @@ from segkit.data.images import image_size, is_image_name
 from segkit.data.names import quoted
 from segkit.data.pairing import list_images
 from segkit.errors import DataError, ProjectError
+from segkit.manifests import listed_names
 from segkit.project import Project
 from segkit.toml_io import write_atomic
 
@@ -142,11 +143,7 @@ def _refuse_replacing_inputs(targets: list[Path], images: list[Path]) -> None:
 
 def written_before(folder: Path) -> set[str]:
     """The names :func:`record` listed in ``folder``; an unreadable manifest lists nothing."""
-    try:
-        names = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["written"]
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
-        return set()
-    return {name for name in names if isinstance(name, str)} if isinstance(names, list) else set()
+    return set(listed_names(folder / MANIFEST, "written") or ())
 
 
 def _foreign(targets: list[Path], known: dict[Path, set[str]]) -> list[Path]:
