@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 import typer
 from typer.core import TyperGroup
 
-from segkit.data.images import printable
 from segkit.data.load_failures import take_load_failure
 from segkit.errors import ExitCode, SegkitError
 from segkit.report.console import error_console
+from segkit.text import visible
 
 if TYPE_CHECKING:
     from typer._click.core import Context  # the type TyperGroup.invoke declares
@@ -65,7 +65,7 @@ def one_line(exc: BaseException) -> tuple[str, int]:
     """
     rule = next(r for r in ERRORS if isinstance(exc, r.kind) and r.applies(exc))
     code = exc.exit_code if isinstance(exc, SegkitError) else rule.code
-    return printable(rule.message(exc)), code
+    return visible(rule.message(exc)), code
 
 
 def _unwrapped(exc: BaseException) -> BaseException:

@@ -11,8 +11,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from segkit.classes import ClassTable
-from segkit.data.names import printable, shown_path
+from segkit.data.names import shown_path
 from segkit.errors import DataError
+from segkit.text import visible
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
@@ -35,7 +36,7 @@ def _unreadable(path: Path, exc: BaseException) -> DataError:
     if isinstance(exc, UnidentifiedImageError):  # Pillow's own text only repeats the path
         return DataError(f"{where}: cannot be read as an image (not a format Pillow recognises, or a damaged "
                          "header); re-export it or remove it from the folder")
-    detail = printable(" ".join(str(exc).split()))[:200]
+    detail = visible(" ".join(str(exc).split()))[:200]
     return DataError(f"{where}: cannot be read as an image ({exc.__class__.__name__}: {detail}); "
                      "re-export it or remove it from the folder")
 

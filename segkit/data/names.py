@@ -16,8 +16,6 @@ from segkit.text import BYTE_SURROGATES, escaped_char, visible
 
 #: Escapes a quoted name uses for the control characters people know by sight.
 _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\", "'": "\\'"}
-#: whole messages: the one escaping function, under the name the data modules know it by
-printable = visible
 
 
 def _needs_quotes(text: str) -> bool:
@@ -36,12 +34,12 @@ def _needs_quotes(text: str) -> bool:
 def shown_path(path: Path | str) -> str:
     """A file name or path for a message: as is when plain, else in quotes with escapes (like ``repr``).
 
-    ``img_00.png`` stays ``img_00.png`` (non-UTF-8 bytes become ``\\xNN``, as :func:`printable`);
+    ``img_00.png`` stays ``img_00.png`` (non-UTF-8 bytes become ``\\xNN``, as :func:`segkit.text.visible`);
     a name with a newline becomes ``'a\\nerror: b.png'``, so it can neither split the line nor pass for
     another message.
     """
     text = str(path)
-    return quoted(text) if _needs_quotes(text) else printable(text)
+    return quoted(text) if _needs_quotes(text) else visible(text)
 
 
 def quoted(text: Path | str) -> str:

@@ -22,7 +22,7 @@ from PIL import Image
 
 from segkit.classes import IGNORE_INDEX, RGB, ClassTable
 from segkit.data.folders import SplitFolders
-from segkit.data.images import printable, read_mask_source, read_preview
+from segkit.data.images import read_mask_source, read_preview
 from segkit.data.names import shown_path
 from segkit.data.pairing import check_stems, scan_image_folder
 from segkit.errors import DataError
@@ -30,6 +30,7 @@ from segkit.stats.dataset_stats import ClassCount, DatasetStats, Problem, Sample
 from segkit.stats.dataset_stats import SplitStats
 from segkit.stats.near_duplicates import DEFAULT_THRESHOLD, ImageFingerprint
 from segkit.stats.near_duplicates import find_near_duplicates, fingerprint
+from segkit.text import visible
 
 #: Short side of the preview decoded for the fingerprint; JPEGs decode directly at about this scale.
 PREVIEW_SIDE = 64
@@ -312,6 +313,6 @@ def _reason(path: Path, exc: Exception) -> str:
 
     Names are made printable (non-UTF-8 bytes escaped): rich and JSON readers reject them raw.
     """
-    message = printable(" ".join(str(exc).split()))
+    message = visible(" ".join(str(exc).split()))
     prefix = f"{shown_path(path)}: "
     return message[len(prefix) :] if message.startswith(prefix) else message
