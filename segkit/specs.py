@@ -102,6 +102,18 @@ class FolderSource(DatasetSource, Protocol):
         """The folders behind each split."""
 
 
+@runtime_checkable
+class InstanceSource(DatasetSource, Protocol):
+    """A source that knows which nucleus each pixel belongs to, not only its class.
+
+    Without it (or where it returns ``None``) the objects of a class mask are its connected
+    components per class, so nuclei of one class that touch count as one object.
+    """
+
+    def instances(self, pair: Pair) -> Any:
+        """Instance ids of ``pair``: ``(H, W)`` int32, 0 off objects, or ``None`` when it has none."""
+
+
 @dataclass(frozen=True)
 class LossRequest:
     """What a loss builder gets."""
@@ -138,6 +150,32 @@ class PreparerRequest:
     source: Path
     output: Path
     options: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class InstancerRequest:
+    """What an instancer builder gets: its validated ``[instances]`` keys and the class table."""
+
+    options: Mapping[str, Any]
+    classes: ClassTable
+
+
+@dataclass(frozen=True)
+class Instances:
+    """The objects (nuclei) found in one image.
+
+    ``labels`` is ``(H, W)`` int32: 0 where there is no object, ``1..N`` for the N objects.
+    ``classes[i]`` is the class index (never 0, the background) of object ``i + 1`` and
+    ``probabilities[i]`` the mean softmax of that class over its pixels.
+    """
+
+    labels: Any
+    classes: Any
+    probabilities: Any
+
+    @property
+    def count(self) -> int:
+        return len(self.classes)
 
 
 @dataclass(frozen=True)
@@ -196,6 +234,13 @@ class PreparerSpec(_Spec):
 
 
 @dataclass(frozen=True)
+class InstancerSpec(_Spec):
+    """Turns a model's output into objects: ``build(InstancerRequest) -> instancer``, where
+    ``instancer(probabilities, image) -> Instances`` takes one image's softmax ``(H, W, K)``
+    float32 and the image itself ``(H, W, C)`` uint8 (for methods that look at the stain)."""
+
+
+@dataclass(frozen=True)
 class PrepareReport:
     """What a preparer did: files written per split and the project file it wrote (if any)."""
 
@@ -204,4 +249,4 @@ class PrepareReport:
     notes: tuple[str, ...] = ()
 
 
-Spec = ModelSpec | DatasetSpec | LossSpec | MetricSpec | CallbackSpec | PreparerSpec
+Spec = ModelSpec | DatasetSpec | LossSpec | MetricSpec | CallbackSpec | PreparerSpec | InstancerSpec

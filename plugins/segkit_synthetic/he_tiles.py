@@ -254,8 +254,11 @@ class _Canvas:
         self.e = np.zeros((size, size), np.float32)
         self.alpha = np.zeros((size, size), np.float32)
         self.labels = np.zeros((size, size), np.uint8)
+        #: which nucleus each pixel belongs to (0 = none), drawn like ``labels``: the topmost wins
+        self.instances = np.zeros((size, size), np.int32)
         self.texture = texture
         self.size = size
+        self.count = 0
 
     def nucleus(
         self,
@@ -296,6 +299,8 @@ class _Canvas:
         self.e[box] = e * alpha + self.e[box] * (1 - alpha)
         self.alpha[box] = alpha + self.alpha[box] * (1 - alpha)
         self.labels[box][depth >= 0] = label
+        self.count += 1
+        self.instances[box][depth >= 0] = self.count
 
 
 def _tile_kind(rng: np.random.Generator, settings: TileSettings) -> tuple[bool, bool]:
@@ -315,6 +320,19 @@ def generate_tile(seed: int, settings: TileSettings = TileSettings()) -> tuple[n
     """Render one tile: ``(image, mask)``, both ``(size, size, 3)`` uint8.
 
     The same ``seed`` and ``settings`` give byte-identical arrays; ``seed`` must be >= 0.
+    """
+    image, mask, _instances = generate_tile_with_instances(seed, settings)
+    return image, mask
+
+
+def generate_tile_with_instances(seed: int, settings: TileSettings = TileSettings()
+                                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Render one tile: ``(image, mask, instances)``; ``instances`` is ``(size, size)`` int32, 0
+    off nuclei and ``1..N`` for the N nuclei visible in the tile, in the order they were drawn.
+
+    A nucleus drawn over another takes the pixels they share, as in the mask, so touching and
+    overlapping malignant nuclei keep distinct ids where the mask shows one blob. The image and
+    the mask are those of :func:`generate_tile` for the same seed and settings.
     """
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
@@ -394,4 +412,11 @@ def generate_tile(seed: int, settings: TileSettings = TileSettings()) -> tuple[n
     image = np.clip(noisy + 0.5, 0, 255).astype(np.uint8)
 
     palette = np.array(settings.class_colors, dtype=np.uint8)
-    return image, palette[canvas.labels]
+    return image, palette[canvas.labels], _consecutive(canvas.instances)
+
+
+def _consecutive(ids: np.ndarray) -> np.ndarray:
+    """The same partition with ids 1..N: a nucleus that later ones covered whole leaves no gap."""
+    present, relabelled = np.unique(ids, return_inverse=True)
+    relabelled = relabelled.reshape(ids.shape).astype(np.int32)
+    return relabelled if present[0] == 0 else relabelled + 1
