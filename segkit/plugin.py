@@ -23,6 +23,7 @@ from segkit.data.resize import montage, resize_image, resize_mask
 from segkit.engine.predict import segment
 from segkit.engine.prediction import Prediction
 from segkit.errors import DataError, PluginError, ProjectError, SegkitError
+from segkit.objects.labels import instance_label_size, read_instance_labels, truth_objects, write_instance_labels
 from segkit.options import REQUIRED, Option, OptionKind
 from segkit.run_folder import EPOCH_CHANGE_DIR
 from segkit.specs import (
@@ -33,6 +34,7 @@ from segkit.specs import (
     DatasetSource,
     DatasetSpec,
     FolderSource,
+    InstanceSource,
     LossRequest,
     LossSpec,
     MetricRequest,
@@ -64,6 +66,7 @@ __all__ = [
     "DatasetSpec",
     "FolderDataset",
     "FolderSource",
+    "InstanceSource",
     "LossRequest",
     "LossSpec",
     "MetricRequest",
@@ -85,12 +88,14 @@ __all__ = [
     "SplitFolders",
     "hookimpl",
     "image_size",
+    "instance_label_size",
     "list_images",
     "distinct_colors",
     "montage",
     "pair_by_stem",
     "prepared_files",
     "read_image",
+    "read_instance_labels",
     "read_mask",
     "read_mask_source",
     "resize_image",
@@ -99,6 +104,8 @@ __all__ = [
     "segment",
     "staged_output",
     "toml_dumps",
+    "truth_objects",
     "write_atomic",
+    "write_instance_labels",
     "write_png",
 ]
