@@ -95,7 +95,16 @@ def test_negative_ids_jpeg_and_non_images_are_refused(tmp_path: Path) -> None:
     (tmp_path / "text.tif").write_text("not a tiff")
     assert _error(tmp_path / "text.tif").startswith(f"{tmp_path / 'text.tif'}: cannot be read as an instance label image (")
     (tmp_path / "empty.png").write_bytes(b"")
-    assert "(it is empty (0 bytes))" in _error(tmp_path / "empty.png")
+    assert _error(tmp_path / "empty.png") == (f"{tmp_path / 'empty.png'}: cannot be read as an instance label image "
+                                              "(it is empty (0 bytes)); re-export it or remove it from the folder")
+
+
+def test_the_size_comes_from_the_header_alone(tmp_path: Path) -> None:
+    path = tmp_path / "cut.tif"
+    write_instance_labels(path, np.random.default_rng(0).integers(0, 500, (40, 30)))
+    path.write_bytes(path.read_bytes()[:-800])  # the compressed pixels cut short, the header intact
+    assert instance_label_size(path) == (30, 40)
+    assert "cannot be read as an instance label image (" in _error(path)
 
 
 # --------------------------------------------------------------------------------------------
