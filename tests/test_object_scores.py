@@ -28,7 +28,7 @@ def _disc_labels(rng: np.random.Generator, centres: np.ndarray, radii: np.ndarra
 
 
 def _random_pair(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Truth discs, and a prediction that moves, resizes, drops some of them and adds others."""
+    """Truth discs, and a prediction that moves, resizes, drops, splits some of them and adds others."""
     rng = np.random.default_rng(seed)
     count = 40
     centres = rng.uniform(0, 96, (count, 2))
@@ -40,6 +40,11 @@ def _random_pair(seed: int) -> tuple[np.ndarray, np.ndarray]:
     extra = 6
     predicted = _disc_labels(rng, np.concatenate([moved, rng.uniform(0, 96, (extra, 2))]),
                              np.concatenate([resized, rng.uniform(3, 9, extra)]))
+    # a split: the right part of every third disc gets an id of its own, so at IoU 0.3 both halves
+    # may compete for one truth object (what the assignment is for)
+    columns = np.mgrid[:96, :96][1]
+    for object_id, (_, column) in list(enumerate(moved, start=1))[::3]:
+        predicted[(predicted == object_id) & (columns > column + rng.uniform(-2, 2))] = count + extra + object_id
     # ids far from 1..N, so neither side relies on consecutive ids
     predicted = np.where(predicted > 0, predicted * 7 + 1000, 0).astype(np.int32)
     return truth, predicted
@@ -275,3 +280,18 @@ def test_an_image_of_a_thousand_objects_a_side_scores_fast(threshold: float) -> 
     assert (scores.tp, scores.fp, scores.fn) == (1024, 0, 0)
     # measured about 0.1 s on one core; the bound leaves room for a loaded machine, not for an all-by-all matrix
     assert elapsed < 0.5, elapsed
+
+
+def test_scoring_needs_no_tensorflow_and_imports_scipy_only_when_assigning() -> None:
+    from segkit_process import block_imports, output_of, run_python
+
+    # with TensorFlow, Keras and scikit-image unimportable, an image still scores; SciPy loads only for
+    # an assignment below IoU 0.5
+    script = block_imports(["tensorflow", "keras", "skimage"]) + (
+        "import numpy as np\n"
+        "from segkit.objects.scoring import score_objects\n"
+        "labels = np.zeros((8, 8), np.int32); labels[:4, :4] = 1\n"
+        "print(score_objects(labels, labels).tp, 'scipy' in sys.modules)\n"
+        "print(score_objects(labels, labels, 0.3).tp, 'scipy' in sys.modules)\n")
+    result = run_python(script)
+    assert result.returncode == 0 and result.stdout.split() == ["1", "False", "1", "True"], output_of(result)

@@ -274,8 +274,8 @@ def score_image(truth_labels: np.ndarray, truth_classes: np.ndarray, predicted_l
     shape = truth_labels.shape
     truth = _checked_labels(truth_labels, "truth", shape)
     predicted = _checked_labels(predicted_labels, "predicted", shape)
-    truth_class, predicted_class = _class_of_id(truth, truth_classes, "truth"), _class_of_id(
-        predicted, predicted_classes, "predicted")
+    truth_class = _class_of_id(truth, truth_classes, "truth")
+    predicted_class = _class_of_id(predicted, predicted_classes, "predicted")
     if ignore is not None:
         truth, predicted = _without_ignored(truth, ignore), _without_ignored(predicted, ignore)
     overlaps = _overlaps(truth, predicted, truth_class.size - 1, predicted_class.size - 1)
