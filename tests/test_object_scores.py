@@ -102,6 +102,10 @@ def test_identical_images_score_one() -> None:
     scores = score_objects(labels, labels)
     assert (scores.tp, scores.fp, scores.fn) == (2, 0, 0)
     assert [scores.precision, scores.recall, scores.f1, scores.dq, scores.sq, scores.pq, scores.aji] == [1.0] * 7
+    # ids far past the pixel count (relabelled before counting) score the same
+    assert score_objects(labels * 10**8, labels) == scores
+    full = labels + 10**8  # no background at all: three objects, one of them the rest of the image
+    assert score_objects(full, labels + 1) == ObjectScores(3, 0, 0, 3.0, full.size, full.size)
 
 
 @pytest.mark.parametrize("threshold", [0.5, 0.3])
