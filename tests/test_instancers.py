@@ -66,6 +66,17 @@ def test_watershed_splits_two_touching_discs_that_connected_components_merge() -
     np.testing.assert_allclose(split.probabilities, [0.9, 0.9], rtol=1e-6)
 
 
+def test_watershed_keeps_a_nucleus_whose_maximum_a_taller_neighbour_masks() -> None:
+    """With min_distance 12 the small disc's maximum is no peak (the big one's is 16 px away); it stays an object."""
+    yy, xx = np.mgrid[:40, :48]
+    big, small = (yy - 20) ** 2 + (xx - 20) ** 2 <= 64, (yy - 20) ** 2 + (xx - 36) ** 2 <= 9
+    found = instancer("watershed", min_distance=12)(softmax_of(np.where(big | small, 1, 0)), None)
+    assert found.count == 2
+    assert [len(np.unique(found.labels[disc])) for disc in (big, small)] == [1, 1]
+    assert found.labels[small][0] not in (0, found.labels[big][0])
+    assert instancer("watershed", min_distance=12, min_area=30)(softmax_of(np.where(big | small, 1, 0)), None).count == 1
+
+
 def test_connected_components_keep_classes_apart_and_drop_small_objects() -> None:
     classes = np.zeros((20, 20), dtype=np.int64)
     classes[2:8, 2:8] = 1
