@@ -47,6 +47,12 @@ def two_touching_discs() -> tuple[np.ndarray, np.ndarray]:
     return (yy - 24) ** 2 + (xx - 22) ** 2 <= 100, (yy - 24) ** 2 + (xx - 38) ** 2 <= 100
 
 
+def instances_of(built: Any) -> Instances:
+    """What an instancer finds in the two touching discs."""
+    left, right = two_touching_discs()
+    return built(softmax_of(np.where(left | right, 2, 0)), np.zeros((48, 64, 3), np.uint8))
+
+
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum() / (a | b).sum())
 
@@ -142,11 +148,6 @@ def test_instances_section_with_its_instancer_keys(tmp_path: Path) -> None:
     assert project.instances.options == {"threshold": 0.5, "smoothing": 1.0, "min_distance": 5, "min_area": 4}
     assert toml_io.loads(project.resolved_toml())["instances"]["min_distance"] == 5
     assert instances_of(build_instancer(project, get_registry())).count == 2
-
-
-def instances_of(built: Any) -> Instances:
-    left, right = two_touching_discs()
-    return built(softmax_of(np.where(left | right, 2, 0)), np.zeros((48, 64, 3), np.uint8))
 
 
 @pytest.mark.parametrize(("instances", "line"), [
