@@ -23,6 +23,7 @@ from segkit.data.resize import montage, resize_image, resize_mask
 from segkit.engine.predict import segment
 from segkit.engine.prediction import Prediction
 from segkit.errors import DataError, PluginError, ProjectError, SegkitError
+from segkit.objects.classify import instances_from_labels
 from segkit.objects.labels import instance_label_size, read_instance_labels, truth_objects, write_instance_labels
 from segkit.options import REQUIRED, Option, OptionKind
 from segkit.run_folder import EPOCH_CHANGE_DIR
@@ -34,6 +35,9 @@ from segkit.specs import (
     DatasetSource,
     DatasetSpec,
     FolderSource,
+    InstancerRequest,
+    Instances,
+    InstancerSpec,
     InstanceSource,
     LossRequest,
     LossSpec,
@@ -67,6 +71,9 @@ __all__ = [
     "FolderDataset",
     "FolderSource",
     "InstanceSource",
+    "InstancerRequest",
+    "InstancerSpec",
+    "Instances",
     "LossRequest",
     "LossSpec",
     "MetricRequest",
@@ -89,6 +96,7 @@ __all__ = [
     "hookimpl",
     "image_size",
     "instance_label_size",
+    "instances_from_labels",
     "list_images",
     "distinct_colors",
     "montage",
