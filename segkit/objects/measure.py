@@ -1,6 +1,6 @@
 """Per-nucleus measurements (one table row per object) and per-image summaries, and writing them.
 
-Shapes come from ``skimage.measure.regionprops_table`` on the instance labels; the stain from
+Shapes are ``skimage.measure.regionprops_table``'s figures on the instance labels; the stain from
 ``skimage.color.rgb2hed``: ``mean_hematoxylin_od`` is the mean haematoxylin optical density
 over a nucleus (NaN for an image that is not RGB). Lengths and areas are in micrometres when the
 project gives ``microns_per_pixel`` and in pixels otherwise, with the unit in the column's name:
@@ -66,21 +66,53 @@ def nucleus_table(image_name: str, image: np.ndarray, instances: Instances, clas
 
 
 def _region_properties(image: np.ndarray, instances: Instances) -> dict[str, np.ndarray]:
-    """regionprops_table's columns for objects ``1..N``, ``intensity_mean`` the haematoxylin OD."""
+    """regionprops_table's columns for objects ``1..N``, ``intensity_mean`` the haematoxylin OD.
+
+    Perimeter and solidity come from ``regionprops_table`` itself; the moment figures (area,
+    centroid, axis lengths, eccentricity, mean intensity) from :func:`_moment_properties`, the
+    same formulas over all objects at once: regionprops works them out region by region in
+    Python, ~0.25 ms a nucleus, which alone was about the model's own time on a crowded tile.
+    """
     from skimage.measure import regionprops_table
 
     labels = np.asarray(instances.labels)
-    names = ["label", "centroid", *(name for name, _ in _SHAPES), "eccentricity", "solidity"]
+    table = regionprops_table(labels, properties=["label", "perimeter", "solidity"])
+    if not np.array_equal(table["label"], np.arange(1, instances.count + 1)):
+        raise ValueError(f"instance labels must be 1..{instances.count}, found ids {table['label'][:10].tolist()}...")
     if image.ndim == 3 and image.shape[2] == 3:
         from skimage.color import rgb2hed
 
-        table = regionprops_table(labels, rgb2hed(image)[..., 0], properties=[*names, "intensity_mean"])
+        hematoxylin: np.ndarray | None = rgb2hed(image)[..., 0]
     else:  # no stain to separate in one channel: say so with NaN rather than a made-up figure
-        table = regionprops_table(labels, properties=names)
-        table["intensity_mean"] = np.full(len(table["label"]), np.nan)
-    if not np.array_equal(table["label"], np.arange(1, instances.count + 1)):
-        raise ValueError(f"instance labels must be 1..{instances.count}, found ids {table['label'][:10].tolist()}...")
-    return dict(table)
+        hematoxylin = None
+    return {**table, **_moment_properties(labels, instances.count, hematoxylin)}
+
+
+def _moment_properties(labels: np.ndarray, count: int, intensity: np.ndarray | None) -> dict[str, np.ndarray]:
+    """skimage's ``area``, ``centroid-0/1``, ``axis_major_length``, ``axis_minor_length``,
+    ``eccentricity`` and ``intensity_mean`` (NaN without ``intensity``) of objects ``1..count``,
+    from per-object sums of the pixels' central moments (``np.bincount``)."""
+    where = np.flatnonzero(labels)
+    ids = labels.ravel()[where]
+    rows, cols = np.divmod(where, labels.shape[1])
+
+    def per_object(weights: np.ndarray | None = None) -> np.ndarray:
+        sums: np.ndarray = np.bincount(ids, weights, minlength=count + 1)[1:].astype(np.float64)
+        return sums
+
+    area = per_object()
+    centre_row, centre_col = per_object(rows) / area, per_object(cols) / area
+    d_row, d_col = rows - centre_row[ids - 1], cols - centre_col[ids - 1]
+    # skimage's inertia tensor [[mu_cc, -mu_rc], [-mu_rc, mu_rr]] / area; its eigenvalues in closed form
+    mu_rr, mu_cc, mu_rc = (per_object(d) / area for d in (d_row * d_row, d_col * d_col, d_row * d_col))
+    half_trace = (mu_rr + mu_cc) / 2
+    spread = np.sqrt(((mu_cc - mu_rr) / 2) ** 2 + mu_rc**2)
+    major, minor = np.clip(half_trace + spread, 0, None), np.clip(half_trace - spread, 0, None)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        eccentricity = np.where(major > 0, np.sqrt(np.clip(1 - minor / major, 0, None)), 0.0)
+    mean = np.full(count, np.nan) if intensity is None else per_object(intensity.ravel()[where]) / area
+    return {"area": area, "centroid-0": centre_row, "centroid-1": centre_col, "axis_major_length": 4 * np.sqrt(major),
+            "axis_minor_length": 4 * np.sqrt(minor), "eccentricity": eccentricity, "intensity_mean": mean}
 
 
 def summary_columns(classes: ClassTable, microns_per_pixel: float | None) -> list[str]:
