@@ -232,17 +232,21 @@ def reference_union(labels: np.ndarray, number: int) -> Any:
     return shapely.union_all(shapely.box(starts[mine], rows[mine], stops[mine], rows[mine] + 1))
 
 
-def assert_exact_outlines(labels: np.ndarray) -> list[Any]:
-    """Each outline valid, as large as its object, holding its pixel centres and no other's."""
-    count = int(labels.max())
-    outlines = object_outlines(labels, count)
+def assert_covers_exactly(outline: Any, labels: np.ndarray, number: int) -> None:
+    """The outline of object ``number`` is valid, as large as the object, holds its pixel centres and
+    no other pixel's, and is the union of its run boxes."""
+    assert shapely.is_valid(outline), (number, shapely.is_valid_reason(outline))
+    assert outline.area == np.count_nonzero(labels == number)
     rows, cols = np.mgrid[0:labels.shape[0], 0:labels.shape[1]]
+    inside = shapely.contains_xy(outline, cols.ravel() + 0.5, rows.ravel() + 0.5).reshape(labels.shape)
+    np.testing.assert_array_equal(inside, labels == number)
+    assert shapely.equals(outline, reference_union(labels, number))
+
+
+def assert_exact_outlines(labels: np.ndarray) -> list[Any]:
+    outlines = object_outlines(labels, int(labels.max()))
     for number, outline in enumerate(outlines, start=1):
-        assert shapely.is_valid(outline), (number, shapely.is_valid_reason(outline))
-        assert outline.area == np.count_nonzero(labels == number)
-        inside = shapely.contains_xy(outline, cols.ravel() + 0.5, rows.ravel() + 0.5).reshape(labels.shape)
-        np.testing.assert_array_equal(inside, labels == number)
-        assert shapely.equals(outline, reference_union(labels, number))
+        assert_covers_exactly(outline, labels, number)
     return outlines
 
 
@@ -263,13 +267,17 @@ def test_outlines_of_synthetic_nuclei_touching_and_not() -> None:
     assert len(outlines) == instances.count and instances.count > 10
 
 
-def test_a_ring_keeps_its_hole_and_a_diagonal_pair_is_a_multipolygon() -> None:
+def ring_island_pair() -> np.ndarray:
     labels = np.zeros((7, 9), np.int32)
     labels[1:6, 1:6] = 1
     labels[2:5, 2:5] = 0  # the hole
     labels[3, 3] = 2  # an island inside the hole, its own object
     labels[0, 7], labels[1, 8] = 3, 3  # two pixels meeting at a corner
-    ring, island, pair = assert_exact_outlines(labels)
+    return labels
+
+
+def test_a_ring_keeps_its_hole_and_a_diagonal_pair_is_a_multipolygon() -> None:
+    ring, island, pair = assert_exact_outlines(ring_island_pair())
     assert ring.geom_type == "Polygon" and len(ring.interiors) == 1 and shapely.area(shapely.Polygon(ring.interiors[0])) == 9
     assert island.geom_type == "Polygon" and island.area == 1
     assert pair.geom_type == "MultiPolygon" and len(pair.geoms) == 2
@@ -333,12 +341,22 @@ def test_detections_are_qupath_features_with_the_table_ids(tmp_path: Path, compr
         assert properties["classification"] == {"name": info.name, "color": list(info.color)}
         assert properties["measurements"] == {name: float(value) for name, value in row.items()
                                               if name not in ("image", "uuid", "class")}
-        outline = shapely.geometry.shape(feature["geometry"])
-        assert shapely.is_valid(outline) and outline.area == np.count_nonzero(instances.labels == number)
-        assert shapely.equals(outline, reference_union(instances.labels, number))
+        assert_covers_exactly(shapely.geometry.shape(feature["geometry"]), instances.labels, number)
     if compress:
         assert path.read_bytes()[:2] == b"\x1f\x8b"
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_holes_and_pieces_survive_the_geojson(tmp_path: Path) -> None:
+    labels = ring_island_pair()
+    instances = Instances(labels, np.array([1, 2, 2]), np.ones(3, np.float32))
+    rows = nucleus_table("ring", np.full((*labels.shape, 3), 180, np.uint8), instances, CLASSES, None)
+    _, collection = write_and_read(tmp_path / "ring.geojson", instances, rows, False)
+    assert collection.is_valid
+    assert [f["geometry"]["type"] for f in collection["features"]] == ["Polygon", "Polygon", "MultiPolygon"]
+    assert len(collection["features"][0]["geometry"]["coordinates"]) == 2  # shell and hole
+    for number, feature in enumerate(collection["features"], start=1):
+        assert_covers_exactly(shapely.geometry.shape(feature["geometry"]), labels, number)
 
 
 def test_an_image_without_nuclei_gives_an_empty_feature_collection(tmp_path: Path) -> None:
