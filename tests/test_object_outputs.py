@@ -132,12 +132,14 @@ def test_a_grayscale_image_has_no_haematoxylin_figure() -> None:
     assert len(rows) == instances.count and all(math.isnan(row["mean_hematoxylin_od"]) for row in rows)
 
 
-def test_labels_that_are_not_one_to_n_are_refused() -> None:
+def test_labels_that_are_not_one_to_n_or_not_the_image_size_are_refused() -> None:
     labels = np.zeros((8, 8), np.int32)
     labels[1, 1], labels[5, 5] = 1, 3
+    instances = Instances(labels, np.array([1, 1]), np.ones(2, np.float32))
     with pytest.raises(ValueError, match=r"instance labels must be 1\.\.2"):
-        nucleus_table("gap", np.zeros((8, 8, 3), np.uint8), Instances(labels, np.array([1, 1]),
-                                                                      np.ones(2, np.float32)), CLASSES, None)
+        nucleus_table("gap", np.zeros((8, 8, 3), np.uint8), instances, CLASSES, None)
+    with pytest.raises(ValueError, match=r"image of \(8, 9\) pixels for instance labels of \(8, 8\)"):
+        nucleus_table("wide", np.zeros((8, 9, 3), np.uint8), instances, CLASSES, None)
 
 
 # --- writing tables ----------------------------------------------------------------------------

@@ -25,11 +25,10 @@ from segkit.classes import ClassTable
 from segkit.durable import temporary_for
 from segkit.specs import Instances
 
-#: regionprops_table's names of the shape measurements, in the table's order, and whether each is
-#: a length (scaled by the pixel size) or an area (by its square)
-_SHAPES = (("area", 2), ("perimeter", 1), ("axis_major_length", 1), ("axis_minor_length", 1))
-_SHAPE_NAMES = {"area": "area", "perimeter": "perimeter", "axis_major_length": "major_axis_length",
-                "axis_minor_length": "minor_axis_length"}
+#: the size measurements in the table's order: regionprops_table's name, the column's name before
+#: its unit, and the power of the pixel size that turns pixels into micrometres (2 for an area)
+_SIZES = (("area", "area", 2), ("perimeter", "perimeter", 1), ("axis_major_length", "major_axis_length", 1),
+          ("axis_minor_length", "minor_axis_length", 1))
 #: the table's columns that hold text (the rest are numbers): what an empty Parquet file is typed by
 TEXT_COLUMNS = frozenset({"image", "uuid", "class"})
 
@@ -37,7 +36,7 @@ TEXT_COLUMNS = frozenset({"image", "uuid", "class"})
 def nucleus_columns(microns_per_pixel: float | None) -> list[str]:
     """The nucleus table's columns, in order, for this pixel size (``None``: pixels)."""
     unit = {1: "px", 2: "px"} if microns_per_pixel is None else {1: "um", 2: "um2"}
-    sizes = [f"{_SHAPE_NAMES[name]}_{unit[power]}" for name, power in _SHAPES]
+    sizes = [f"{column}_{unit[power]}" for _, column, power in _SIZES]
     if microns_per_pixel is not None:
         sizes += ["centroid_x_um", "centroid_y_um"]
     return ["image", "id", "uuid", "class", "class_probability", "centroid_x_px", "centroid_y_px",
@@ -57,7 +56,7 @@ def nucleus_table(image_name: str, image: np.ndarray, instances: Instances, clas
         y_px = float(properties["centroid-0"][index]) + 0.5
         values: list[Any] = [image_name, index + 1, str(uuid.uuid4()), classes.names[int(instances.classes[index])],
                              float(instances.probabilities[index]), x_px, y_px]
-        values += [float(properties[name][index]) * scale**power for name, power in _SHAPES]
+        values += [float(properties[name][index]) * scale**power for name, _, power in _SIZES]
         if microns_per_pixel is not None:
             values += [x_px * scale, y_px * scale]
         values += [float(properties[name][index]) for name in ("eccentricity", "solidity", "intensity_mean")]
@@ -78,6 +77,8 @@ def _region_properties(image: np.ndarray, instances: Instances) -> dict[str, np.
     from skimage.measure import regionprops_table
 
     labels = np.asarray(instances.labels)
+    if image.shape[:2] != labels.shape:
+        raise ValueError(f"image of {image.shape[:2]} pixels for instance labels of {labels.shape}")
     table = regionprops_table(labels, properties=["label", "perimeter", "solidity"])
     if not np.array_equal(table["label"], np.arange(1, instances.count + 1)):
         raise ValueError(f"instance labels must be 1..{instances.count}, found ids {table['label'][:10].tolist()}...")
