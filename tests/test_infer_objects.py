@@ -17,6 +17,8 @@ import tifffile
 from PIL import Image
 
 from segkit import toml_io
+from segkit.objects.labels import truth_objects
+from segkit.objects.measure import nucleus_columns
 from segkit.errors import PluginError, ProjectError
 from segkit.options import Option
 from segkit.plugins import PluginInfo, get_registry
@@ -56,13 +58,29 @@ def mask_classes(path: Path) -> np.ndarray:
     return indices
 
 
+def save_colour_model(path: Path) -> None:
+    """A model whose softmax is known, saved over a run's best model: each pixel's class is the
+    nearest of the tiny images' three colours (a 1x1 convolution with set weights, a Gaussian of
+    sigma 0.05 around each). The one-epoch model paints every pixel background, which would leave
+    the object checks nothing to hold on; with this one the objects are the images' discs."""
+    import keras
+
+    means = np.array([(230, 170, 200), (120, 60, 160), (60, 20, 110)], np.float32) / 255
+    sharpness = 1 / (2 * 0.05**2)  # -|x - mean|^2 / 2 sigma^2, less the |x|^2 all classes share
+    model = keras.Sequential([keras.Input((64, 64, 3)), keras.layers.Conv2D(3, 1, activation="softmax")])
+    model.layers[0].set_weights([2 * sharpness * means.T[None, None], -sharpness * (means**2).sum(axis=1)])
+    model.save(path)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny project with ``[instances]`` (connected components), trained for one epoch."""
+    """The tiny project with ``[instances]`` (connected components), trained for one epoch, its
+    best model then replaced by :func:`save_colour_model`'s."""
     folder = tmp_path_factory.mktemp("objects")
     project = write_tiny_project(folder, epochs=1, instances={"name": "connected-components", "min_area": 1})
     result = invoke("train", project, "--quiet")
     assert result.exit_code == 0, result.output
+    save_colour_model(folder / "run" / "models" / "best_model.keras")
     return project
 
 
@@ -104,10 +122,15 @@ def test_each_image_gets_labels_a_table_and_detections_that_agree(trained: Path,
         mask = mask_classes(out / f"{stem}.png")
         for row in table:
             assert {CLASS_NAMES[c] for c in np.unique(mask[labels == int(row["id"])])} == {row["class"]}
-            assert float(row["area"]) == np.count_nonzero(labels == int(row["id"]))
+            assert float(row["area_px"]) == np.count_nonzero(labels == int(row["id"]))
         assert (mask > 0).sum() == (labels > 0).sum()  # min_area 1: every foreground pixel is in a nucleus
+        # the colour model segments the discs exactly: the nuclei are the true mask's components
+        truth, truth_classes = truth_objects(mask_classes(trained.parent / "data" / "test" / "masks" / f"{stem}.png").astype(np.uint8), None, 3)
+        assert sorted(CLASS_NAMES[c] for c in truth_classes) == sorted(row["class"] for row in table)
+        assert ((truth > 0) == (labels > 0)).all()
+        assert int(summary_row["nuclei"]) == len(table)
         for name in ("benign", "malignant"):
-            assert int(summary_row[f"{name}_count"]) == sum(row["class"] == name for row in table)
+            assert int(summary_row[f"count_{name}"]) == sum(row["class"] == name for row in table)
         total += len(table)
     assert total > 0, "the one-epoch model found no nuclei: the checks above would hold vacuously"
     assert result.output.strip().endswith(f"{total} nuclei → {objects}")
@@ -197,10 +220,16 @@ def test_an_image_without_nuclei_gets_empty_outputs_and_a_row_of_zeros(tmp_path:
     writer.write(Path("blank.png"), np.full((40, 30, 3), 200, np.uint8), background)
     assert writer.finish([Path("blank.png")]) == 0
     assert tifffile.imread(tmp_path / "objects" / "blank.tif").tolist() == np.zeros((40, 30), int).tolist()
-    assert rows_of(tmp_path / "objects" / "blank.csv") == [] and "id" in header_of(tmp_path / "objects" / "blank.csv")
+    assert rows_of(tmp_path / "objects" / "blank.csv") == []
+    assert header_of(tmp_path / "objects" / "blank.csv") == nucleus_columns(None)
+    if plan.parquet:  # pyarrow is installed
+        import pyarrow.parquet
+
+        assert pyarrow.parquet.read_table(tmp_path / "objects" / "blank.parquet").column_names == nucleus_columns(None)
+        assert pyarrow.parquet.read_table(tmp_path / "objects" / "blank.parquet").num_rows == 0
     assert features_of(tmp_path / "objects" / "blank.geojson") == []
     (row,) = rows_of(tmp_path / "objects" / "summary.csv")
-    assert row["image"] == "blank.png" and int(row["benign_count"]) == int(row["malignant_count"]) == 0
+    assert (row["image"], row["nuclei"], row["count_benign"], row["count_malignant"]) == ("blank.png", "0", "0", "0")
 
 
 def test_an_instancer_returning_labels_of_the_wrong_size_is_named(tmp_path: Path) -> None:

@@ -35,13 +35,13 @@ class NucleusWriter:
         """The objects of ``image`` from its softmax ``(H, W, K)``, written under its stem."""
         from segkit.objects.geojson_out import write_detections
         from segkit.objects.labels import write_instance_labels
-        from segkit.objects.measure import nucleus_table, summary_row, write_table
+        from segkit.objects.measure import nucleus_columns, nucleus_table, summary_row, write_table
 
         plan, folder, stem = self.plan, self.plan.folder, path.stem
         instances = self._checked(plan.instancer(probabilities, image), probabilities.shape[:2], path)
         write_instance_labels(folder / f"{stem}.tif", instances.labels)
         rows = nucleus_table(path.name, image, instances, self.classes, plan.microns_per_pixel)
-        write_table(folder / stem, rows, table_columns(plan.microns_per_pixel))
+        write_table(folder / stem, rows, nucleus_columns(plan.microns_per_pixel))
         write_detections(folder / f"{stem}{plan.detections_suffix}", instances, self.classes, rows,
                          plan.compress_geojson)
         row = summary_row(path.name, instances, self.classes, image.shape[:2], plan.microns_per_pixel)
@@ -51,10 +51,10 @@ class NucleusWriter:
 
     def finish(self, images: list[Path]) -> int:
         """Write the summary, one row per image in the order given; the number of nuclei found."""
-        from segkit.objects.measure import write_summary
+        from segkit.objects.measure import summary_columns, write_summary
 
         rows = [self._summary[path] for path in images]
-        write_summary(self.plan.folder / OBJECT_SUMMARY, rows)
+        write_summary(self.plan.folder / OBJECT_SUMMARY, rows, summary_columns(self.classes, self.plan.microns_per_pixel))
         return self.count
 
     def _checked(self, instances: Instances, shape: tuple[int, ...], path: Path) -> Instances:

@@ -19,12 +19,11 @@ from typing import Any
 from segkit.data.images import image_size, is_image_name
 from segkit.data.names import quoted
 from segkit.data.pairing import list_images
-from segkit.engine.runtime import build_with
 from segkit.errors import DataError, ProjectError
 from segkit.manifests import listed_names
 from segkit.plugins import Registry, get_registry
 from segkit.project import Project
-from segkit.specs import InstancerRequest, Instances
+from segkit.specs import Instances
 from segkit.toml_io import write_atomic
 
 MANIFEST = ".segkit-outputs.json"
@@ -106,16 +105,21 @@ def plan_infer(project: Project, paths: Sequence[Path] = (), out: Path | None = 
 
 
 def plan_objects(project: Project, folder: Path, registry: Registry) -> ObjectPlan | None:
-    """The objects of ``[instances]`` (None without it), its instancer built: a ValueError from the
-    plugin's builder (a rule across its keys) is one line on ``[instances]``."""
+    """The objects of ``[instances]`` (None without it), its instancer built (a rule across its
+    keys, a ValueError of the plugin's builder, is one line on ``[instances]``)."""
+    from segkit.engine.components import build_instancer
+
     section = project.instances
     if section is None:
         return None
-    spec = registry.get("instancer", section.name).spec
-    instancer = build_with(str(project.source), "instances", spec.build, InstancerRequest(section.options,
-                                                                                          project.classes))
-    return ObjectPlan(folder, section.name, instancer, section.microns_per_pixel, section.compress_geojson,
-                      importlib.util.find_spec("pyarrow") is not None)
+    return ObjectPlan(folder, section.name, build_instancer(project, registry), section.microns_per_pixel,
+                      section.compress_geojson, _parquet_available())
+
+
+def _parquet_available() -> bool:
+    """Whether the nucleus tables get a Parquet copy (the table writer's rule: pyarrow imports), found
+    without importing it; a broken pyarrow only leaves a listed name unwritten."""
+    return importlib.util.find_spec("pyarrow") is not None
 
 
 def _from_project(project: Project) -> tuple[list[Path], list[Path]]:
