@@ -19,6 +19,7 @@ from PIL import Image
 from segkit import toml_io
 from segkit.objects.labels import truth_objects
 from segkit.objects.measure import nucleus_columns
+from segkit.data.images import read_image
 from segkit.errors import PluginError, ProjectError
 from segkit.options import Option
 from segkit.plugins import PluginInfo, get_registry
@@ -166,10 +167,14 @@ def test_a_foreign_file_in_the_objects_folder_is_refused_and_kept(trained: Path,
     objects.mkdir()
     (objects / "img_01.csv").write_text("my own counts\n")
     line = single_error_line(invoke("infer", trained, images, "--out", tmp_path / "masks"))
-    assert line == (f"error: '{objects}': masks would replace 1 file(s) segkit did not write ('img_01.csv'); "
+    assert line == (f"error: '{objects}': objects would replace 1 file(s) segkit did not write ('img_01.csv'); "
                     "move them, choose another output folder, or pass --overwrite")
     assert snapshot(objects) == {"img_01.csv": b"my own counts\n"}
     assert not (tmp_path / "masks").exists() and not (tmp_path / "masks_overlay").exists()
+    result = invoke("infer", trained, images, "--out", tmp_path / "masks", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert f"replaced 1 file(s) segkit had not written (--overwrite): '{objects / 'img_01.csv'}'" in result.output
+    assert header_of(objects / "img_01.csv") == nucleus_columns(None)
 
 
 def test_a_bad_instancer_key_is_one_line_and_nothing_is_written(trained: Path, images: Path, tmp_path: Path) -> None:
@@ -250,6 +255,10 @@ def test_an_instancer_returning_labels_of_the_wrong_size_is_named(tmp_path: Path
 
 def test_a_third_party_model_plugin_gets_instances_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The example plugin's model, found through its entry point as an installed one would be."""
+    from segkit.engine.best_model import load_best_model
+    from segkit.engine.components import build_instancer, prediction_for
+    from segkit.engine.predict import probabilities
+
     site = tmp_path / "site"
     info = site / "segkit_plugin_example-0.3.0.dist-info"
     info.mkdir(parents=True)
@@ -268,11 +277,18 @@ def test_a_third_party_model_plugin_gets_instances_too(tmp_path: Path, monkeypat
     objects = tmp_path / "project" / "run" / "infer_objects"
     summary = rows_of(objects / "summary.csv")
     assert [row["image"] for row in summary] == ["odd_0.png", "odd_1.png", "odd_2.png"]
-    for row, size in zip(summary, [(64, 64), (53, 97), (120, 40)]):
+    # the labels are the instancer's on that model's own softmax, computed here apart from infer
+    loaded = load_project(project, [])
+    paths = [loaded.infer.images / row["image"] for row in summary]
+    pictures = [read_image(path, 3) for path in paths]
+    softmax = probabilities(load_best_model(loaded), pictures, prediction_for(loaded))
+    instancer = build_instancer(loaded, get_registry())
+    for row, picture, softmax_map in zip(summary, pictures, softmax):
         stem = row["image"].removesuffix(".png")
         labels = tifffile.imread(objects / f"{stem}.tif")
-        table = rows_of(objects / f"{stem}.csv")
-        assert labels.shape == size and int(labels.max(initial=0)) == len(table) == len(
+        assert np.array_equal(labels, instancer(softmax_map, picture).labels)
+        assert int(labels.max(initial=0)) == int(row["nuclei"]) == len(rows_of(objects / f"{stem}.csv")) == len(
             features_of(objects / f"{stem}.geojson"))
+    assert sum(int(row["nuclei"]) for row in summary) > 0
     resolved = toml_io.loads((tmp_path / "project" / "run" / "project.resolved.toml").read_text())
     assert resolved["model"]["name"] == "res-attention-unet"

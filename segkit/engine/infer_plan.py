@@ -98,7 +98,8 @@ def plan_infer(project: Project, paths: Sequence[Path] = (), out: Path | None = 
     if foreign and not overwrite:
         names = ", ".join(quoted(p.name) for p in foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5
                                                                     else "")
-        raise DataError(f"{quoted(foreign[0].parent)}: masks would replace {len(foreign)} file(s) segkit did not "
+        what = "objects" if objects is not None and foreign[0].parent == objects.folder else "masks"
+        raise DataError(f"{quoted(foreign[0].parent)}: {what} would replace {len(foreign)} file(s) segkit did not "
                         f"write ({names}); move them, choose another output folder, or pass --overwrite")
     note = squash_note(project, sizes)
     return InferPlan(images, masks, overlays, foreign, (note,) if note else (), objects, outputs)
