@@ -139,6 +139,20 @@ def test_each_image_gets_labels_a_table_and_detections_that_agree(trained: Path,
         [f"{stem}{ext}" for stem in stems for ext in (".csv", ".geojson", ".parquet", ".tif")] + ["summary.csv"])
 
 
+def test_an_image_without_nuclei_is_no_error(trained: Path, tmp_path: Path) -> None:
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((50, 70, 3), (230, 170, 200), np.uint8)).save(blank)
+    result = invoke("infer", trained, blank, "--out", tmp_path / "masks")
+    assert result.exit_code == 0, result.output
+    objects = tmp_path / "masks_objects"
+    assert result.output.strip().endswith(f"0 nuclei → {objects}")
+    assert not tifffile.imread(objects / "blank.tif").any() and tifffile.imread(objects / "blank.tif").shape == (50, 70)
+    assert (objects / "blank.csv").read_text() == ",".join(nucleus_columns(None)) + "\n"
+    assert features_of(objects / "blank.geojson") == []
+    (row,) = rows_of(objects / "summary.csv")
+    assert (row["image"], row["nuclei"], row["count_benign"], row["count_malignant"]) == ("blank.png", "0", "0", "0")
+
+
 def test_masks_are_those_of_a_project_without_instances_which_writes_no_objects(trained: Path, images: Path,
                                                                                tmp_path: Path) -> None:
     assert invoke("infer", trained, images, "--out", tmp_path / "with").exit_code == 0
