@@ -98,16 +98,16 @@ def evaluate(project: ProjectArg, set_: SetOpt = None, quiet: QuietOpt = False, 
 def infer(
     project: ProjectArg,
     images: Annotated[Optional[list[Path]], typer.Argument(
-        help="image files or folders of images to segment (default: [infer] images)", show_default=False)] = None,
+        help="image files or folders of images to segment (default: \\[infer] images)", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option(
-        "--out", "-o", help="folder for the masks (default: [infer] output); overlays (and objects) go beside it",
+        "--out", "-o", help="folder for the masks (default: \\[infer] output); overlays (and objects) go beside it",
         show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="replace files in the output folders that segkit did not write")] = False,
     set_: SetOpt = None, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Segment images at their original size; writes a mask and an overlay per image (and its nuclei
-    into <out>_objects/ when the project has [instances])."""
+    into <out>_objects/ when the project has \\[instances])."""
     from segkit.engine.infer import infer as run_inference
     from segkit.data.names import quoted
     from segkit.engine.infer_plan import plan_infer
