@@ -19,6 +19,7 @@ from typing import Any
 from segkit.data.images import image_size, is_image_name
 from segkit.data.names import quoted
 from segkit.data.pairing import list_images
+from segkit.engine.components import build_instancer
 from segkit.errors import DataError, ProjectError
 from segkit.manifests import listed_names
 from segkit.plugins import Registry, get_registry
@@ -108,8 +109,6 @@ def plan_infer(project: Project, paths: Sequence[Path] = (), out: Path | None = 
 def plan_objects(project: Project, folder: Path, registry: Registry) -> ObjectPlan | None:
     """The objects of ``[instances]`` (None without it), its instancer built (a rule across its
     keys, a ValueError of the plugin's builder, is one line on ``[instances]``)."""
-    from segkit.engine.components import build_instancer
-
     section = project.instances
     if section is None:
         return None
