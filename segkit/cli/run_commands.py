@@ -98,15 +98,16 @@ def evaluate(project: ProjectArg, set_: SetOpt = None, quiet: QuietOpt = False, 
 def infer(
     project: ProjectArg,
     images: Annotated[Optional[list[Path]], typer.Argument(
-        help="image files or folders of images to segment (default: [infer] images)", show_default=False)] = None,
+        help="image files or folders of images to segment (default: \\[infer] images)", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option(
-        "--out", "-o", help="folder for the masks (default: [infer] output); overlays go beside it",
+        "--out", "-o", help="folder for the masks (default: \\[infer] output); overlays (and objects) go beside it",
         show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="replace files in the output folders that segkit did not write")] = False,
     set_: SetOpt = None, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
-    """Segment images at their original size; writes a mask and an overlay per image."""
+    """Segment images at their original size; writes a mask and an overlay per image (and its nuclei
+    into <out>_objects/ when the project has \\[instances])."""
     from segkit.engine.infer import infer as run_inference
     from segkit.data.names import quoted
     from segkit.engine.infer_plan import plan_infer
@@ -119,7 +120,9 @@ def infer(
     if result.replaced:
         console.print(f"replaced {len(result.replaced)} file(s) segkit had not written (--overwrite): "
                       + ", ".join(quoted(path) for path in result.replaced), markup=False, soft_wrap=True)
-    console.print(f"{result.count} masks → {result.masks}; overlays → {result.overlays}", markup=False, soft_wrap=True)
+    objects = f"; {result.nuclei} nuclei → {result.objects}" if result.objects is not None else ""
+    console.print(f"{result.count} masks → {result.masks}; overlays → {result.overlays}{objects}", markup=False,
+                  soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

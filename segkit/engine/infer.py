@@ -1,4 +1,5 @@
-"""``segkit infer``: a colourised mask at each image's own size, and a blended overlay."""
+"""``segkit infer``: a colourised mask at each image's own size, a blended overlay, and with
+``[instances]`` the nuclei as objects (:mod:`segkit.engine.infer_objects`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -14,10 +16,14 @@ from segkit.data.images import read_image, write_png
 from segkit.data.resize import blend
 from segkit.engine.best_model import load_best_model
 from segkit.engine.components import prediction_for
+from segkit.engine.infer_objects import NucleusWriter
 from segkit.engine.infer_plan import InferPlan, plan_infer, record
-from segkit.engine.predict import segment
+from segkit.engine.predict import probabilities, segment
 from segkit.engine.runtime import import_tensorflow
 from segkit.project import Project
+
+#: what the model gives the writer per image: class indices, or the softmax when objects are wanted
+Predicted = TypeVar("Predicted")
 
 
 @dataclass(frozen=True)
@@ -26,11 +32,15 @@ class InferResult:
     masks: Path
     overlays: Path
     replaced: list[Path]
+    #: the objects folder and the nuclei written there; None and 0 without ``[instances]``
+    objects: Path | None = None
+    nuclei: int = 0
 
 
 def infer(project: Project, plan: InferPlan | None = None) -> InferResult:
     """Segment the images of ``plan`` (default: :func:`plan_infer` of the project, ``[infer] images``
-    into ``[infer] output``) into its mask folder and the overlay folder beside it."""
+    into ``[infer] output``) into its mask folder, the overlay folder beside it and, where the plan
+    has objects, the objects folder."""
     plan = plan or plan_infer(project)
     files, output, overlays = plan.images, plan.masks, plan.overlays
     import_tensorflow()
@@ -40,24 +50,45 @@ def infer(project: Project, plan: InferPlan | None = None) -> InferResult:
     chunks = [files[start : start + how.batch_size] for start in range(0, len(files), how.batch_size)]
     channels = project.model.image_channels
 
-    def write(chunk: list[Path], images: list[np.ndarray], masks: list[np.ndarray]) -> None:
-        for path, image, mask in zip(chunk, images, masks):
-            colours = project.classes.colorize(mask)
-            write_png(output / f"{path.stem}.png", colours)
-            # overlays are for looking at: fast compression, as infer is bound by PNG encoding here
-            write_png(overlays / f"{path.stem}.png", blend(image, colours, mask > 0), compress_level=1)
+    def write_mask(path: Path, image: np.ndarray, mask: np.ndarray) -> None:
+        colours = project.classes.colorize(mask)
+        write_png(output / f"{path.stem}.png", colours)
+        # overlays are for looking at: fast compression, as infer is bound by PNG encoding here
+        write_png(overlays / f"{path.stem}.png", blend(image, colours, mask > 0), compress_level=1)
 
-    _overlapped(chunks, lambda chunk: [read_image(path, channels) for path in chunk],
-                lambda images: segment(model, images, how), write)
-    return InferResult(len(files), output, overlays, plan.replaced)
+    def read(chunk: list[Path]) -> list[np.ndarray]:
+        return [read_image(path, channels) for path in chunk]
+
+    if plan.objects is None:
+        # only the class indices leave the model: a chunk's softmax would cost K float32s a pixel
+        _overlapped(chunks, read, lambda images: segment(model, images, how), _each(write_mask))
+        return InferResult(len(files), output, overlays, plan.replaced)
+    nuclei = NucleusWriter(plan.objects, project.classes)
+
+    def write_objects(path: Path, image: np.ndarray, softmax: np.ndarray) -> None:
+        write_mask(path, image, softmax.argmax(axis=2).astype(np.uint8))  # what segment() gives
+        nuclei.write(path, image, softmax)
+
+    _overlapped(chunks, read, lambda images: probabilities(model, images, how), _each(write_objects))
+    return InferResult(len(files), output, overlays, plan.replaced, plan.objects.folder, nuclei.finish(files))
+
+
+def _each(write: Callable[[Path, np.ndarray, Predicted], None]
+          ) -> Callable[[list[Path], list[np.ndarray], list[Predicted]], None]:
+    """``write`` for each image of a chunk."""
+    def chunk_writer(chunk: list[Path], images: list[np.ndarray], predicted: list[Predicted]) -> None:
+        for path, image, prediction in zip(chunk, images, predicted):
+            write(path, image, prediction)
+    return chunk_writer
 
 
 def _overlapped(chunks: list[list[Path]], read: Callable[[list[Path]], list[np.ndarray]],
-                predict: Callable[[list[np.ndarray]], list[np.ndarray]],
-                write: Callable[[list[Path], list[np.ndarray], list[np.ndarray]], None]) -> None:
+                predict: Callable[[list[np.ndarray]], list[Predicted]],
+                write: Callable[[list[Path], list[np.ndarray], list[Predicted]], None]) -> None:
     """``write(chunk, images, predict(images))`` for each chunk, reading the next chunk and writing
-    the last ones while the model works: PNG encoding costs as much as the model here, and Pillow
-    releases the GIL while it works. At most one chunk ahead and two behind are held in memory."""
+    the last ones while the model works: PNG encoding (and finding nuclei) costs as much as the model
+    here, and Pillow (like much of NumPy and scikit-image) releases the GIL while it works. At most one chunk ahead and two
+    behind are held in memory."""
     with ThreadPoolExecutor(max_workers=2) as pool:
         next_read = pool.submit(read, chunks[0])
         writes: deque[Future[None]] = deque()

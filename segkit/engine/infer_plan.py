@@ -2,32 +2,64 @@
 
 Masks never replace the images they come from, and never a file segkit did not write: each output
 folder keeps a small manifest (:data:`MANIFEST`) of the names infer wrote there, so a rerun replaces
-its own masks freely while a user's file of the same name needs ``--overwrite``.
+its own masks freely while a user's file of the same name needs ``--overwrite``. A project with
+``[instances]`` adds a third folder, the objects (:func:`objects_folder`), planned and checked the same
+way, its instancer built here so that a bad key fails before the model loads.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from segkit.data.images import image_size, is_image_name
 from segkit.data.names import quoted
 from segkit.data.pairing import list_images
+from segkit.engine.components import build_instancer
 from segkit.errors import DataError, ProjectError
 from segkit.manifests import listed_names
+from segkit.plugins import Registry, get_registry
 from segkit.project import Project
+from segkit.specs import Instances
 from segkit.toml_io import write_atomic
 
 MANIFEST = ".segkit-outputs.json"
 IMAGE_KINDS = ".png .jpg .jpeg .tif .tiff .bmp"
 SQUASH_FACTOR = 2  # images this much larger than the model input lose their detail when resized
+#: the objects folder's one table for the whole call: a row per image
+OBJECT_SUMMARY = "summary.csv"
+
+
+@dataclass(frozen=True)
+class ObjectPlan:
+    """How infer writes each image's nuclei into ``folder``: the instancer built from ``[instances]``,
+    the pixel size of the table's measures, and which files each image gets."""
+
+    folder: Path
+    instancer_name: str
+    instancer: Callable[[Any, Any], Instances]
+    microns_per_pixel: float | None
+    compress_geojson: bool
+    #: whether the nucleus tables get a Parquet copy beside the CSV (pyarrow is installed)
+    parquet: bool
+
+    @property
+    def detections_suffix(self) -> str:
+        return ".geojson.gz" if self.compress_geojson else ".geojson"
+
+    def names(self, stem: str) -> list[str]:
+        """The files one image's nuclei go to: labels, table(s), detections."""
+        tables = [f"{stem}.csv", *([f"{stem}.parquet"] if self.parquet else [])]
+        return [f"{stem}.tif", *tables, f"{stem}{self.detections_suffix}"]
 
 
 @dataclass(frozen=True)
 class InferPlan:
-    """The images to segment, the two folders the masks and overlays go to, and the files of
+    """The images to segment, the folders the masks, overlays (and objects) go to, and the files of
     others that ``--overwrite`` allowed to be replaced."""
 
     images: list[Path]
@@ -35,32 +67,59 @@ class InferPlan:
     overlays: Path
     replaced: list[Path]
     notes: tuple[str, ...] = ()
+    #: None when the project has no ``[instances]``: then infer writes no objects at all
+    objects: ObjectPlan | None = None
+    #: every name infer writes, per folder (what :func:`record` lists in each manifest)
+    outputs: Mapping[Path, tuple[str, ...]] = field(default_factory=dict)
 
 
 def overlay_folder(output: Path) -> Path:
     return output.with_name(f"{output.name}_overlay")
 
 
+def objects_folder(output: Path) -> Path:
+    return output.with_name(f"{output.name}_objects")
+
+
 def plan_infer(project: Project, paths: Sequence[Path] = (), out: Path | None = None,
-               overwrite: bool = False) -> InferPlan:
+               overwrite: bool = False, registry: Registry | None = None) -> InferPlan:
     """Images from ``paths`` (files or folders) or else ``[infer] images``, into ``out`` or else
-    ``[infer] output``; every header is read and every output name checked here."""
+    ``[infer] output``; the instancer is built, every header read and every output name checked here."""
+    masks = (out if out is not None else project.infer.output).absolute()
+    objects = plan_objects(project, objects_folder(masks), registry or get_registry())
     folders, images = _from_arguments(paths) if paths else _from_project(project)
     sizes = [(path, image_size(path, verify=True)) for path in images]
-    masks = (out if out is not None else project.infer.output).absolute()
     overlays = overlay_folder(masks)
     key = "--out" if out is not None else f"{project.source}: infer.output"
-    _refuse_input_folders(masks, overlays, folders, key)
-    targets = _targets(images, masks, overlays)
+    _refuse_input_folders([masks, overlays, *([objects.folder] if objects else [])], folders, key)
+    outputs = _outputs(images, masks, overlays, objects)
+    targets = [folder / name for folder, names in outputs.items() for name in names]
     _refuse_replacing_inputs(targets, images)
-    foreign = _foreign(targets, {folder: written_before(folder) for folder in (masks, overlays)})
+    foreign = _foreign(targets, {folder: written_before(folder) for folder in outputs})
     if foreign and not overwrite:
         names = ", ".join(quoted(p.name) for p in foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5
                                                                     else "")
-        raise DataError(f"{quoted(foreign[0].parent)}: masks would replace {len(foreign)} file(s) segkit did not "
+        what = "objects" if objects is not None and foreign[0].parent == objects.folder else "masks"
+        raise DataError(f"{quoted(foreign[0].parent)}: {what} would replace {len(foreign)} file(s) segkit did not "
                         f"write ({names}); move them, choose another output folder, or pass --overwrite")
     note = squash_note(project, sizes)
-    return InferPlan(images, masks, overlays, foreign, (note,) if note else ())
+    return InferPlan(images, masks, overlays, foreign, (note,) if note else (), objects, outputs)
+
+
+def plan_objects(project: Project, folder: Path, registry: Registry) -> ObjectPlan | None:
+    """The objects of ``[instances]`` (None without it), its instancer built (a rule across its
+    keys, a ValueError of the plugin's builder, is one line on ``[instances]``)."""
+    section = project.instances
+    if section is None:
+        return None
+    return ObjectPlan(folder, section.name, build_instancer(project, registry), section.microns_per_pixel,
+                      section.compress_geojson, _parquet_available())
+
+
+def _parquet_available() -> bool:
+    """Whether the nucleus tables get a Parquet copy (the table writer's rule: pyarrow imports), found
+    without importing it; a broken pyarrow only leaves a listed name unwritten."""
+    return importlib.util.find_spec("pyarrow") is not None
 
 
 def _from_project(project: Project) -> tuple[list[Path], list[Path]]:
@@ -111,22 +170,33 @@ def squash_note(project: Project, sizes: Sequence[tuple[Path, tuple[int, int]]])
             "train with [augment] crop = true to segment them at full resolution")
 
 
-def _targets(images: list[Path], masks: Path, overlays: Path) -> list[Path]:
-    """Every file infer writes, refusing two images that would write the same mask."""
+def _outputs(images: list[Path], masks: Path, overlays: Path,
+             objects: ObjectPlan | None) -> dict[Path, tuple[str, ...]]:
+    """Every name infer writes, per folder, refusing two images that would write the same mask
+    and an image whose nucleus table would be the objects' summary."""
     seen: dict[str, Path] = {}
     for image in images:
         other = seen.setdefault(image.stem, image)
         if other != image:
             raise DataError(f"{quoted(other)} and {quoted(image)}: both would write the mask "
                             f"{quoted(image.stem + '.png')}; segment them into separate output folders")
-    return [folder / f"{stem}.png" for folder in (masks, overlays) for stem in seen]
+    masks_names = tuple(f"{stem}.png" for stem in seen)
+    outputs = {masks: masks_names, overlays: masks_names}
+    if objects is not None:
+        per_image = [name for stem in seen for name in objects.names(stem)]
+        if OBJECT_SUMMARY in per_image:
+            image = seen[OBJECT_SUMMARY.removesuffix(".csv")]
+            raise DataError(f"{quoted(image)}: its nucleus table would be the objects folder's {OBJECT_SUMMARY} "
+                            f"of every image; rename the image or segment it on its own into another output folder")
+        outputs[objects.folder] = (*per_image, OBJECT_SUMMARY)
+    return outputs
 
 
-def _refuse_input_folders(masks: Path, overlays: Path, folders: list[Path], key: str) -> None:
+def _refuse_input_folders(outputs: list[Path], folders: list[Path], key: str) -> None:
     """Outputs never go into (or below) a folder of the images being segmented."""
     for folder in folders:
         inputs = folder.resolve()
-        for output in (masks, overlays):
+        for output in outputs:
             resolved = output.resolve()
             if resolved == inputs or inputs in resolved.parents:
                 raise DataError(f"{key}: {quoted(output)} is (or lies inside) the folder of the images to "
@@ -155,7 +225,7 @@ def _foreign(targets: list[Path], known: dict[Path, set[str]]) -> list[Path]:
 
 def record(plan: InferPlan) -> None:
     """List the names about to be written in each folder's manifest, before the first of them is."""
-    for folder in (plan.masks, plan.overlays):
-        names = written_before(folder) | {f"{image.stem}.png" for image in plan.images}
+    for folder, planned in plan.outputs.items():
+        names = written_before(folder) | set(planned)
         write_atomic(folder / MANIFEST, json.dumps({"written_by": "segkit infer", "written": sorted(names)},
                                                    indent=1) + "\n")

@@ -1,0 +1,74 @@
+"""What ``segkit infer`` writes per image for a project with ``[instances]``: the nuclei as objects.
+
+Each image's softmax goes to the instancer the plan built; its objects go to the objects folder as
+an instance label TIFF, a nucleus table (CSV, and Parquet with pyarrow) and QuPath detections
+(GeoJSON), and one row of the folder's summary, written once every image is done. It runs in infer's
+writer threads, beside the PNG encoding, so that post-processing overlaps the model.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segkit.classes import ClassTable
+from segkit.engine.infer_plan import OBJECT_SUMMARY, ObjectPlan
+from segkit.errors import PluginError
+from segkit.specs import Instances
+
+
+class NucleusWriter:
+    """Finds and writes the nuclei of one image at a time (from any thread), then the summary."""
+
+    def __init__(self, plan: ObjectPlan, classes: ClassTable) -> None:
+        self.plan = plan
+        self.classes = classes
+        self._summary: dict[Path, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        #: nuclei found so far, over every image
+        self.count = 0
+
+    def write(self, path: Path, image: np.ndarray, probabilities: np.ndarray) -> None:
+        """The objects of ``image`` from its softmax ``(H, W, K)``, written under its stem."""
+        from segkit.objects.geojson_out import write_detections
+        from segkit.objects.labels import write_instance_labels
+        from segkit.objects.measure import nucleus_columns, nucleus_table, summary_row, write_table
+
+        plan, folder, stem = self.plan, self.plan.folder, path.stem
+        instances = self._checked(plan.instancer(probabilities, image), probabilities.shape[:2], path)
+        write_instance_labels(folder / f"{stem}.tif", instances.labels)
+        rows = nucleus_table(path.name, image, instances, self.classes, plan.microns_per_pixel)
+        write_table(folder / stem, rows, nucleus_columns(plan.microns_per_pixel))
+        write_detections(folder / f"{stem}{plan.detections_suffix}", instances, self.classes, rows,
+                         plan.compress_geojson)
+        row = summary_row(path.name, instances, self.classes, image.shape[:2], plan.microns_per_pixel)
+        with self._lock:
+            self._summary[path] = row
+            self.count += instances.count
+
+    def finish(self, images: list[Path]) -> int:
+        """Write the summary, one row per image in the order given; the number of nuclei found."""
+        from segkit.objects.measure import summary_columns, write_summary
+
+        rows = [self._summary[path] for path in images]
+        write_summary(self.plan.folder / OBJECT_SUMMARY, rows, summary_columns(self.classes, self.plan.microns_per_pixel))
+        return self.count
+
+    def _checked(self, instances: Instances, shape: tuple[int, ...], path: Path) -> Instances:
+        """``instances`` as the contract has them, else a PluginError naming the instancer: a plugin's
+        mistake caught here is one line, not a broken table or a GeoJSON of the wrong nuclei."""
+        labels = np.asarray(instances.labels)
+        count = len(instances.classes)
+        problem = (f"labels of shape {labels.shape}, not the image's {tuple(shape)}" if labels.shape != tuple(shape)
+                   else f"labels of dtype {labels.dtype}, not integers" if not np.issubdtype(labels.dtype, np.integer)
+                   else f"{count} classes for labels up to {int(labels.max(initial=0))}" if labels.max(initial=0) != count
+                   else f"{len(instances.probabilities)} probabilities for {count} objects"
+                   if len(instances.probabilities) != count else "")
+        if problem:
+            raise PluginError(f"instancer {self.plan.instancer_name!r}: returned {problem} for {path.name} "
+                              "(a bug in the instancer plugin; report it to its authors)")
+        return Instances(labels.astype(np.int32, copy=False), np.asarray(instances.classes),
+                         np.asarray(instances.probabilities, np.float32))
