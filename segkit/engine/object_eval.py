@@ -111,11 +111,11 @@ class PerImageScores:
     def object_figures(self) -> dict[str, float]:
         """The split's object counts and figures (from counts summed over the images), then the
         figures' per-image means; {} without ``[instances]``."""
-        from segkit.objects.scoring import ObjectScores, object_figures
-
         scores = [result.objects for result in self.results if result.objects is not None]
         if not scores:
             return {}
+        from segkit.objects.scoring import ObjectScores, object_figures
+
         return {**_counts(sum((image.overall for image in scores), ObjectScores())),
                 **object_figures(scores, self.class_names)}
 
@@ -125,9 +125,11 @@ class PerImageScores:
                 for result in self.results]
 
     def _object_columns(self, scores: ImageScores | None) -> dict[str, Any]:
+        if scores is None:
+            return {}
         from segkit.objects.scoring import image_figures
 
-        return {} if scores is None else {**_counts(scores.overall), **image_figures(scores, self.class_names)}
+        return {**_counts(scores.overall), **image_figures(scores, self.class_names)}
 
 
 def _counts(scores: ObjectScores) -> dict[str, float]:
