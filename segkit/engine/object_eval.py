@@ -23,7 +23,6 @@ import numpy as np
 
 from segkit.classes import IGNORE_INDEX, ClassTable, safe_names
 from segkit.data.pairing import Pair
-from segkit.errors import DataError
 from segkit.specs import DatasetSource, Instances, InstanceSource
 from segkit.toml_io import write_atomic
 
@@ -101,11 +100,12 @@ class PerImageScores:
         """The dataset's instance ids of ``pair``, None where it has none; one line for ids of another size."""
         if not isinstance(self.source, InstanceSource):
             return None
+        from segkit.objects.labels import size_mismatch
+
         ids = self.source.instances(pair)
-        if ids is not None and np.shape(ids) != mask.shape:
+        if ids is not None and np.shape(ids) != mask.shape:  # a source that checks no size of its own
             height, width = np.shape(ids)[:2]
-            raise DataError(f"{pair.image}: its instance ids are {width}x{height} pixels, the image "
-                            f"{mask.shape[1]}x{mask.shape[0]} (give each image instance ids of its own size)")
+            raise size_mismatch(pair.instances or pair.image, (width, height), pair.image, (mask.shape[1], mask.shape[0]))
         return ids
 
     def object_figures(self) -> dict[str, float]:
