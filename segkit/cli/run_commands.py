@@ -91,14 +91,15 @@ def evaluate(project: ProjectArg, set_: SetOpt = None, quiet: QuietOpt = False, 
     print_notes([_test_squash_note(loaded)], quiet)
     with run_folder_lock(loaded.output_dir, "eval", _note_line, required=False):
         result = run_evaluation(loaded, get_registry())
+    console.print(figures_table(f"{loaded.name}: test split" + (", pixels" if result.objects else ""), result.pixels))
     if result.objects:
-        console.print(figures_table(f"{loaded.name}: test split, pixels", result.pixels))
-        console.print(figures_table(f"objects, split level: counts summed over the {result.images} test images",
-                                    result.objects))
-        console.print(figures_table("objects, per-image means: each figure averaged over the test images "
-                                    "where it is defined", result.object_image_means))
-    else:
-        console.print(figures_table(f"{loaded.name}: test split", result.pixels))
+        # said on lines of their own: a table's title wraps at the table's width
+        console.print(f"objects, split level: counts summed over the {result.images} test images, then each figure",
+                      markup=False, soft_wrap=True)
+        console.print(figures_table("objects, split level", result.objects))
+        console.print("objects, per-image mean: each figure of each image, averaged over the images where it is "
+                      "defined (0/0 is undefined)", markup=False, soft_wrap=True)
+        console.print(figures_table("objects, per-image mean", result.object_image_means))
     for name in (EVALUATION_PER_IMAGE, EVALUATION):
         console.print(f"written {loaded.output_dir / name}", markup=False, soft_wrap=True)
 
