@@ -289,3 +289,22 @@ def test_train_overwrite_takes_the_evaluation_files_with_the_run(scored: dict[st
         assert (run / REPLACED / EVALUATION).is_file() and (run / REPLACED / EVALUATION_PER_IMAGE).is_file()
         finish_run(claim, notes.append)  # no checkpoint yet: the earlier run comes back, its evaluation too
     assert (run / EVALUATION).is_file() and (run / EVALUATION_PER_IMAGE).is_file()
+
+
+def test_a_model_scored_at_full_resolution_gets_the_same_rows_from_its_one_prediction(
+        scored: dict[str, Path], trained: Path, tmp_path: Path) -> None:
+    """With ``augment.crop`` eval predicts each test image once, by sliding windows, for the split's
+    pixel metrics and the image's row; on 64x64 images under a 64x64 window that is what the resize
+    path predicts, so the rows and the object figures agree with it."""
+    run = _run_copy(trained, tmp_path)
+    result = _eval(_with_instances(trained), run, "--set", "augment.enabled=true", "--set", "augment.crop=true")
+    assert result.exit_code == 0, result.output
+    tiled, resized = _per_image(run), _per_image(scored["objects"])
+    assert [row["image"] for row in tiled] == [row["image"] for row in resized]
+    for tile_row, resize_row in zip(tiled, resized):
+        assert {k: float(v) for k, v in tile_row.items() if k != "image"} == pytest.approx(
+            {k: float(v) for k, v in resize_row.items() if k != "image"}, abs=1e-3, nan_ok=True)
+    tiled_figures, resized_figures = _figures(run), _figures(scored["objects"])
+    assert list(tiled_figures) == list(resized_figures)
+    assert float(tiled_figures["mean_foreground_dice"]) == pytest.approx(float(resized_figures["mean_foreground_dice"]),
+                                                                        abs=1e-3)
