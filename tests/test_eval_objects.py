@@ -14,13 +14,15 @@ import pytest
 from PIL import Image
 
 from segkit import toml_io
-from segkit.classes import IGNORE_INDEX
+from segkit.classes import IGNORE_INDEX, ClassInfo, ClassTable
 from segkit.errors import DataError
 from segkit.run_folder import EVALUATION, EVALUATION_PER_IMAGE, REPLACED, RUN_MARKER, finish_run, start_run
 from cli_results import invoke, single_error_line, snapshot
 from tiny_data import COLOURS, HEADER, tiny_project, write_tiny_project
 
 WHITE = (255, 255, 255)
+CLASSES = ClassTable(tuple(ClassInfo(name, COLOURS[index]) for index, name in enumerate(("background", "benign",
+                                                                                        "malignant"))), WHITE)
 #: the pixel rows of the tiny project's evaluation.csv, in their order
 PIXEL_ROWS = ["dice_crossentropy", "dice_coef_multiclass", "mean_foreground_dice", "dice_background", "dice_benign",
               "dice_malignant", "iou_background", "iou_benign", "iou_malignant"]
@@ -263,13 +265,11 @@ class _UncheckedSource:
         return np.zeros((8, 16), np.int32)
 
 
-def test_instance_ids_of_another_size_from_a_source_without_checks_are_a_data_error(trained: Path) -> None:
+def test_instance_ids_of_another_size_from_a_source_without_checks_are_a_data_error() -> None:
     from segkit.data.pairing import Pair
     from segkit.engine.object_eval import PerImageScores
-    from segkit.project import load_project
 
-    classes = load_project(trained).classes
-    scores = PerImageScores(classes, _UncheckedSource(), lambda probabilities, image: None)
+    scores = PerImageScores(CLASSES, _UncheckedSource(), lambda probabilities, image: None)
     pair = Pair("a", Path("/data/a.png"), Path("/data/a_mask.png"))
     with pytest.raises(DataError) as error:
         scores.add(pair, np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), np.uint8), np.ones((4, 4, 3), np.float32) / 3)
@@ -308,3 +308,20 @@ def test_a_model_scored_at_full_resolution_gets_the_same_rows_from_its_one_predi
     assert list(tiled_figures) == list(resized_figures)
     assert float(tiled_figures["mean_foreground_dice"]) == pytest.approx(float(resized_figures["mean_foreground_dice"]),
                                                                         abs=1e-3)
+
+
+def test_an_instancer_returning_labels_of_another_shape_is_a_plugin_error_naming_it() -> None:
+    from segkit.data.pairing import Pair
+    from segkit.engine.object_eval import PerImageScores
+    from segkit.errors import PluginError
+    from segkit.specs import Instances
+
+    def sideways(probabilities: np.ndarray, image: np.ndarray) -> Instances:
+        return Instances(np.ones((4, 5), np.int32), np.array([1]), np.array([0.9], np.float32))
+
+    scores = PerImageScores(CLASSES, _UncheckedSource(), sideways, "sideways")
+    pair = Pair("a", Path("/data/a.png"), Path("/data/a_mask.png"))
+    with pytest.raises(PluginError) as error:
+        scores.add(pair, np.zeros((8, 16, 3), np.uint8), np.zeros((8, 16), np.uint8), np.ones((8, 16, 3), np.float32) / 3)
+    message = str(error.value)
+    assert message.startswith("instancer 'sideways': predicted labels are (4, 5), not 2-D of shape (8, 16) for a.png")

@@ -106,7 +106,7 @@ def run_evaluation(project: Project, registry: Registry) -> Evaluation:
     pairs = source.pairs("test")
     if not pairs:
         raise DataError("the test split has no image/mask pairs")
-    per_image = PerImageScores(project.classes, source, instancer)
+    per_image = PerImageScores(project.classes, source, instancer, project.instances.name if project.instances else "")
     if project.augment.crop:
         figures = _full_resolution_figures(model, project, registry, source, pairs, per_image)
     else:

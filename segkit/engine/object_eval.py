@@ -23,6 +23,7 @@ import numpy as np
 
 from segkit.classes import IGNORE_INDEX, ClassTable, safe_names
 from segkit.data.pairing import Pair
+from segkit.errors import PluginError
 from segkit.specs import DatasetSource, Instances, InstanceSource
 from segkit.toml_io import write_atomic
 
@@ -71,10 +72,12 @@ class ImageResult:
 class PerImageScores:
     """Scores the test images one at a time (:meth:`add`) and keeps each one's row."""
 
-    def __init__(self, classes: ClassTable, source: DatasetSource, instancer: Instancer | None) -> None:
+    def __init__(self, classes: ClassTable, source: DatasetSource, instancer: Instancer | None,
+                 instancer_name: str = "") -> None:
         self.classes = classes
         self.source = source
         self.instancer = instancer
+        self.instancer_name = instancer_name
         self.results: list[ImageResult] = []
         #: every class by index, background included, as the scorer names them in figures
         self.class_names = dict(enumerate(classes.names))
@@ -93,8 +96,13 @@ class PerImageScores:
         truth_labels, truth_classes = truth_objects(mask, self._instance_ids(pair, mask), self.classes.num_classes)
         predicted = self.instancer(probabilities, image)
         ignore = mask == IGNORE_INDEX
-        return score_image(truth_labels, truth_classes, np.asarray(predicted.labels), np.asarray(predicted.classes),
-                           ignore if ignore.any() else None, range(1, self.classes.num_classes))
+        try:
+            return score_image(truth_labels, truth_classes, np.asarray(predicted.labels),
+                               np.asarray(predicted.classes), ignore if ignore.any() else None,
+                               range(1, self.classes.num_classes))
+        except ValueError as exc:  # the truth is made here to the contract: the instancer's objects are not
+            raise PluginError(f"instancer {self.instancer_name!r}: {exc} for {pair.image.name} (a bug in the "
+                              "instancer plugin; report it to its authors)") from None
 
     def _instance_ids(self, pair: Pair, mask: np.ndarray) -> np.ndarray | None:
         """The dataset's instance ids of ``pair``, None where it has none; one line for ids of another size."""
