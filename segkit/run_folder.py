@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -34,6 +34,11 @@ TRAIN_LOSSES = "train_losses"
 TRAIN_METRICS = "train_metrics"
 RESOLVED_PROJECT = "project.resolved.toml"
 EVALUATION = "evaluation.csv"
+#: ``segkit eval``'s row per test image (pixel scores, and object scores with ``[instances]``)
+EVALUATION_PER_IMAGE = "evaluation_per_image.csv"
+#: what ``segkit eval`` writes at the top of the run folder: listed in the run's marker by
+#: :func:`claim_entries`, so that ``train --overwrite`` takes them away with the model they scored
+EVAL_FILES = (EVALUATION, EVALUATION_PER_IMAGE)
 EPOCH_CHANGE_DIR = "epoch_change_infer"
 TENSORBOARD_DIR = "tensorboard"
 #: ``[train] cache = "disk"`` keeps decoded pairs here
@@ -158,6 +163,17 @@ def owned_entries(output: Path) -> list[str]:
                 "folder; nothing was changed (set project.output_dir to a folder of its own)")
     owned = present if marked is None else [n for n in marked if (output / n).exists() or (output / n).is_symlink()]
     return [name for name in owned if name not in INTERNAL]
+
+
+def claim_entries(output: Path, names: Sequence[str]) -> None:
+    """List ``names`` (top-level entries about to be written) among the run's own in its marker.
+
+    Only a folder with a readable marker: an unmarked folder (an older segkit's run, or none) keeps
+    what it owns as it was, and the entries stay where they are until something writes them again.
+    """
+    listed = listed_names(output / RUN_MARKER, "entries")
+    if listed is not None and not set(names) <= set(listed):
+        _write_marker(output, sorted({*_marker_entries(output), *names}))
 
 
 def _foreign_file(output: Path, name: str) -> str | None:

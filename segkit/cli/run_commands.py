@@ -14,7 +14,7 @@ from segkit.plugins import get_registry
 from segkit.project import Project, load_project
 from segkit.report.console import console, figures_table, marked_up, print_notes
 from segkit.report.history import metric_order
-from segkit.run_folder import EVALUATION
+from segkit.run_folder import EVALUATION, EVALUATION_PER_IMAGE
 from segkit.run_lock import run_folder_lock
 from segkit.specs import CheckedSource
 from segkit.run_record import check_trained_with, resume_command
@@ -83,16 +83,25 @@ def train(
 
 
 def evaluate(project: ProjectArg, set_: SetOpt = None, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
-    """Evaluate the best model on the test split; writes evaluation.csv."""
-    from segkit.engine.evaluate import evaluate as run_evaluation
+    """Evaluate the best model on the test split; writes evaluation.csv and evaluation_per_image.csv."""
+    from segkit.engine.evaluate import run_evaluation
 
     loaded = check_trained_with(_load(project, set_, debug))
     _check_data(loaded, ("test",))
     print_notes([_test_squash_note(loaded)], quiet)
     with run_folder_lock(loaded.output_dir, "eval", _note_line, required=False):
-        figures = run_evaluation(loaded, get_registry())
-    console.print(figures_table(f"{loaded.name}: test split", figures))
-    console.print(f"written {loaded.output_dir / EVALUATION}", markup=False, soft_wrap=True)
+        result = run_evaluation(loaded, get_registry())
+    console.print(figures_table(f"{loaded.name}: test split" + (", pixels" if result.objects else ""), result.pixels))
+    if result.objects:
+        # said on lines of their own: a table's title wraps at the table's width
+        console.print(f"objects, split level: counts summed over the {result.images} test images, then each figure",
+                      markup=False, soft_wrap=True)
+        console.print(figures_table("objects, split level", result.objects))
+        console.print("objects, per-image mean: each figure of each image, averaged over the images where it is "
+                      "defined (0/0 is undefined)", markup=False, soft_wrap=True)
+        console.print(figures_table("objects, per-image mean", result.object_image_means))
+    for name in (EVALUATION_PER_IMAGE, EVALUATION):
+        console.print(f"written {loaded.output_dir / name}", markup=False, soft_wrap=True)
 
 
 def infer(

@@ -2,13 +2,18 @@
 
 A model trained on resized images is scored on resized test pairs through tf.data, as the
 reference does. A model trained on full-resolution crops is scored on the full images through
-the same sliding-window prediction as ``segkit infer``, every pixel counted once.
+the same sliding-window prediction as ``segkit infer``, every pixel counted once. Either way each
+test image is also predicted at its own size, as ``infer`` predicts it, for its row of
+``evaluation_per_image.csv`` and, with ``[instances]``, its objects (:mod:`segkit.engine.object_eval`);
+a model trained on crops is predicted once for both.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +22,13 @@ import numpy as np
 from segkit.classes import IGNORE_INDEX
 from segkit.engine import components
 from segkit.engine.best_model import load_best_model
+from segkit.engine.object_eval import IMAGE_MEAN, PerImageScores, figure_cell, write_per_image
 from segkit.engine.runtime import import_tensorflow, seed_everything
 from segkit.errors import DataError
 from segkit.plugins import Registry
 from segkit.project import Project
 from segkit.report.history import metric_order
-from segkit.run_folder import EVALUATION
+from segkit.run_folder import EVAL_FILES, EVALUATION, EVALUATION_PER_IMAGE, claim_entries
 from segkit.toml_io import write_atomic
 
 
@@ -34,18 +40,26 @@ def _resized_figures(model: Any, project: Project, source: Any, pairs: list[Any]
     return {k: float(v) for k, v in model.evaluate(data, verbose=0, return_dict=True).items()}
 
 
-def _full_resolution_figures(model: Any, project: Project, registry: Registry, source: Any,
-                             pairs: list[Any]) -> dict[str, float]:
-    import keras
-
+def _predictions(model: Any, project: Project, source: Any,
+                 pairs: list[Any]) -> Iterator[tuple[Any, np.ndarray, np.ndarray, np.ndarray]]:
+    """``(pair, image, mask, softmax)`` of each test pair, predicted at the image's own size as infer does."""
     from segkit.engine.predict import probabilities
 
     how = components.prediction_for(project)
-    loss, metrics = components.build_loss(project, registry), components.build_metrics(project, registry)
-    mean_loss = keras.metrics.Mean()
     for pair in pairs:
         image, mask = source.load(pair)
-        probs = probabilities(model, [image], how)[0][None]
+        yield pair, image, mask, probabilities(model, [image], how)[0]
+
+
+def _full_resolution_figures(model: Any, project: Project, registry: Registry, source: Any,
+                             pairs: list[Any], per_image: PerImageScores) -> dict[str, float]:
+    import keras
+
+    loss, metrics = components.build_loss(project, registry), components.build_metrics(project, registry)
+    mean_loss = keras.metrics.Mean()
+    for pair, image, mask, softmax in _predictions(model, project, source, pairs):
+        per_image.add(pair, image, mask, softmax)
+        probs = softmax[None]
         # an extra all-zero row of the identity makes ignored pixels one-hot nothing
         truth = np.eye(project.classes.num_classes + 1, project.classes.num_classes, dtype=np.float32)[
             np.where(mask == IGNORE_INDEX, project.classes.num_classes, mask)]
@@ -57,8 +71,33 @@ def _full_resolution_figures(model: Any, project: Project, registry: Registry, s
     return {"loss": float(mean_loss.result()), **{m.name: float(m.result()) for m in metrics}}
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """What ``segkit eval`` found on the test split, in the groups the console shows."""
+
+    #: the loss and every pixel metric, accumulated over the split
+    pixels: dict[str, float]
+    #: object figures from counts summed over the split's images (empty without ``[instances]``)
+    objects: dict[str, float]
+    #: the same object figures as means over the images where each is defined (``<name>_image_mean``)
+    object_image_means: dict[str, float]
+    images: int
+
+    @property
+    def figures(self) -> dict[str, float]:
+        """Every figure in ``evaluation.csv``'s order: pixels, then objects split-level, then per-image means."""
+        return {**self.pixels, **self.objects, **self.object_image_means}
+
+
 def evaluate(project: Project, registry: Registry) -> dict[str, float]:
-    """Loss and every metric on the test split, written to ``<output_dir>/evaluation.csv``."""
+    """Every figure of :func:`run_evaluation`, as ``evaluation.csv`` lists them."""
+    return run_evaluation(project, registry).figures
+
+
+def run_evaluation(project: Project, registry: Registry) -> Evaluation:
+    """Loss and every metric on the test split, and with ``[instances]`` the object scores, written to
+    ``<output_dir>/evaluation.csv``; each test image's scores to ``evaluation_per_image.csv``."""
+    instancer = components.build_instancer(project, registry)  # a key it refuses costs a second, not a model load
     import_tensorflow()
     seed_everything(project.seed)
     model = load_best_model(project, registry)
@@ -67,14 +106,22 @@ def evaluate(project: Project, registry: Registry) -> dict[str, float]:
     pairs = source.pairs("test")
     if not pairs:
         raise DataError("the test split has no image/mask pairs")
+    per_image = PerImageScores(project.classes, source, instancer, project.instances.name if project.instances else "")
     if project.augment.crop:
-        figures = _full_resolution_figures(model, project, registry, source, pairs)
+        figures = _full_resolution_figures(model, project, registry, source, pairs, per_image)
     else:
         figures = _resized_figures(model, project, source, pairs)
+        for prediction in _predictions(model, project, source, pairs):
+            per_image.add(*prediction)
     loss = figures.pop("loss")
-    figures = {project.loss.name: loss, **{k: figures[k] for k in sorted(figures, key=metric_order)}}
-    write_evaluation(project.output_dir / EVALUATION, figures)
-    return figures
+    pixels = {project.loss.name: loss, **{k: figures[k] for k in sorted(figures, key=metric_order)}}
+    objects = per_image.object_figures()
+    means = {name: value for name, value in objects.items() if name.endswith(IMAGE_MEAN)}
+    result = Evaluation(pixels, {k: v for k, v in objects.items() if k not in means}, means, len(pairs))
+    claim_entries(project.output_dir, EVAL_FILES)
+    write_per_image(project.output_dir / EVALUATION_PER_IMAGE, per_image.rows())
+    write_evaluation(project.output_dir / EVALUATION, result.figures)
+    return result
 
 
 def write_evaluation(path: Path, figures: dict[str, float]) -> None:
@@ -83,5 +130,5 @@ def write_evaluation(path: Path, figures: dict[str, float]) -> None:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["metric", "value"])
     for name, value in figures.items():
-        writer.writerow([name, f"{value:.6f}"])
+        writer.writerow([name, figure_cell(value)])
     write_atomic(path, buffer.getvalue())

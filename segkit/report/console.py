@@ -52,10 +52,11 @@ def marked_up(template: str, *values: object) -> str:
 
 
 def figures_table(title: str, figures: Mapping[str, float]) -> Table:
-    """A two-column table of named figures, four decimals."""
+    """A two-column table of named figures, four decimals (counts, given as ints, whole)."""
     table = Table(title=title, title_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in figures.items():
-        table.add_row(name, f"{value:.4g}" if abs(value) < 1e-3 and value else f"{value:.4f}")
+        shown = str(value) if isinstance(value, int) else f"{value:.4g}" if abs(value) < 1e-3 and value else f"{value:.4f}"
+        table.add_row(name, shown)
     return table
