@@ -59,16 +59,18 @@ class DatasetRequest:
 class DatasetSource(Protocol):
     """What a dataset builder returns: file pairs per split and a way to decode one pair.
 
-    Three more methods are optional; the core calls each only on a source that has it, found by
+    Four more methods are optional; the core calls each only on a source that has it, found by
     ``isinstance`` against the protocols below (``segkit.data.folders.FolderDataset`` has all
-    three, so a source built on it gets them for free):
+    four, so a source built on it gets them for free):
 
     - ``check(split)`` (:class:`CheckedSource`): read every file's header before training
       touches the run folder, so a bad file fails in a second, named;
     - ``notes()`` (:class:`NotedSource`): lines shown after training (e.g. mask pixels that
       matched no class colour);
     - ``folders()`` (:class:`FolderSource`): the ``images``/``masks`` folders per split, which
-      ``segkit stats`` reads; a source without it cannot be given to ``segkit stats`` as a project.
+      ``segkit stats`` reads; a source without it cannot be given to ``segkit stats`` as a project;
+    - ``instances(pair)`` (:class:`InstanceSource`): the nuclei's instance ids, which ``segkit eval``
+      scores objects against (without it, the connected components of each class).
     """
 
     def pairs(self, split: str) -> list[Pair]:

@@ -324,4 +324,5 @@ def test_an_instancer_returning_labels_of_another_shape_is_a_plugin_error_naming
     with pytest.raises(PluginError) as error:
         scores.add(pair, np.zeros((8, 16, 3), np.uint8), np.zeros((8, 16), np.uint8), np.ones((8, 16, 3), np.float32) / 3)
     message = str(error.value)
-    assert message.startswith("instancer 'sideways': predicted labels are (4, 5), not 2-D of shape (8, 16) for a.png")
+    assert message == ("instancer 'sideways': returned labels of shape (4, 5), not the image's (8, 16) for a.png "
+                       "(a bug in the instancer plugin; report it to its authors)")

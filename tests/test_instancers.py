@@ -222,3 +222,33 @@ def test_listing_and_validation_import_no_scikit_image(tmp_path: Path) -> None:
         f"describe(get_registry())\nload_project(Path({str(path)!r}))\n"
         "print(sorted(m for m in ('skimage', 'scipy', 'tensorflow', 'shapely') if m in sys.modules))\n")
     assert result.stdout.strip().splitlines()[-1] == "[]", output_of(result)
+
+
+@pytest.mark.parametrize(("returned", "problem"), [
+    ("not instances", "a str, not Instances"),
+    (Instances(np.ones((4, 4)), np.array([1]), np.array([0.9])), "labels of dtype float64, not integers"),
+    (Instances(np.full((4, 4), 2, np.int32), np.array([1]), np.array([0.9])),
+     "1 classes for labels 2..2 (ids must be 0 and 1..N)"),
+    (Instances(np.ones((4, 4), np.int32), np.array([3]), np.array([0.9])),
+     "classes that are not foreground class indices 1..2"),
+    (Instances(np.ones((4, 4), np.int32), np.array([0]), np.array([0.9])),
+     "classes that are not foreground class indices 1..2"),
+    (Instances(np.ones((4, 4), np.int32), np.array([1]), np.array([0.9, 0.8])), "2 probabilities for 1 objects"),
+])
+def test_what_an_instancer_returns_is_held_to_the_contract(returned: object, problem: str) -> None:
+    from segkit.errors import PluginError
+    from segkit.objects.classify import checked_instances
+
+    with pytest.raises(PluginError) as caught:
+        checked_instances(returned, (4, 4, 3), "sloppy", "a.png")
+    assert str(caught.value) == (f"instancer 'sloppy': returned {problem} for a.png "
+                                 "(a bug in the instancer plugin; report it to its authors)")
+
+
+def test_instances_that_keep_the_contract_come_back_as_int32_and_float32() -> None:
+    from segkit.objects.classify import checked_instances
+
+    labels = np.array([[0, 1], [2, 2]], np.int64)
+    kept = checked_instances(Instances(labels, [1, 2], [0.5, 0.75]), (2, 2, 3), "fine", "a.png")
+    assert kept.labels.dtype == np.int32 and kept.labels.tolist() == labels.tolist()
+    assert kept.classes.tolist() == [1, 2] and kept.probabilities.dtype == np.float32

@@ -16,8 +16,7 @@ import numpy as np
 
 from segkit.classes import ClassTable
 from segkit.engine.infer_plan import OBJECT_SUMMARY, ObjectPlan
-from segkit.errors import PluginError
-from segkit.specs import Instances
+from segkit.objects.classify import checked_instances
 
 
 class NucleusWriter:
@@ -38,7 +37,8 @@ class NucleusWriter:
         from segkit.objects.measure import nucleus_columns, nucleus_table, summary_row, write_table
 
         plan, folder, stem = self.plan, self.plan.folder, path.stem
-        instances = self._checked(plan.instancer(probabilities, image), probabilities.shape[:2], path)
+        instances = checked_instances(plan.instancer(probabilities, image), probabilities.shape,
+                                      plan.instancer_name, path.name)
         write_instance_labels(folder / f"{stem}.tif", instances.labels)
         rows = nucleus_table(path.name, image, instances, self.classes, plan.microns_per_pixel)
         write_table(folder / stem, rows, nucleus_columns(plan.microns_per_pixel))
@@ -56,19 +56,3 @@ class NucleusWriter:
         rows = [self._summary[path] for path in images]
         write_summary(self.plan.folder / OBJECT_SUMMARY, rows, summary_columns(self.classes, self.plan.microns_per_pixel))
         return self.count
-
-    def _checked(self, instances: Instances, shape: tuple[int, ...], path: Path) -> Instances:
-        """``instances`` as the contract has them, else a PluginError naming the instancer: a plugin's
-        mistake caught here is one line, not a broken table or a GeoJSON of the wrong nuclei."""
-        labels = np.asarray(instances.labels)
-        count = len(instances.classes)
-        problem = (f"labels of shape {labels.shape}, not the image's {tuple(shape)}" if labels.shape != tuple(shape)
-                   else f"labels of dtype {labels.dtype}, not integers" if not np.issubdtype(labels.dtype, np.integer)
-                   else f"{count} classes for labels up to {int(labels.max(initial=0))}" if labels.max(initial=0) != count
-                   else f"{len(instances.probabilities)} probabilities for {count} objects"
-                   if len(instances.probabilities) != count else "")
-        if problem:
-            raise PluginError(f"instancer {self.plan.instancer_name!r}: returned {problem} for {path.name} "
-                              "(a bug in the instancer plugin; report it to its authors)")
-        return Instances(labels.astype(np.int32, copy=False), np.asarray(instances.classes),
-                         np.asarray(instances.probabilities, np.float32))

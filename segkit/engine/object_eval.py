@@ -23,7 +23,7 @@ import numpy as np
 
 from segkit.classes import IGNORE_INDEX, ClassTable, safe_names
 from segkit.data.pairing import Pair
-from segkit.errors import PluginError
+from segkit.objects.classify import checked_instances
 from segkit.specs import DatasetSource, Instances, InstanceSource
 from segkit.toml_io import write_atomic
 
@@ -94,15 +94,11 @@ class PerImageScores:
 
         assert self.instancer is not None
         truth_labels, truth_classes = truth_objects(mask, self._instance_ids(pair, mask), self.classes.num_classes)
-        predicted = self.instancer(probabilities, image)
+        predicted = checked_instances(self.instancer(probabilities, image), probabilities.shape, self.instancer_name,
+                                      pair.image.name)
         ignore = mask == IGNORE_INDEX
-        try:
-            return score_image(truth_labels, truth_classes, np.asarray(predicted.labels),
-                               np.asarray(predicted.classes), ignore if ignore.any() else None,
-                               range(1, self.classes.num_classes))
-        except ValueError as exc:  # the truth is made here to the contract: the instancer's objects are not
-            raise PluginError(f"instancer {self.instancer_name!r}: {exc} for {pair.image.name} (a bug in the "
-                              "instancer plugin; report it to its authors)") from None
+        return score_image(truth_labels, truth_classes, predicted.labels, predicted.classes,
+                           ignore if ignore.any() else None, range(1, self.classes.num_classes))
 
     def _instance_ids(self, pair: Pair, mask: np.ndarray) -> np.ndarray | None:
         """The dataset's instance ids of ``pair``, None where it has none; one line for ids of another size."""

@@ -46,3 +46,44 @@ def _check_shapes(labels: np.ndarray, probabilities: np.ndarray) -> None:
                          f"(H, W, K) with K >= 2 classes, background first")
     if labels.size and labels.min() < 0:
         raise ValueError(f"instance labels must not be negative, got {labels.min()}")
+
+
+def checked_instances(instances: object, softmax_shape: tuple[int, ...], instancer: str, image: str) -> Instances:
+    """What an instancer plugin returned for ``image`` (whose softmax is ``(H, W, K)``), held to the
+    contract, as :class:`Instances`.
+
+    A plugin's mistake caught here is one PluginError line naming the instancer, not a broken
+    table, a GeoJSON of the wrong nuclei or a scorer's traceback later on.
+    """
+    from segkit.errors import PluginError
+
+    problem = _contract_problem(instances, softmax_shape)
+    if problem:
+        raise PluginError(f"instancer {instancer!r}: returned {problem} for {image} "
+                          "(a bug in the instancer plugin; report it to its authors)")
+    assert isinstance(instances, Instances)
+    return Instances(np.asarray(instances.labels).astype(np.int32, copy=False), np.asarray(instances.classes),
+                     np.asarray(instances.probabilities, np.float32))
+
+
+def _contract_problem(instances: object, softmax_shape: tuple[int, ...]) -> str:
+    """Why ``instances`` breaks the contract for a softmax of ``softmax_shape`` ("" when it keeps it)."""
+    shape, num_classes = tuple(softmax_shape[:2]), softmax_shape[2]
+    if not isinstance(instances, Instances):
+        return f"a {type(instances).__name__}, not Instances"
+    labels, classes = np.asarray(instances.labels), np.asarray(instances.classes)
+    count = len(classes)
+    if labels.shape != shape:
+        return f"labels of shape {labels.shape}, not the image's {shape}"
+    if not np.issubdtype(labels.dtype, np.integer):
+        return f"labels of dtype {labels.dtype}, not integers"
+    if labels.size and (int(labels.min()) < 0 or int(labels.max()) != count):
+        return f"{count} classes for labels {int(labels.min())}..{int(labels.max())} (ids must be 0 and 1..N)"
+    if not labels.size and count:
+        return f"{count} classes for an empty label image"
+    if count and (not np.issubdtype(classes.dtype, np.integer) or int(classes.min()) < 1
+                  or int(classes.max()) >= num_classes):
+        return f"classes that are not foreground class indices 1..{num_classes - 1}"
+    if len(instances.probabilities) != count:
+        return f"{len(instances.probabilities)} probabilities for {count} objects"
+    return ""
