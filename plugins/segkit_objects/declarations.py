@@ -7,9 +7,8 @@ that a missing scikit-image costs one line when objects are asked for, and nothi
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-from types import ModuleType
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from segkit.plugin import InstancerRequest, Option, PluginError
@@ -36,11 +35,12 @@ WATERSHED_OPTIONS = (
 )
 
 
-def _method(instancer: str, module: str) -> ModuleType:
-    """The sibling module holding a method; one line instead of an ImportError when the ``objects``
-    extra (scikit-image, which brings SciPy) is not installed."""
+@contextlib.contextmanager
+def _needs_scikit_image(instancer: str) -> Iterator[None]:
+    """Around the import of a method's module: one line instead of an ImportError when the
+    ``objects`` extra (scikit-image, which brings SciPy) is not installed."""
     try:
-        return importlib.import_module(module)
+        yield
     except ImportError as exc:
         if (exc.name or "").partition(".")[0] not in ("skimage", "scipy"):
             raise  # a broken install of something else is not the missing extra
@@ -49,15 +49,17 @@ def _method(instancer: str, module: str) -> ModuleType:
 
 
 def build_connected_components(request: InstancerRequest) -> Instancer:
-    method = _method("connected-components", "segkit_objects.components")
-    instancer: Instancer = method.ComponentsInstancer(min_area=request.options["min_area"])
+    with _needs_scikit_image("connected-components"):
+        from segkit_objects.components import ComponentsInstancer
+    instancer: Instancer = ComponentsInstancer(min_area=request.options["min_area"])
     return instancer
 
 
 def build_watershed(request: InstancerRequest) -> Instancer:
-    method = _method("watershed", "segkit_objects.watershed")
+    with _needs_scikit_image("watershed"):
+        from segkit_objects.watershed import WatershedInstancer
     options = request.options
-    instancer: Instancer = method.WatershedInstancer(
+    instancer: Instancer = WatershedInstancer(
         threshold=options["threshold"], smoothing=options["smoothing"], min_distance=options["min_distance"],
         min_area=options["min_area"])
     return instancer
