@@ -227,7 +227,9 @@ def test_the_written_project_loads(source: Path, tmp_path: Path) -> None:
     assert project.classes.names == ("background", "benign", "malignant")
     assert project.classes.ignore_color == (255, 255, 255)
     assert project.dataset.name == "categorized-masks"
-    assert project.dataset.options["valid"] == {"images": out / "valid" / "images", "masks": out / "valid" / "masks"}
+    # UCSB masks are class masks only: no instance folder, so objects are their connected components
+    assert project.dataset.options["valid"] == {"images": out / "valid" / "images", "masks": out / "valid" / "masks",
+                                                "instances": None}
     assert (project.model.name, project.model.image_width, project.model.image_height) == ("flexunet", 128, 128)
     # the settings measured by benchmarks/bench_ucsb.py with projects/ucsb-bcc.toml, paths aside
     shipped = toml_io.loads((Path(__file__).resolve().parents[1] / "projects" / "ucsb-bcc.toml").read_text())
