@@ -182,3 +182,201 @@ def test_a_gz_that_is_not_gzip_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(DataError) as caught:
         read_features(tmp_path / "a.geojson.gz")
     assert str(caught.value) == f"{tmp_path / 'a.geojson.gz'}: cannot be read (Not a gzipped file (b'[]'); export it again from QuPath)"
+
+
+# --- the qupath-geojson dataset --------------------------------------------------------------------------------
+
+#: QuPath's names of the tiny project's classes, mapped with [dataset] class_names
+QUPATH_NAMES = {1: "Benign", 2: "Tumor"}
+CLASS_NAMES = ["Benign=benign", "Tumor=malignant"]
+SPLITS = {"train": (4, 0), "valid": (2, 100), "test": (2, 200)}
+
+
+def tiny_truth(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """tiny_data's picture ``seed``: image, class mask, and its objects (ids 1..N, classes)."""
+    from segkit.objects.labels import truth_objects
+    from tiny_data import COLOURS, blob_pair
+
+    image, rgb = blob_pair(seed)
+    mask = np.zeros(rgb.shape[:2], np.uint8)
+    for index, colour in COLOURS.items():
+        mask[(rgb == colour).all(axis=2)] = index
+    labels, classes = truth_objects(mask, None, 3)
+    return image, mask, labels, classes
+
+
+def features_of_labels(labels: np.ndarray, classes: np.ndarray) -> list[dict[str, Any]]:
+    """The objects of a label image as QuPath annotations (segkit's own outlines: pixel squares)."""
+    outlines = object_outlines(labels, len(classes))
+    return [feature(outline, {"name": QUPATH_NAMES[int(cls)], "color": [0, 0, 0]}) for outline, cls in
+            zip(outlines, classes)]
+
+
+def write_qupath_project(root: Path, **dataset: Any) -> Path:
+    """The tiny project's pictures as images/ + geojson/ folders, and a qupath-geojson project (1 epoch) on them."""
+    from PIL import Image
+
+    from segkit import toml_io
+    from tiny_data import HEADER, tiny_project
+
+    for split, (count, first_seed) in SPLITS.items():
+        for folder in ("images", "geojson"):
+            (root / "data" / split / folder).mkdir(parents=True, exist_ok=True)
+        for number in range(count):
+            image, _, labels, classes = tiny_truth(first_seed + number)
+            Image.fromarray(image).save(root / "data" / split / "images" / f"img_{number}.png")
+            write_geojson(root / "data" / split / "geojson" / f"img_{number}.geojson",
+                          collection(*features_of_labels(labels, classes)))
+    splits = {split: {"images": f"data/{split}/images", "geojson": f"data/{split}/geojson"} for split in SPLITS}
+    document = tiny_project(epochs=1, dataset={"name": "qupath-geojson", **splits, "class_names": CLASS_NAMES,
+                                               **dataset},
+                            callbacks=[], infer={"images": "data/test/images"},
+                            instances={"name": "connected-components", "min_area": 1})
+    project = root / "tiny.toml"
+    project.write_text(HEADER + toml_io.dumps(document), encoding="utf-8")
+    return project
+
+
+def open_source(project: Path, *overrides: str) -> Any:
+    from segkit.engine.components import open_dataset
+    from segkit.plugins import get_registry
+    from segkit.project import load_project
+
+    return open_dataset(load_project(project, list(overrides), get_registry()), get_registry())
+
+
+@pytest.fixture(scope="module")
+def qupath_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_qupath_project(tmp_path_factory.mktemp("qupath"))
+
+
+def test_load_gives_back_the_masks_and_objects_the_geojson_was_drawn_from(qupath_project: Path) -> None:
+    source = open_source(qupath_project)
+    pairs = source.check("train")
+    assert [(p.image.name, p.mask.name) for p in pairs] == [(f"img_{n}.png", f"img_{n}.geojson") for n in range(4)]
+    for number, pair in enumerate(pairs):
+        image, mask, labels, _ = tiny_truth(number)
+        loaded_image, loaded_mask = source.load(pair)
+        assert (loaded_image == image).all() and loaded_mask.dtype == np.uint8 and (loaded_mask == mask).all()
+        assert (source.instances(pair) == labels).all()
+    assert source.notes() == []
+
+
+def region_file(path: Path) -> Path:
+    """A Region over the left 8 columns of a 16x12 image, a Tumor box across it, and the box with its hole."""
+    region = Polygon([(0, 0), (8, 0), (8, 12), (0, 12)])
+    tumor = Polygon([(6, 8), (12, 8), (12, 10), (6, 10)])
+    return write_geojson(path, collection(feature(region, "Region"), feature(tumor, "Tumor"),
+                                          feature(BOX_WITH_HOLE, {"name": "Benign", "color": [1, 2, 3]})))
+
+
+def test_a_region_class_ignores_everything_outside_its_regions(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from segkit.classes import IGNORE_INDEX
+
+    project = write_qupath_project(tmp_path, region_class="Region")
+    images, labels = tmp_path / "data" / "train" / "images", tmp_path / "data" / "train" / "geojson"
+    for path in [*images.iterdir(), *labels.iterdir()]:
+        path.unlink()
+    Image.new("RGB", (16, 12)).save(images / "r.png")
+    region_file(labels / "r.geojson")
+    source = open_source(project)
+    assert source.partial_labels() is True
+    _, mask = source.load(source.pairs("train")[0])
+    expected = np.full((12, 16), IGNORE_INDEX, np.uint8)
+    expected[:, :8] = 0
+    expected[8:10, 6:8] = 2
+    expected[2:6, 1:7] = 1
+    expected[3:5, 3:5] = 0
+    assert (mask == expected).all()
+    ids = source.instances(source.pairs("train")[0])
+    assert sorted(np.unique(ids).tolist()) == [0, 1, 2] and int((ids == 1).sum()) == 12  # the whole tumor box
+
+
+def test_class_names_map_qupath_names_and_a_bad_entry_is_one_line(qupath_project: Path, tmp_path: Path) -> None:
+    from cli_results import invoke, single_error_line
+
+    result = invoke("train", qupath_project, "--set", 'dataset.class_names=["Tumor=malignnt"]')
+    assert single_error_line(result) == (
+        f"error: {qupath_project}: dataset: class_names: Tumor=malignnt: unknown class 'malignnt' (available: "
+        "background, benign, malignant); did you mean 'malignant'?")
+    result = invoke("train", qupath_project, "--set", 'dataset.class_names=["Tumor"]')
+    assert single_error_line(result) == (f'error: {qupath_project}: dataset: class_names: "Tumor" is not '
+                                         '"QuPath name=class name" (e.g. "Tumor=malignant")')
+
+
+def _broken_copy(qupath_project: Path, tmp_path: Path, name: str, document: Any) -> tuple[Path, Path]:
+    """A copy of the project whose train file ``img_1`` is replaced by ``document`` (bytes as they are),
+    and the run folder holding one earlier file."""
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(qupath_project.parent, root)
+    labels = root / "data" / "train" / "geojson"
+    (labels / "img_1.geojson").unlink()
+    path = labels / name
+    if isinstance(document, bytes):
+        path.write_bytes(document)
+    else:
+        write_geojson(path, document)
+    (root / "run").mkdir(exist_ok=True)
+    (root / "run" / "earlier.txt").write_text("kept")
+    return root / qupath_project.name, path
+
+
+_ADVICE = "fix or delete it in QuPath and export again, or set [dataset] skip_bad_features = true"
+_GOOD = feature(BOX_WITH_HOLE, "Tumor")
+
+
+@pytest.mark.parametrize("name, document, message", [
+    ("img_1.geojson", b"[{]", "{path}: is not JSON (Expecting property name enclosed in double quotes: line 1 column "
+     "3 (char 2); export it again from QuPath with File > Export objects as GeoJSON)"),
+    ("img_1.json", collection(_GOOD, {"type": "Feature", "properties": {}}),
+     f"{{path}}: feature 2 of 2: has no geometry ({_ADVICE})"),
+    ("img_1.geojson", [_GOOD, _GOOD, feature(BOWTIE, "Tumor")],
+     f"{{path}}: feature 3 of 3: has an invalid Polygon: Self-intersection[2 2] ({_ADVICE})"),
+    ("img_1.geojson.gz", collection(feature(BOX_WITH_HOLE, "Tumour")),
+     '{path}: feature 1 of 1: unknown QuPath class "Tumour" (available: Benign, Region, Tumor, background, benign, '
+     'malignant); did you mean "Tumor"? (add it to [[classes]], map it with [dataset] class_names = ["Tumour=<class>"],'
+     ' or set [dataset] skip_bad_features = true)'),
+    ("img_1.geojson", collection(feature(Polygon([(60, 60), (70, 60), (70, 63), (60, 63)]), "Tumor")),
+     "{path}: feature 1 of 1: reaches x 60..70, y 60..63, outside the 64x64 image (was it exported from another "
+     f"image, or at another resolution?) ({_ADVICE})"),
+])
+def test_each_bad_geojson_is_one_line_before_the_run_folder_is_touched(qupath_project: Path, tmp_path: Path, name: str,
+                                                                       document: Any, message: str) -> None:
+    from cli_results import invoke, single_error_line, snapshot
+
+    project, path = _broken_copy(qupath_project, tmp_path, name, document)
+    before = snapshot(project.parent / "run")
+    result = invoke("train", project, "--set", "dataset.region_class='Region'")
+    assert single_error_line(result) == "error: " + message.format(path=path)
+    assert snapshot(project.parent / "run") == before
+
+
+def test_an_image_without_its_geojson_or_the_reverse_is_one_line(qupath_project: Path, tmp_path: Path) -> None:
+    from cli_results import invoke, single_error_line
+
+    project, path = _broken_copy(qupath_project, tmp_path, "other.geojson", collection(_GOOD))
+    folder = path.parent
+    assert single_error_line(invoke("train", project)) == (
+        f"error: images without a GeoJSON file in {folder}: img_1.png; GeoJSON files without an image in "
+        f"{folder.parent / 'images'}: other.geojson (GeoJSON files pair with images by file stem; rename or remove these)")
+
+
+def test_skip_bad_features_keeps_the_good_ones_and_notes_each_skipped(qupath_project: Path, tmp_path: Path) -> None:
+    project, path = _broken_copy(qupath_project, tmp_path, "img_1.geojson", collection(
+        feature(BOWTIE, "Tumor"), _GOOD, {"type": "Feature", "geometry": None}, feature(BOX_WITH_HOLE, "Tumour"),
+        feature({"type": "Point", "coordinates": [1, 1]}, "Tumor")))
+    source = open_source(project, "dataset.skip_bad_features=true")
+    pair = source.check("train")[1]
+    _, mask = source.load(pair)
+    assert (mask == 2 * (expected_box_pixels((64, 64)) == 1)).all()  # only the good box, Tumor=malignant
+    assert source.notes() == [
+        f"{path}: feature 1 of 5: has an invalid Polygon: Self-intersection[2 2] (skipped)",
+        f"{path}: feature 3 of 5: has no geometry (skipped)",
+        f'{path}: feature 4 of 5: unknown QuPath class "Tumour" (available: Benign, Tumor, background, benign, '
+        'malignant); did you mean "Tumor"? (skipped)',
+        f"{path}: 1 feature(s) without area (Point) left out",
+    ]

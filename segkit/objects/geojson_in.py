@@ -72,6 +72,8 @@ class BadFeature:
     problem: str
     #: a point or line: nothing wrong with it, but nothing to paint either
     no_area: bool = False
+    #: what to do about it, at the end of its message
+    advice: str = FEATURE_ADVICE
 
 
 @dataclass(frozen=True)
@@ -84,12 +86,17 @@ class FeatureFile:
     bad: tuple[BadFeature, ...]
     without_area: tuple[BadFeature, ...]
 
+    @property
+    def shown(self) -> str:
+        """The file's path for a message."""
+        return shown_path(self.path)
+
     def where(self, index: int) -> str:
         """``file: feature 3 of 7``, 1-based as a person counts them."""
-        return f"{shown_path(self.path)}: feature {index + 1} of {self.total}"
+        return f"{self.shown}: feature {index + 1} of {self.total}"
 
-    def error(self, bad: BadFeature, advice: str = FEATURE_ADVICE) -> DataError:
-        return DataError(f"{self.where(bad.index)}: {bad.problem} ({advice})")
+    def error(self, bad: BadFeature) -> DataError:
+        return DataError(f"{self.where(bad.index)}: {bad.problem} ({bad.advice})")
 
 
 def is_geojson_name(path: Path) -> bool:
