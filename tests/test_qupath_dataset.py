@@ -380,3 +380,42 @@ def test_skip_bad_features_keeps_the_good_ones_and_notes_each_skipped(qupath_pro
         'malignant); did you mean "Tumor"? (skipped)',
         f"{path}: 1 feature(s) without area (Point) left out",
     ]
+
+
+def test_a_qupath_project_trains_evaluates_and_infers_end_to_end(qupath_project: Path, tmp_path: Path) -> None:
+    """One epoch on the GeoJSON-labelled pictures, then its model swapped for one that finds the discs
+    exactly (test_infer_objects'): eval scores objects against the drawn nuclei (every feature one
+    true object, all found); infer's detections read back through this reader to its own label images."""
+    import csv
+
+    import tifffile
+
+    from cli_results import invoke
+    from segkit.run_folder import EVALUATION, EVALUATION_PER_IMAGE
+    from test_infer_objects import save_colour_model
+
+    run = qupath_project.parent / "run"
+    result = invoke("train", qupath_project, "--quiet")
+    assert result.exit_code == 0, result.output
+    save_colour_model(run / "models" / "best_model.keras")
+    result = invoke("eval", qupath_project)
+    assert result.exit_code == 0, result.output
+    with (run / EVALUATION).open(newline="", encoding="utf-8") as handle:
+        figures = {row["metric"]: float(row["value"]) for row in csv.DictReader(handle)}
+    drawn = sum(len(read_features(path).features)
+                for path in (qupath_project.parent / "data" / "test" / "geojson").iterdir())
+    assert drawn > 0 and (figures["object_tp"], figures["object_fn"], figures["object_fp"]) == (drawn, 0, 0)
+    with (run / EVALUATION_PER_IMAGE).open(newline="", encoding="utf-8") as handle:
+        assert [row["image"] for row in csv.DictReader(handle)] == ["img_0.png", "img_1.png"]
+    out = tmp_path / "masks"
+    result = invoke("infer", qupath_project, qupath_project.parent / "data" / "test" / "images", "--out", out)
+    assert result.exit_code == 0, result.output
+    nuclei = 0  # the detections are the drawn nuclei, as the scores say
+    for stem in ("img_0", "img_1"):
+        labels = tifffile.imread(tmp_path / "masks_objects" / f"{stem}.tif")
+        nuclei += int(labels.max())
+        found = read_features(tmp_path / "masks_objects" / f"{stem}.geojson", (64, 64))
+        assert [f.object_type for f in found.features] == ["detection"] * int(labels.max())
+        painted = paint([f.geometry for f in found.features], range(1, len(found.features) + 1), labels.shape)
+        assert (painted == labels).all()
+    assert nuclei == drawn
