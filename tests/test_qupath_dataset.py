@@ -449,3 +449,29 @@ def test_stats_counts_class_pixels_objects_per_class_and_unknown_names(qupath_pr
         ("[██] benign", f"{sum(int((m == 1).sum()) for _, m, *_ in truths):,}", str(expected[0])),
         ("[██] malignant", f"{malignant:,}", str(expected[1] + 1))]
     assert ["train", "Necrosis", "2"] in rows and "Mask colours farther" not in result.output
+
+
+def test_stats_and_checking_a_qupath_project_import_no_tensorflow(qupath_project: Path) -> None:
+    from segkit_process import output_of, run_python
+
+    code = ("import sys; from segkit.cli.main import main; sys.argv = ['segkit', 'stats', "
+            f"{str(qupath_project)!r}]\ntry:\n    main()\nexcept SystemExit as end:\n    assert not end.code, end.code\n"
+            "from segkit.engine.components import open_dataset; from segkit.plugins import get_registry; "
+            "from segkit.project import load_project\n"
+            f"open_dataset(load_project(__import__('pathlib').Path({str(qupath_project)!r})), get_registry()).check('train')\n"
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'")
+    result = run_python(code)
+    assert result.returncode == 0, output_of(result)
+
+
+def test_a_region_class_gives_training_its_ignore_weights(qupath_project: Path) -> None:
+    from segkit.engine.components import open_dataset
+    from segkit.engine.pipeline_settings import pipeline_settings
+    from segkit.plugins import get_registry
+    from segkit.project import load_project
+
+    for overrides, weighted in (([], False), (["dataset.region_class='Region'"], True)):
+        project = load_project(qupath_project, overrides, get_registry())
+        source = open_dataset(project, get_registry())
+        assert pipeline_settings(project, True, source).with_weights is weighted
+        assert pipeline_settings(project, False, source).with_weights is weighted
