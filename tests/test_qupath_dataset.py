@@ -306,9 +306,10 @@ def test_class_names_map_qupath_names_and_a_bad_entry_is_one_line(qupath_project
                                          '"QuPath name=class name" (e.g. "Tumor=malignant")')
 
 
-def _broken_copy(qupath_project: Path, tmp_path: Path, name: str, document: Any) -> tuple[Path, Path]:
+def _broken_copy(qupath_project: Path, tmp_path: Path, name: str, document: Any, earlier_run: bool = True
+                 ) -> tuple[Path, Path]:
     """A copy of the project whose train file ``img_1`` is replaced by ``document`` (bytes as they are),
-    and the run folder holding one earlier file."""
+    and (``earlier_run``) the run folder holding one earlier file."""
     import shutil
 
     root = tmp_path / "copy"
@@ -320,8 +321,9 @@ def _broken_copy(qupath_project: Path, tmp_path: Path, name: str, document: Any)
         path.write_bytes(document)
     else:
         write_geojson(path, document)
-    (root / "run").mkdir(exist_ok=True)
-    (root / "run" / "earlier.txt").write_text("kept")
+    if earlier_run:
+        (root / "run").mkdir(exist_ok=True)
+        (root / "run" / "earlier.txt").write_text("kept")
     return root / qupath_project.name, path
 
 
@@ -330,6 +332,9 @@ _GOOD = feature(BOX_WITH_HOLE, "Tumor")
 
 
 @pytest.mark.parametrize("name, document, message", [
+    ("img_1.geojson", b'{"type": "Topology"}', "{path}: is not GeoJSON features (found an object of type "
+     "'Topology'; expected a FeatureCollection, a list of Features or one Feature, as QuPath's Export objects as "
+     "GeoJSON writes)"),
     ("img_1.geojson", b"[{]", "{path}: is not JSON (Expecting property name enclosed in double quotes: line 1 column "
      "3 (char 2); export it again from QuPath with File > Export objects as GeoJSON)"),
     ("img_1.json", collection(_GOOD, {"type": "Feature", "properties": {}}),
@@ -383,9 +388,10 @@ def test_skip_bad_features_keeps_the_good_ones_and_notes_each_skipped(qupath_pro
 
 
 def test_a_qupath_project_trains_evaluates_and_infers_end_to_end(qupath_project: Path, tmp_path: Path) -> None:
-    """One epoch on the GeoJSON-labelled pictures, then its model swapped for one that finds the discs
-    exactly (test_infer_objects'): eval scores objects against the drawn nuclei (every feature one
-    true object, all found); infer's detections read back through this reader to its own label images."""
+    """One epoch on the GeoJSON-labelled pictures (one train file with a bad feature, skipped and
+    noted), then its model swapped for one that finds the discs exactly (test_infer_objects'):
+    eval scores objects against the drawn nuclei (every feature one true object, all found);
+    infer's detections read back through this reader to its own label images."""
     import csv
 
     import tifffile
@@ -394,9 +400,15 @@ def test_a_qupath_project_trains_evaluates_and_infers_end_to_end(qupath_project:
     from segkit.run_folder import EVALUATION, EVALUATION_PER_IMAGE
     from test_infer_objects import save_colour_model
 
+    _, _, labels, classes = tiny_truth(1)
+    qupath_project, path = _broken_copy(qupath_project, tmp_path, "img_1.geojson", collection(
+        *features_of_labels(labels, classes), feature(BOWTIE, "Tumor")), earlier_run=False)
     run = qupath_project.parent / "run"
-    result = invoke("train", qupath_project, "--quiet")
+    result = invoke("train", qupath_project, "--quiet", "--set", "dataset.skip_bad_features=true")
     assert result.exit_code == 0, result.output
+    bad = len(classes) + 1
+    assert f"note: {path}: feature {bad} of {bad}: has an invalid Polygon: Self-intersection[2 2] (skipped)" in \
+        result.output.splitlines()
     save_colour_model(run / "models" / "best_model.keras")
     result = invoke("eval", qupath_project)
     assert result.exit_code == 0, result.output

@@ -245,9 +245,10 @@ def _outside(geometry: Any, image_size: tuple[int, int] | None) -> str:
     return ""
 
 
-def pixels_inside(geometry: Any, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def pixels_inside(geometry: Any, shape: tuple[int, int], band: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """``(rows, cols)`` of the pixels of an ``(H, W)`` image whose centres lie inside ``geometry``,
-    tested only over its bounding box."""
+    tested only over its bounding box, ``band`` rows at a time (a region as large as the image
+    would otherwise hold every pixel's coordinates at once)."""
     import shapely
 
     height, width = shape
@@ -257,10 +258,14 @@ def pixels_inside(geometry: Any, shape: tuple[int, int]) -> tuple[np.ndarray, np
     first_row, last_row = max(0, math.ceil(min_y - 0.5)), min(height - 1, math.floor(max_y - 0.5))
     if first_col > last_col or first_row > last_row:
         return np.zeros(0, np.intp), np.zeros(0, np.intp)
-    rows, cols = np.mgrid[first_row:last_row + 1, first_col:last_col + 1]
     shapely.prepare(geometry)
-    inside = shapely.contains_xy(geometry, cols + 0.5, rows + 0.5)
-    return rows[inside], cols[inside]
+    found_rows, found_cols = [], []
+    for top in range(first_row, last_row + 1, band):
+        rows, cols = np.mgrid[top:min(top + band, last_row + 1), first_col:last_col + 1]
+        inside = shapely.contains_xy(geometry, cols + 0.5, rows + 0.5)
+        found_rows.append(rows[inside])
+        found_cols.append(cols[inside])
+    return np.concatenate(found_rows), np.concatenate(found_cols)
 
 
 def paint(geometries: Sequence[Any], values: Sequence[int], shape: tuple[int, int], dtype: Any = np.int32
