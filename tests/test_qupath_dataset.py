@@ -79,13 +79,17 @@ def test_a_single_feature_and_derived_class_names(tmp_path: Path) -> None:
     assert [(f.class_name, f.geometry.area) for f in read.features] == [("Tumor: Positive", 20.0)]
 
 
-def test_a_cell_is_read_as_its_nucleus(tmp_path: Path) -> None:
+def test_a_cell_is_read_as_its_nucleus_whichever_way_its_type_is_written(tmp_path: Path) -> None:
     cell = Polygon([(0, 0), (8, 0), (8, 8), (0, 8)])
     nucleus = Polygon([(2, 2), (5, 2), (5, 4), (2, 4)])
+    legacy = {"type": "Feature", "id": "PathCellObject", "geometry": mapping(cell), "nucleusGeometry": mapping(nucleus),
+              "properties": {"classification": {"name": "Tumor", "colorRGB": -3670016}}}
     path = write_geojson(tmp_path / "cells.geojson", collection(
-        feature(cell, "Tumor", kind="cell", nucleusGeometry=mapping(nucleus)), feature(cell, "Tumor", kind="cell")))
-    first, second = read_features(path, (8, 8)).features
-    assert first.geometry.equals(nucleus) and second.geometry.equals(cell)
+        feature(cell, "Tumor", kind="cell", nucleusGeometry=mapping(nucleus)), feature(cell, "Tumor", kind="cell"),
+        legacy, feature(cell, "Tumor", kind="detection", nucleusGeometry=mapping(nucleus))))
+    read = read_features(path, (8, 8)).features
+    assert [(f.object_type, f.class_name, f.geometry.equals(nucleus)) for f in read] == [
+        ("cell", "Tumor", True), ("cell", "Tumor", False), ("cell", "Tumor", True), ("detection", "Tumor", False)]
 
 
 def test_contains_rule_matches_skimage_polygon_on_off_grid_vertices() -> None:

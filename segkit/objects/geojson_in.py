@@ -5,7 +5,9 @@ What is accepted, per file: a FeatureCollection, a bare list of Features (QuPath
 objects as GeoJSON" without "as FeatureCollection") or a single Feature; ``.geojson``, ``.json``
 or gzip-compressed ``.geojson.gz``. Per feature:
 
-- the type from ``properties.objectType`` (QuPath 0.3+) or the legacy ``properties.object_type``;
+- the type from ``properties.objectType`` (QuPath 0.3+), the legacy ``properties.object_type``
+  (or its alias ``properties.type``), or QuPath 0.2's class name in the feature's ``id``
+  (``PathCellObject``...), the places QuPath's own reader (``PathObjectTypeAdapter.read``) looks;
 - the class from ``properties.classification``: ``{"name": ..., "color": ...}`` as QuPath writes
   it, a bare string (what other tools write), or ``{"names": [...]}`` joined by ``": "`` the way
   QuPath names a derived class (``Tumor: Positive``; that form was not confirmed against
@@ -49,6 +51,9 @@ GEOJSON_SUFFIXES = (".geojson", ".json", ".geojson.gz", ".json.gz")
 _AREAL = ("Polygon", "MultiPolygon")
 #: geometry types with none: set aside with a note, never refused
 _NO_AREA = ("Point", "MultiPoint", "LineString", "MultiLineString")
+#: QuPath 0.2 wrote the object's Java class as the feature's id: the type it stands for
+_LEGACY_TYPE_IDS = {"PathAnnotationObject": "annotation", "PathDetectionObject": "detection", "PathCellObject": "cell",
+                    "PathTileObject": "tile", "TMACoreObject": "tma_core", "PathRootObject": "root"}
 #: what to do about a bad feature, at the end of its message
 FEATURE_ADVICE = "fix or delete it in QuPath and export again, or set [dataset] skip_bad_features = true"
 
@@ -174,7 +179,7 @@ def _read_feature(index: int, item: Any, image_size: tuple[int, int] | None) -> 
         return BadFeature(index, "is not a GeoJSON Feature")
     found = item.get("properties")
     properties: dict[str, Any] = found if isinstance(found, dict) else {}
-    object_type = _object_type(properties)
+    object_type = _object_type(item, properties)
     source = item.get("geometry")
     if object_type == "cell" and isinstance(nucleus := item.get("nucleusGeometry", properties.get("nucleusGeometry")),
                                             dict):
@@ -190,9 +195,12 @@ def _read_feature(index: int, item: Any, image_size: tuple[int, int] | None) -> 
     return QuPathFeature(index, class_name(properties), geometry, object_type)
 
 
-def _object_type(properties: dict[str, Any]) -> str | None:
-    kind = properties.get("objectType", properties.get("object_type"))
-    return str(kind).lower() if isinstance(kind, str) else None
+def _object_type(item: dict[str, Any], properties: dict[str, Any]) -> str | None:
+    for key in ("objectType", "object_type", "type"):
+        if isinstance(kind := properties.get(key), str):
+            return kind.lower()
+    legacy = item.get("id")
+    return _LEGACY_TYPE_IDS.get(legacy) if isinstance(legacy, str) else None
 
 
 def class_name(properties: dict[str, Any]) -> str | None:
