@@ -64,10 +64,12 @@ from segkit.specs import (
     PreparerRequest,
     PreparerSpec,
 )
+from segkit.text import visible
 from segkit.toml_io import dumps as toml_dumps
 from segkit.toml_io import write_atomic
 
 __all__ = [
+    "visible",
     "unknown_name_message",
     "FileKind",
     "PartialSource",

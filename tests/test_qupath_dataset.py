@@ -346,9 +346,9 @@ _GOOD = feature(BOX_WITH_HOLE, "Tumor")
     ("img_1.geojson", [_GOOD, _GOOD, feature(BOWTIE, "Tumor")],
      f"{{path}}: feature 3 of 3: has an invalid Polygon: Self-intersection[2 2] ({_ADVICE})"),
     ("img_1.geojson.gz", collection(feature(BOX_WITH_HOLE, "Tumour")),
-     '{path}: feature 1 of 1: unknown QuPath class "Tumour" (available: Benign, Region, Tumor, background, benign, '
-     'malignant); did you mean "Tumor"? (add it to [[classes]], map it with [dataset] class_names = ["Tumour=<class>"],'
-     ' or set [dataset] skip_bad_features = true)'),
+     "{path}: feature 1 of 1: unknown QuPath class 'Tumour' (available: Benign, Region, Tumor, background, benign, "
+     "malignant); did you mean 'Tumor'? (add it to [[classes]], map it with [dataset] class_names = "
+     '["Tumour=<class>"], or set [dataset] skip_bad_features = true)'),
     ("img_1.geojson", collection(feature(Polygon([(60, 60), (70, 60), (70, 63), (60, 63)]), "Tumor")),
      "{path}: feature 1 of 1: reaches x 60..70, y 60..63, outside the 64x64 image (was it exported from another "
      f"image, or at another resolution?) ({_ADVICE})"),
@@ -385,8 +385,8 @@ def test_skip_bad_features_keeps_the_good_ones_and_notes_each_skipped(qupath_pro
     assert source.notes() == [
         f"{path}: feature 1 of 5: has an invalid Polygon: Self-intersection[2 2] (skipped)",
         f"{path}: feature 3 of 5: has no geometry (skipped)",
-        f'{path}: feature 4 of 5: unknown QuPath class "Tumour" (available: Benign, Tumor, background, benign, '
-        'malignant); did you mean "Tumor"? (skipped)',
+        f"{path}: feature 4 of 5: unknown QuPath class 'Tumour' (available: Benign, Tumor, background, benign, "
+        "malignant); did you mean 'Tumor'? (skipped)",
         f"{path}: 1 feature(s) without area (Point) left out",
     ]
 

@@ -37,6 +37,7 @@ from segkit.plugin import (
     read_features,
     read_image,
     unknown_name_message,
+    visible,
 )
 
 GEOJSON_FILES = FileKind("a GeoJSON file", "GeoJSON files", named=is_geojson_name, stem=geojson_stem)
@@ -76,7 +77,7 @@ class ClassMap:
         if name in self.indices:
             return self.indices[name]
         known = [*self.indices, *([self.region] if self.region else [])]
-        return BadFeature(feature.index, unknown_name_message("QuPath class", name, known).replace("'", '"'),
+        return BadFeature(feature.index, unknown_name_message("QuPath class", name, known),
                           advice=f'add it to [[classes]], map it with [dataset] class_names = ["{name}=<class>"], '
                           "or set [dataset] skip_bad_features = true")
 
@@ -86,8 +87,7 @@ def class_map(options: Mapping[str, object], classes: ClassTable) -> ClassMap:
     indices = {name: index for index, name in enumerate(classes.names)}
     region = options.get("region_class")
     entries = options.get("class_names") or []
-    assert isinstance(entries, list)
-    for entry in entries:
+    for entry in entries if isinstance(entries, list) else []:
         qupath, equals, target = entry.partition("=")
         if not equals or not qupath or not target:
             raise ValueError(f'class_names: "{entry}" is not "QuPath name=class name" (e.g. "Tumor=malignant")')
@@ -178,9 +178,9 @@ class QuPathGeoJSON:
         if self._map.region is not None and not labelled.regions:
             lines.append(f"{file.shown}: no '{self._map.region}' feature, so none of its pixels count (draw the "
                          "regions where labelling is complete)")
-        if lines:
+        if lines:  # a note is printed as it is: a class name must not break its line
             with self._lock:
-                self._set_aside[file.path] = lines
+                self._set_aside[file.path] = [visible(line) for line in lines]
 
     def rasterised(self, labelled: Labelled, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         """``(class indices (H, W) uint8, object ids (H, W) int32)``: ids 1..N in file order, 0 off objects;

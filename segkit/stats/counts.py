@@ -181,9 +181,9 @@ def _scan_counted(labels: CountedSource, listings: list[_Listing]) -> dict[Path,
     for listing in listings:
         images = {path.stem: path for path in listing.images}
         for path in listing.masks:
-            image = images.get(listing.mask_stem(path))
-            if path in scans:
+            if path in scans:  # splits that share a folder
                 continue
+            image = images.get(listing.mask_stem(path))
             if image is None:
                 scans[path] = Unreadable(path, "has no image of its stem to count its labels on")
                 continue
