@@ -491,3 +491,14 @@ def test_a_region_class_gives_training_its_ignore_weights(qupath_project: Path) 
         source = open_dataset(project, get_registry())
         assert pipeline_settings(project, True, source).with_weights is weighted
         assert pipeline_settings(project, False, source).with_weights is weighted
+
+
+def test_two_geojson_files_of_one_stem_are_one_line(qupath_project: Path, tmp_path: Path) -> None:
+    from cli_results import invoke, single_error_line
+
+    project, path = _broken_copy(qupath_project, tmp_path, "img_1.json", collection(_GOOD))
+    write_geojson(path.parent / "img_1.geojson.gz", collection(_GOOD))
+    (path.parent / "notes.txt").write_text("not a label file: left alone")
+    assert single_error_line(invoke("train", project)) == (
+        f"error: {path.parent}: 'img_1.geojson.gz' and 'img_1.json' share the stem 'img_1'; keep one of them so "
+        "each image pairs with exactly one mask")
