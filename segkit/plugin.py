@@ -17,20 +17,31 @@ from segkit import hookimpl
 from segkit.classes import IGNORE_INDEX, RGB, ClassInfo, ClassTable, distinct_colors, safe_names
 from segkit.data.folders import FolderDataset, SplitFolders
 from segkit.data.images import image_size, read_image, read_mask, read_mask_source, write_png
-from segkit.data.pairing import Pair, list_images, pair_by_stem, scan_image_folder
+from segkit.data.pairing import FileKind, Pair, list_images, pair_by_stem, scan_image_folder
 from segkit.data.prepared_output import prepared_files, staged_output
 from segkit.data.resize import montage, resize_image, resize_mask
 from segkit.engine.predict import segment
 from segkit.engine.prediction import Prediction
 from segkit.errors import DataError, PluginError, ProjectError, SegkitError
 from segkit.objects.classify import instances_from_labels
+from segkit.objects.geojson_in import (
+    BadFeature,
+    FeatureFile,
+    QuPathFeature,
+    geojson_stem,
+    is_geojson_name,
+    paint,
+    read_features,
+)
 from segkit.objects.labels import instance_label_size, read_instance_labels, truth_objects, write_instance_labels
 from segkit.options import REQUIRED, Option, OptionKind
+from segkit.plugins import unknown_name_message
 from segkit.run_folder import EPOCH_CHANGE_DIR
 from segkit.specs import (
     CallbackRequest,
     CallbackSpec,
     CheckedSource,
+    CountedSource,
     DatasetRequest,
     DatasetSource,
     DatasetSpec,
@@ -39,6 +50,7 @@ from segkit.specs import (
     Instances,
     InstancerSpec,
     InstanceSource,
+    LabelCounts,
     LossRequest,
     LossSpec,
     MetricRequest,
@@ -47,14 +59,29 @@ from segkit.specs import (
     ModelRequest,
     ModelSpec,
     NotedSource,
+    PartialSource,
     PrepareReport,
     PreparerRequest,
     PreparerSpec,
 )
+from segkit.text import visible
 from segkit.toml_io import dumps as toml_dumps
 from segkit.toml_io import write_atomic
 
 __all__ = [
+    "visible",
+    "unknown_name_message",
+    "FileKind",
+    "PartialSource",
+    "LabelCounts",
+    "CountedSource",
+    "read_features",
+    "paint",
+    "is_geojson_name",
+    "geojson_stem",
+    "QuPathFeature",
+    "FeatureFile",
+    "BadFeature",
     "EPOCH_CHANGE_DIR",
     "IGNORE_INDEX",
     "REQUIRED",
