@@ -1,0 +1,221 @@
+"""masks -> QuPath GeoJSON -> masks (``segkit prepare qupath-geojson``): every object's pixels, class
+indices and instance ids come back; partial labels keep their region; bad input is one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import shapely
+from PIL import Image
+from shapely.geometry import shape
+from skimage.segmentation import relabel_sequential
+
+from cli_results import invoke, single_error_line, snapshot
+from segkit import toml_io
+from segkit.data.images import read_mask
+from segkit.errors import DataError
+from segkit.objects.labels import read_instance_labels, truth_objects, write_instance_labels
+from segkit.project import project_classes
+from segkit.specs import PrepareReport, PreparerRequest
+from segkit_qupath.to_qupath import mask_objects, prepare_qupath
+from segkit_synthetic.he_tiles import TileSettings
+from segkit_synthetic.tile_folders import write_split
+from tiny_data import COLOURS, tiny_project
+
+NAMES = ("background", "benign", "malignant")
+WHITE = (255, 255, 255)
+
+
+def write_project(folder: Path, ignore: bool = False) -> Path:
+    """The tiny project's classes (those of synthetic-he), with white as the ignore colour if asked."""
+    document = tiny_project(**({"mask": {"ignore_color": list(WHITE)}} if ignore else {}))
+    path = folder / "classes.toml"
+    toml_io.write_atomic(path, toml_io.dumps(document))
+    return path
+
+
+def prepare(source: Path, output: Path, **options: Any) -> PrepareReport:
+    return prepare_qupath(PreparerRequest(source, output, options))
+
+
+def write_pair(split: Path, stem: str, mask_rgb: np.ndarray, ids: np.ndarray | None = None) -> None:
+    for kind in ("images", "masks"):
+        (split / kind).mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full(mask_rgb.shape, 200, np.uint8)).save(split / "images" / f"{stem}.png")
+    Image.fromarray(mask_rgb).save(split / "masks" / f"{stem}.png")
+    if ids is not None:
+        write_instance_labels(split / "instances" / f"{stem}.tif", ids)
+
+
+def coloured(classes: np.ndarray, ignored: np.ndarray | None = None) -> np.ndarray:
+    rgb = np.array([COLOURS[c] for c in range(3)], np.uint8)[classes]
+    if ignored is not None:
+        rgb[ignored] = WHITE
+    return rgb
+
+
+def read_back(path: Path, shape_hw: tuple[int, int], region_class: str = "Region"
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(ids, class indices, region or None) by the "pixel centre inside" rule, with shapely alone:
+    feature ``n`` (1-based, region features aside) paints id ``n`` and its class, in file order."""
+    features = json.loads(path.read_text(encoding="utf-8"))["features"]
+    rows, cols = np.mgrid[0:shape_hw[0], 0:shape_hw[1]]
+    ids, classes = np.zeros(shape_hw, np.int32), np.zeros(shape_hw, np.uint8)
+    region = None
+    for number, feature in enumerate(features, start=1):
+        assert feature["properties"]["objectType"] == "annotation"
+        classification = feature["properties"]["classification"]
+        geometry = shape(feature["geometry"])
+        assert geometry.is_valid, shapely.is_valid_reason(geometry)
+        inside = shapely.contains_xy(geometry, cols + 0.5, rows + 0.5)
+        if classification["name"] == region_class:
+            region = inside if region is None else region | inside
+            continue
+        assert classification["color"] == list(COLOURS[NAMES.index(classification["name"])])
+        ids[inside], classes[inside] = number, NAMES.index(classification["name"])
+    return ids, classes, region
+
+
+def test_synthetic_tiles_come_back_with_their_exact_ids_and_classes(tmp_path: Path) -> None:
+    write_split(tmp_path / "src" / "train", count=3, first_seed=11, settings=TileSettings(size=96))
+    project = write_project(tmp_path)
+    report = prepare(tmp_path / "src", tmp_path / "out", project=project)
+    assert report.counts == {"train": 3}
+    table = project_classes(project)
+    touching = 0
+    for index in range(3):
+        stem = f"tile_{index:04d}"
+        mask, _ = read_mask(tmp_path / "src" / "train" / "masks" / f"{stem}.png", table)
+        truth = read_instance_labels(tmp_path / "src" / "train" / "instances" / f"{stem}.tif")
+        ids, classes, region = read_back(tmp_path / "out" / "train" / "geojson" / f"{stem}.geojson", mask.shape)
+        assert region is None
+        assert np.array_equal(classes, mask)
+        assert np.array_equal(ids, np.where(mask > 0, truth, 0))
+        # touching nuclei: 4-neighbours of two different ids, both on nuclei
+        touching += int(((ids[:, 1:] != ids[:, :-1]) & (ids[:, 1:] > 0) & (ids[:, :-1] > 0)).sum())
+    assert touching > 0  # the tiles hold touching nuclei, which only the ids tell apart
+    assert (tmp_path / "out" / "train" / "images" / "tile_0000.png").read_bytes() == \
+        (tmp_path / "src" / "train" / "images" / "tile_0000.png").read_bytes()
+
+
+def random_labels(seed: int, size: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Class indices and ids of random rectangles painted over each other, plus a ring with a
+    hole, a ring around another object, and an object of two pieces that touch only at a corner."""
+    rng = np.random.default_rng(seed)
+    classes, ids = np.zeros((size, size), np.uint8), np.zeros((size, size), np.int32)
+    for number in range(1, 9):
+        top, left = rng.integers(0, size - 4, 2)
+        height, width = rng.integers(1, 8, 2)
+        classes[top:top + height, left:left + width] = rng.integers(1, 3)
+        ids[top:top + height, left:left + width] = number
+    classes[2:9, 2:9], ids[2:9, 2:9] = 1, 9      # a ring with a background hole ...
+    classes[4:7, 4:7], ids[4:7, 4:7] = 0, 0
+    classes[5, 5], ids[5, 5] = 2, 10             # ... holding an object of another class
+    classes[30:32, 30:32], ids[30:32, 30:32] = 0, 0
+    classes[30, 30], classes[31, 31], ids[30, 30], ids[31, 31] = 2, 2, 11, 11  # diagonal pieces
+    return classes, ids
+
+
+@pytest.mark.parametrize("with_ids", [True, False])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_labels_with_holes_and_corner_touches_come_back(tmp_path: Path, seed: int, with_ids: bool) -> None:
+    classes, ids = random_labels(seed)
+    write_pair(tmp_path / "src" / "test", "random", coloured(classes), ids if with_ids else None)
+    prepare(tmp_path / "src", tmp_path / "out", project=write_project(tmp_path))
+    back_ids, back_classes, _ = read_back(tmp_path / "out" / "test" / "geojson" / "random.geojson", classes.shape)
+    assert np.array_equal(back_classes, classes)
+    # ids in their order, those painted over dropped; without ids the components of each class
+    expected = relabel_sequential(ids)[0] if with_ids else truth_objects(classes, None, 3)[0]
+    assert np.array_equal(back_ids, expected)
+    features = json.loads((tmp_path / "out" / "test" / "geojson" / "random.geojson").read_text())["features"]
+    kinds = {f["geometry"]["type"] for f in features}
+    if with_ids:  # id 11 is one object of two corner-touching pieces
+        assert "MultiPolygon" in kinds and back_ids[30, 30] == back_ids[31, 31]
+    else:  # 4-connected components: two objects
+        assert back_ids[30, 30] != back_ids[31, 31]
+    assert any(len(shape(f["geometry"]).interiors) for f in features if f["geometry"]["type"] == "Polygon")
+
+
+def test_objects_cover_the_class_pixels_even_where_the_ids_do_not() -> None:
+    classes = np.array([[1, 1, 0, 2], [1, 1, 0, 2], [0, 0, 0, 0]], np.uint8)
+    ids = np.array([[5, 5, 5, 0], [5, 7, 0, 0], [0, 0, 0, 0]], np.int32)  # id 5 spills onto background
+    labels, object_classes = mask_objects(classes, ids, 3)
+    assert labels.tolist() == [[1, 1, 0, 3], [1, 2, 0, 3], [0, 0, 0, 0]]
+    assert object_classes.tolist() == [1, 1, 2]
+
+
+def test_an_ignore_region_comes_back_as_the_region_class(tmp_path: Path) -> None:
+    classes, ids = random_labels(3)
+    ignored = np.zeros(classes.shape, bool)
+    ignored[:, 24:] = True  # the right part was never labelled
+    ignored[0:3, 0:3] = True
+    classes[ignored], ids[ignored] = 0, 0
+    write_pair(tmp_path / "src" / "train", "partial", coloured(classes, ignored), ids)
+    write_pair(tmp_path / "src" / "train", "complete", coloured(classes), ids)
+    report = prepare(tmp_path / "src", tmp_path / "out", project=write_project(tmp_path, ignore=True),
+                     region_class="Labelled")
+    folder = tmp_path / "out" / "train" / "geojson"
+    back_ids, back_classes, region = read_back(folder / "partial.geojson", classes.shape, "Labelled")
+    assert region is not None and np.array_equal(region, ~ignored)
+    assert np.array_equal(back_classes, classes)
+    assert np.array_equal(back_ids, relabel_sequential(ids)[0])
+    _, _, whole = read_back(folder / "complete.geojson", classes.shape, "Labelled")
+    assert whole is not None and whole.all()  # no ignored pixel: the region is the whole image
+    written = toml_io.loads((tmp_path / "out" / "qupath-geojson.toml").read_text())
+    assert written["dataset"] == {"name": "qupath-geojson", "region_class": "Labelled",
+                                  "train": {"images": "train/images", "geojson": "train/geojson"}}
+    assert "each file outlines its labelled area as a 'Labelled' annotation" in " ".join(report.notes)
+
+
+def test_the_written_project_keeps_the_source_project_and_lists_the_splits(tmp_path: Path) -> None:
+    for split in ("train", "test"):
+        write_pair(tmp_path / "src" / split, "a", coloured(random_labels(4)[0]))
+    report = prepare(tmp_path / "src", tmp_path / "out", project=write_project(tmp_path), compress_geojson=True)
+    assert report.project_file == tmp_path / "out" / "qupath-geojson.toml"
+    written = toml_io.loads(report.project_file.read_text())
+    source = tiny_project()
+    assert written["project"] == {"name": "tiny-qupath", "seed": 7}
+    assert written["classes"] == source["classes"]
+    assert written["model"]["base_filters"] == source["model"]["base_filters"]
+    assert sorted(k for k in written["dataset"] if k != "name") == ["test", "train"]
+    assert written["infer"] == {"images": "test/images"}
+    assert sorted(snapshot(tmp_path / "out")) == [".segkit-prepared.json", "qupath-geojson.toml",
+                                                  "test/geojson/a.geojson.gz", "test/images/a.png",
+                                                  "train/geojson/a.geojson.gz", "train/images/a.png"]
+
+
+def test_a_region_class_that_is_a_project_class_is_refused_before_writing(tmp_path: Path) -> None:
+    write_pair(tmp_path / "src" / "train", "a", coloured(random_labels(5)[0]))
+    with pytest.raises(DataError, match="option region_class 'benign' is a class of .*classes.toml"):
+        prepare(tmp_path / "src", tmp_path / "out", project=write_project(tmp_path, ignore=True),
+                region_class="benign")
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_input_is_one_line_and_leaves_the_output_as_it_was(tmp_path: Path) -> None:
+    write_pair(tmp_path / "src" / "train", "a", coloured(random_labels(6)[0]))
+    project = write_project(tmp_path)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "mine.txt").write_text("keep me")
+    before = snapshot(tmp_path / "out")
+    busy = single_error_line(invoke("prepare", "qupath-geojson", tmp_path / "src", "--out", tmp_path / "out",
+                                    "--option", f"project={project}"))
+    assert busy.startswith("error: ") and "output folder is not empty" in busy
+    no_project = single_error_line(invoke("prepare", "qupath-geojson", tmp_path / "src", "--out",
+                                          tmp_path / "new"))
+    assert "project" in no_project
+    (tmp_path / "flat").mkdir()
+    no_splits = single_error_line(invoke("prepare", "qupath-geojson", tmp_path / "flat", "--out", tmp_path / "new",
+                                         "--option", f"project={project}"))
+    assert no_splits == (f"error: {tmp_path / 'flat'}: holds no split folder with images/ and masks/ inside (pass "
+                         "a folder laid out as <split>/images and <split>/masks, e.g. what segkit prepare ucsb-bcc "
+                         "writes)")
+    (tmp_path / "src" / "train" / "masks" / "orphan.png").write_bytes(b"")
+    orphan = single_error_line(invoke("prepare", "qupath-geojson", tmp_path / "src", "--out", tmp_path / "new",
+                                      "--option", f"project={project}"))
+    assert "orphan.png" in orphan
+    assert snapshot(tmp_path / "out") == before and not (tmp_path / "new").exists()
