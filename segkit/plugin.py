@@ -18,7 +18,7 @@ from segkit import hookimpl
 from segkit.classes import IGNORE_INDEX, RGB, ClassInfo, ClassTable, distinct_colors, safe_names
 from segkit.data.folders import FolderDataset, SplitFolders
 from segkit.data.images import image_size, read_image, read_mask, read_mask_source, write_png
-from segkit.data.pairing import Pair, list_images, pair_by_stem, scan_image_folder
+from segkit.data.pairing import FileKind, Pair, list_images, pair_by_stem, scan_image_folder
 from segkit.data.prepared_output import prepared_files, staged_output
 from segkit.data.resize import montage, resize_image, resize_mask
 from segkit.engine.predict import segment
@@ -26,16 +26,27 @@ from segkit.engine.prediction import Prediction
 from segkit.errors import DataError, PluginError, ProjectError, SegkitError
 from segkit.objects.classify import instances_from_labels
 from segkit.objects.geojson_out import ANNOTATION, qupath_properties, write_features
+from segkit.objects.geojson_in import (
+    BadFeature,
+    FeatureFile,
+    QuPathFeature,
+    geojson_stem,
+    is_geojson_name,
+    paint,
+    read_features,
+)
 from segkit.objects.labels import instance_label_size, read_instance_labels, truth_objects, write_instance_labels
 from segkit.objects.outlines import object_outlines
 from segkit.options import REQUIRED, Option, OptionKind
 from segkit.project import project_classes
 from segkit.project_file import read_document as read_project_document
+from segkit.plugins import unknown_name_message
 from segkit.run_folder import EPOCH_CHANGE_DIR
 from segkit.specs import (
     CallbackRequest,
     CallbackSpec,
     CheckedSource,
+    CountedSource,
     DatasetRequest,
     DatasetSource,
     DatasetSpec,
@@ -44,6 +55,7 @@ from segkit.specs import (
     Instances,
     InstancerSpec,
     InstanceSource,
+    LabelCounts,
     LossRequest,
     LossSpec,
     MetricRequest,
@@ -52,6 +64,7 @@ from segkit.specs import (
     ModelRequest,
     ModelSpec,
     NotedSource,
+    PartialSource,
     PrepareReport,
     PreparerRequest,
     PreparerSpec,
@@ -61,6 +74,18 @@ from segkit.toml_io import write_atomic
 
 __all__ = [
     "ANNOTATION",
+    "unknown_name_message",
+    "FileKind",
+    "PartialSource",
+    "LabelCounts",
+    "CountedSource",
+    "read_features",
+    "paint",
+    "is_geojson_name",
+    "geojson_stem",
+    "QuPathFeature",
+    "FeatureFile",
+    "BadFeature",
     "EPOCH_CHANGE_DIR",
     "IGNORE_INDEX",
     "REQUIRED",

@@ -17,7 +17,7 @@ from segkit.options import Option
 
 if TYPE_CHECKING:
     from segkit.data.folders import SplitFolders
-    from segkit.data.pairing import Pair
+    from segkit.data.pairing import FileKind, Pair
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,14 @@ class DatasetSource(Protocol):
     - ``folders()`` (:class:`FolderSource`): the ``images``/``masks`` folders per split, which
       ``segkit stats`` reads; a source without it cannot be given to ``segkit stats`` as a project;
     - ``instances(pair)`` (:class:`InstanceSource`): the nuclei's instance ids, which ``segkit eval``
-      scores objects against (without it, the connected components of each class).
+      scores objects against (without it, the connected components of each class);
+    - ``label_kind()`` and ``label_counts(image, labels)`` (:class:`CountedSource`, with ``folders()``):
+      for labels that are no colour masks (GeoJSON, say), which files of the masks folder are labels
+      and what each holds, so ``segkit stats`` can count them.
+
+    A source whose ``load`` may give :data:`segkit.classes.IGNORE_INDEX` pixels although the project
+    sets no ``[mask] ignore_color`` says so with ``partial_labels() -> True``
+    (:class:`PartialSource`), so training and evaluation leave those pixels out.
     """
 
     def pairs(self, split: str) -> list[Pair]:
@@ -114,6 +121,41 @@ class InstanceSource(DatasetSource, Protocol):
 
     def instances(self, pair: Pair) -> Any:
         """Instance ids of ``pair``: ``(H, W)`` int32, 0 off objects, or ``None`` when it has none."""
+
+
+@dataclass(frozen=True)
+class LabelCounts:
+    """What one pair's labels hold, as ``segkit stats`` reports it."""
+
+    #: ``(width, height)`` the labels were counted at
+    size: tuple[int, int]
+    #: ``(256,)`` int64 pixels per class index, :data:`segkit.classes.IGNORE_INDEX` included
+    pixels: Any
+    #: ``(num_classes,)`` int64 objects per class index
+    objects: Any
+    #: label names that match no class, with how many objects carry each
+    unknown: Mapping[str, int]
+    #: labels that could not be used at all (no geometry, invalid outline, ...)
+    bad: int = 0
+
+
+@runtime_checkable
+class CountedSource(FolderSource, Protocol):
+    """A folder source whose label files are not colour masks: it counts them for ``segkit stats``."""
+
+    def label_kind(self) -> FileKind:
+        """Which entries of a split's masks folder are label files, and the stem each pairs by."""
+
+    def label_counts(self, image: Path, labels: Path) -> LabelCounts:
+        """What ``labels`` (the partner of ``image``) holds; a DataError when it cannot be read."""
+
+
+@runtime_checkable
+class PartialSource(DatasetSource, Protocol):
+    """A source that may label only part of each image, the rest :data:`segkit.classes.IGNORE_INDEX`."""
+
+    def partial_labels(self) -> bool:
+        """Whether its masks may hold ignored pixels."""
 
 
 @dataclass(frozen=True)

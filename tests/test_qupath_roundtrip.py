@@ -1,5 +1,6 @@
-"""masks -> QuPath GeoJSON -> masks (``segkit prepare qupath-geojson``): every object's pixels, class
-indices and instance ids come back; partial labels keep their region; bad input is one line."""
+"""masks -> QuPath GeoJSON -> masks (``segkit prepare qupath-geojson``, read back by the
+``qupath-geojson`` dataset): every object's pixels, class indices and instance ids come back,
+ignored pixels too; the files are QuPath annotations; bad input is one line."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import shapely
 from PIL import Image
 from shapely.geometry import shape
 from skimage.segmentation import relabel_sequential
@@ -17,9 +17,12 @@ from skimage.segmentation import relabel_sequential
 from cli_results import invoke, single_error_line, snapshot
 from segkit import toml_io
 from segkit.data.images import read_mask
+from segkit.classes import IGNORE_INDEX
 from segkit.errors import DataError
 from segkit.objects.labels import read_instance_labels, truth_objects, write_instance_labels
-from segkit.project import project_classes
+from segkit.engine.components import open_dataset
+from segkit.plugins import get_registry
+from segkit.project import load_project, project_classes
 from segkit.specs import PrepareReport, PreparerRequest
 from segkit_qupath.to_qupath import mask_objects, prepare_qupath
 from segkit_synthetic.he_tiles import TileSettings
@@ -58,26 +61,26 @@ def coloured(classes: np.ndarray, ignored: np.ndarray | None = None) -> np.ndarr
     return rgb
 
 
-def read_back(path: Path, shape_hw: tuple[int, int], region_class: str = "Region"
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(ids, class indices, region or None) by the "pixel centre inside" rule, with shapely alone:
-    feature ``n`` (1-based, region features aside) paints id ``n`` and its class, in file order."""
-    features = json.loads(path.read_text(encoding="utf-8"))["features"]
-    rows, cols = np.mgrid[0:shape_hw[0], 0:shape_hw[1]]
-    ids, classes = np.zeros(shape_hw, np.int32), np.zeros(shape_hw, np.uint8)
-    region = None
-    for number, feature in enumerate(features, start=1):
-        assert feature["properties"]["objectType"] == "annotation"
-        classification = feature["properties"]["classification"]
-        geometry = shape(feature["geometry"])
-        assert geometry.is_valid, shapely.is_valid_reason(geometry)
-        inside = shapely.contains_xy(geometry, cols + 0.5, rows + 0.5)
-        if classification["name"] == region_class:
-            region = inside if region is None else region | inside
-            continue
-        assert classification["color"] == list(COLOURS[NAMES.index(classification["name"])])
-        ids[inside], classes[inside] = number, NAMES.index(classification["name"])
-    return ids, classes, region
+def read_back(project: Path, split: str, stem: str) -> tuple[np.ndarray, np.ndarray]:
+    """(class indices with IGNORE_INDEX outside the regions, instance ids) of ``stem`` as the
+    ``qupath-geojson`` dataset of the written ``project`` reads them."""
+    source: Any = open_dataset(load_project(project), get_registry())
+    pair = next(p for p in source.check(split) if p.stem == stem)
+    _image, classes = source.load(pair)
+    return classes, source.instances(pair)
+
+
+def features_of(path: Path) -> list[dict[str, Any]]:
+    """The features of a written file, each checked to be a valid QuPath annotation of a known class."""
+    features: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))["features"]
+    for feature in features:
+        properties = feature["properties"]
+        assert properties["objectType"] == "annotation" and shape(feature["geometry"]).is_valid
+        name = properties["classification"]["name"]
+        assert name in NAMES[1:] or name in ("Region", "Labelled"), name
+        if name in NAMES:
+            assert properties["classification"]["color"] == list(COLOURS[NAMES.index(name)])
+    return features
 
 
 def test_synthetic_tiles_come_back_with_their_exact_ids_and_classes(tmp_path: Path) -> None:
@@ -91,8 +94,8 @@ def test_synthetic_tiles_come_back_with_their_exact_ids_and_classes(tmp_path: Pa
         stem = f"tile_{index:04d}"
         mask, _ = read_mask(tmp_path / "src" / "train" / "masks" / f"{stem}.png", table)
         truth = read_instance_labels(tmp_path / "src" / "train" / "instances" / f"{stem}.tif")
-        ids, classes, region = read_back(tmp_path / "out" / "train" / "geojson" / f"{stem}.geojson", mask.shape)
-        assert region is None
+        classes, ids = read_back(report.project_file, "train", stem)
+        assert len(features_of(tmp_path / "out" / "train" / "geojson" / f"{stem}.geojson")) == truth.max()
         assert np.array_equal(classes, mask)
         assert np.array_equal(ids, np.where(mask > 0, truth, 0))
         # touching nuclei: 4-neighbours of two different ids, both on nuclei
@@ -125,13 +128,13 @@ def random_labels(seed: int, size: int = 40) -> tuple[np.ndarray, np.ndarray]:
 def test_random_labels_with_holes_and_corner_touches_come_back(tmp_path: Path, seed: int, with_ids: bool) -> None:
     classes, ids = random_labels(seed)
     write_pair(tmp_path / "src" / "test", "random", coloured(classes), ids if with_ids else None)
-    prepare(tmp_path / "src", tmp_path / "out", project=write_project(tmp_path))
-    back_ids, back_classes, _ = read_back(tmp_path / "out" / "test" / "geojson" / "random.geojson", classes.shape)
+    report = prepare(tmp_path / "src", tmp_path / "out", project=write_project(tmp_path))
+    back_classes, back_ids = read_back(report.project_file, "test", "random")
     assert np.array_equal(back_classes, classes)
     # ids in their order, those painted over dropped; without ids the components of each class
     expected = relabel_sequential(ids)[0] if with_ids else truth_objects(classes, None, 3)[0]
     assert np.array_equal(back_ids, expected)
-    features = json.loads((tmp_path / "out" / "test" / "geojson" / "random.geojson").read_text())["features"]
+    features = features_of(tmp_path / "out" / "test" / "geojson" / "random.geojson")
     kinds = {f["geometry"]["type"] for f in features}
     if with_ids:  # id 11 is one object of two corner-touching pieces
         assert "MultiPolygon" in kinds and back_ids[30, 30] == back_ids[31, 31]
@@ -158,13 +161,14 @@ def test_an_ignore_region_comes_back_as_the_region_class(tmp_path: Path) -> None
     write_pair(tmp_path / "src" / "train", "complete", coloured(classes), ids)
     report = prepare(tmp_path / "src", tmp_path / "out", project=write_project(tmp_path, ignore=True),
                      region_class="Labelled")
-    folder = tmp_path / "out" / "train" / "geojson"
-    back_ids, back_classes, region = read_back(folder / "partial.geojson", classes.shape, "Labelled")
-    assert region is not None and np.array_equal(region, ~ignored)
-    assert np.array_equal(back_classes, classes)
+    back_classes, back_ids = read_back(report.project_file, "train", "partial")
+    assert np.array_equal(back_classes, np.where(ignored, IGNORE_INDEX, classes))  # ignored pixels too
     assert np.array_equal(back_ids, relabel_sequential(ids)[0])
-    _, _, whole = read_back(folder / "complete.geojson", classes.shape, "Labelled")
-    assert whole is not None and whole.all()  # no ignored pixel: the region is the whole image
+    # no ignored pixel: the region is the whole image, which the region class would otherwise ignore
+    assert np.array_equal(read_back(report.project_file, "train", "complete")[0], classes)
+    regions = [f for f in features_of(tmp_path / "out" / "train" / "geojson" / "partial.geojson")
+               if f["properties"]["classification"]["name"] == "Labelled"]
+    assert len(regions) == 1 and shape(regions[0]["geometry"]).area == (~ignored).sum()
     written = toml_io.loads((tmp_path / "out" / "qupath-geojson.toml").read_text())
     assert written["dataset"] == {"name": "qupath-geojson", "region_class": "Labelled",
                                   "train": {"images": "train/images", "geojson": "train/geojson"}}
@@ -207,13 +211,14 @@ def test_bad_input_is_one_line_and_leaves_the_output_as_it_was(tmp_path: Path) -
     assert busy.startswith("error: ") and "output folder is not empty" in busy
     no_project = single_error_line(invoke("prepare", "qupath-geojson", tmp_path / "src", "--out",
                                           tmp_path / "new"))
-    assert "project" in no_project
+    assert no_project == ("error: segkit prepare qupath-geojson: option.project: is required but missing (segkit "
+                          "project whose [[classes]] and [mask] decode the masks)")
     (tmp_path / "flat").mkdir()
     no_splits = single_error_line(invoke("prepare", "qupath-geojson", tmp_path / "flat", "--out", tmp_path / "new",
                                          "--option", f"project={project}"))
-    assert no_splits == (f"error: {tmp_path / 'flat'}: holds no split folder with images/ and masks/ inside (pass "
-                         "a folder laid out as <split>/images and <split>/masks, e.g. what segkit prepare ucsb-bcc "
-                         "writes)")
+    assert no_splits == (f"error: {tmp_path / 'flat'}: holds no train, valid or test folder with images/ and "
+                         "masks/ inside (pass a folder laid out as <split>/images and <split>/masks, e.g. what "
+                         "segkit prepare ucsb-bcc writes)")
     (tmp_path / "src" / "train" / "masks" / "orphan.png").write_bytes(b"")
     orphan = single_error_line(invoke("prepare", "qupath-geojson", tmp_path / "src", "--out", tmp_path / "new",
                                       "--option", f"project={project}"))

@@ -57,8 +57,8 @@ REGION_COLOR = (0, 90, 255)
 #: the tables after ``[[classes]]`` copied from the source project as written (``[model]`` comes
 #: before the classes); none of segkit's own keys there is a path, which would need rewriting
 TRAINING_TABLES = ("optimizer", "loss", "metrics", "train", "augment", "instances")
-#: the usual splits first, in the order training uses them; any others after, by name
-SPLIT_ORDER = ("train", "valid", "test")
+#: the splits a project names, in the order training uses them
+SPLITS = ("train", "valid", "test")
 
 QUPATH_OPTIONS = (
     Option("project", "path", REQUIRED, "segkit project whose [[classes]] and [mask] decode the masks"),
@@ -98,19 +98,17 @@ def settings_from(options: Mapping[str, Any]) -> Settings:
 
 
 def source_splits(source: Path) -> dict[str, SplitFolders]:
-    """The splits of ``source``: each sub-folder holding ``images`` and ``masks`` folders (and
-    ``instances``, where it has one): train, valid, test, then any others by name."""
+    """The splits of ``source``: each of its ``train``, ``valid`` and ``test`` folders (the splits a
+    project names) holding ``images`` and ``masks`` folders, with ``instances`` where it has one."""
     splits = {}
-    ranked = sorted((p for p in source.iterdir() if p.is_dir()),
-                    key=lambda p: (SPLIT_ORDER.index(p.name) if p.name in SPLIT_ORDER else len(SPLIT_ORDER), p.name))
-    for folder in ranked:
+    for split in SPLITS:
+        folder = source / split
         if (folder / "images").is_dir() and (folder / "masks").is_dir():
             instances = folder / "instances"
-            splits[folder.name] = SplitFolders(folder / "images", folder / "masks",
-                                               instances if instances.is_dir() else None)
+            splits[split] = SplitFolders(folder / "images", folder / "masks", instances if instances.is_dir() else None)
     if not splits:
-        raise DataError(f"{source}: holds no split folder with images/ and masks/ inside (pass a folder "
-                        "laid out as <split>/images and <split>/masks, e.g. what segkit prepare ucsb-bcc writes)")
+        raise DataError(f"{source}: holds no train, valid or test folder with images/ and masks/ inside (pass a "
+                        "folder laid out as <split>/images and <split>/masks, e.g. what segkit prepare ucsb-bcc writes)")
     return splits
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,27 @@ class Pair:
     mask: Path
     #: the file of the image's instance ids, where the split has an instance folder
     instances: Path | None = None
+
+
+def file_stem(path: Path) -> str:
+    return path.stem
+
+
+@dataclass(frozen=True)
+class FileKind:
+    """What a folder of a pair's partner files holds: which entries are such files, the stem each
+    pairs by, and what an error calls one of them and many (a dataset of ``a.geojson.gz`` files
+    pairs ``a.png`` by ``a``, not by ``a.geojson``)."""
+
+    one: str
+    many: str
+    named: Callable[[Path], bool] = is_image_name
+    stem: Callable[[Path], str] = file_stem
+
+
+IMAGES = FileKind("an image", "images")
+MASKS = FileKind("a mask", "masks")
+INSTANCE_FILES = FileKind("an instance label file", "instance label files")
 
 
 @dataclass(frozen=True)
@@ -40,8 +62,10 @@ class ImageFolder:
     rejected: list[Rejected]
 
 
-def scan_image_folder(folder: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> ImageFolder:
-    """Every entry of ``folder`` with one of ``suffixes``, sorted into files and rejected entries.
+def scan_image_folder(folder: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES,
+                      named: Callable[[Path], bool] | None = None) -> ImageFolder:
+    """Every entry of ``folder`` with one of ``suffixes`` (or that ``named`` accepts, when given),
+    sorted into files and rejected entries.
 
     A folder, broken or looping link or a pipe named ``x.png`` is reported as what it is: left out
     silently, it would make its mask look like the file at fault.
@@ -50,7 +74,7 @@ def scan_image_folder(folder: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) 
     files: list[Path] = []
     rejected: list[Rejected] = []
     for entry in sorted(folder.iterdir()):
-        if not is_image_name(entry, suffixes):
+        if not (named(entry) if named is not None else is_image_name(entry, suffixes)):
             continue
         problem = _entry_problem(entry)
         if problem is None:
@@ -89,44 +113,44 @@ def _entry_problem(entry: Path) -> str | None:
     return None
 
 
-def check_stems(listing: ImageFolder) -> None:
+def check_stems(listing: ImageFolder, stem: Callable[[Path], str] = file_stem) -> None:
     """Refuse two files of one stem (``a.png`` and ``a.tif``): each image must pair with one mask."""
     seen: dict[str, Path] = {}
     for path in listing.files:
-        if path.stem in seen:
+        if (key := stem(path)) in seen:
             raise DataError(
-                f"{shown_path(listing.folder)}: {quoted(seen[path.stem].name)} and {quoted(path.name)} "
-                f"share the stem {quoted(path.stem)}; keep one of them so each image pairs with exactly one mask"
+                f"{shown_path(listing.folder)}: {quoted(seen[key].name)} and {quoted(path.name)} "
+                f"share the stem {quoted(key)}; keep one of them so each image pairs with exactly one mask"
             )
-        seen[path.stem] = path
+        seen[key] = path
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Image files directly in ``folder``, sorted by name; a rejected entry or a shared stem is an error."""
-    listing = scan_image_folder(folder)
+def list_images(folder: Path, kind: FileKind = IMAGES) -> list[Path]:
+    """Image files (or files of ``kind``) directly in ``folder``, sorted by name; a rejected entry
+    or a shared stem is an error."""
+    listing = scan_image_folder(folder, named=kind.named)
     if listing.rejected:
         raise listing.rejected[0].error()
-    check_stems(listing)
+    check_stems(listing, kind.stem)
     return listing.files
 
 
 def pair_by_stem(images: Path, masks: Path, *, instances: Path | None = None,
-                 allow_empty: bool = False) -> list[Pair]:
+                 allow_empty: bool = False, mask_kind: FileKind = MASKS) -> list[Pair]:
     """Pairs of ``images/<stem>.*`` and ``masks/<stem>.*`` (and ``instances/<stem>.*`` when given);
-    unpaired files are listed in the error."""
+    unpaired files are listed in the error. ``mask_kind`` says what the masks folder holds."""
     image_files = {p.stem: p for p in list_images(images)}
-    mask_files = _partners(image_files, images, masks, "a mask", "masks")
-    instance_files = {} if instances is None else _partners(
-        image_files, images, instances, "an instance label file", "instance label files")
+    mask_files = _partners(image_files, images, masks, mask_kind)
+    instance_files = {} if instances is None else _partners(image_files, images, instances, INSTANCE_FILES)
     if not image_files and not allow_empty:
         raise DataError(f"{shown_path(images)}: no images found (looked for .png .jpg .jpeg .tif .tiff .bmp)")
     return [Pair(stem, image_files[stem], mask_files[stem], instance_files.get(stem)) for stem in sorted(image_files)]
 
 
-def _partners(image_files: dict[str, Path], images: Path, folder: Path, one: str, many: str) -> dict[str, Path]:
-    """The files of ``folder`` by stem, one for each of ``image_files`` and no other (``one`` of
-    them / ``many`` of them name them in the error)."""
-    files = {p.stem: p for p in list_images(folder)}
+def _partners(image_files: dict[str, Path], images: Path, folder: Path, kind: FileKind) -> dict[str, Path]:
+    """The files of ``kind`` in ``folder`` by stem, one for each of ``image_files`` and no other."""
+    one, many = kind.one, kind.many
+    files = {kind.stem(p): p for p in list_images(folder, kind)}
     lonely_images = sorted(set(image_files) - set(files))
     lonely_files = sorted(set(files) - set(image_files))
     if lonely_images or lonely_files:

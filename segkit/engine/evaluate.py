@@ -36,7 +36,7 @@ def _resized_figures(model: Any, project: Project, source: Any, pairs: list[Any]
     from segkit.data.pipeline import make_dataset
     from segkit.engine.pipeline_settings import pipeline_settings
 
-    data = make_dataset(source, pairs, pipeline_settings(project, training=False), "test")
+    data = make_dataset(source, pairs, pipeline_settings(project, training=False, source=source), "test")
     return {k: float(v) for k, v in model.evaluate(data, verbose=0, return_dict=True).items()}
 
 

@@ -50,9 +50,9 @@ def _data(project: Project, registry: Registry, first_epoch: int) -> tuple[Any, 
     train_pairs, valid_pairs = source.pairs("train"), source.pairs("valid")
     if not train_pairs or not valid_pairs:
         raise DataError("training needs image/mask pairs in both the train and the valid split")
-    train_data, steps = make_training_dataset(source, train_pairs, pipeline_settings(project, True),
+    train_data, steps = make_training_dataset(source, train_pairs, pipeline_settings(project, True, source),
                                               first_epoch, project.train.epochs)
-    valid_data = make_dataset(source, valid_pairs, pipeline_settings(project, False), "valid")
+    valid_data = make_dataset(source, valid_pairs, pipeline_settings(project, False, source), "valid")
     return source, train_data, valid_data, steps
 
 
