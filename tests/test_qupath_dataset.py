@@ -419,3 +419,59 @@ def test_a_qupath_project_trains_evaluates_and_infers_end_to_end(qupath_project:
         painted = paint([f.geometry for f in found.features], range(1, len(found.features) + 1), labels.shape)
         assert (painted == labels).all()
     assert nuclei == drawn
+
+
+def test_stats_counts_class_pixels_objects_per_class_and_unknown_names(qupath_project: Path, tmp_path: Path) -> None:
+    from cli_results import invoke
+
+    project, path = _broken_copy(qupath_project, tmp_path, "img_1.geojson", collection(
+        feature(BOX_WITH_HOLE, "Tumor"), feature(TWO_SQUARES, "Necrosis"), feature(BOWTIE, "Tumor"),
+        feature(Polygon([(20, 20), (22, 20), (22, 21), (20, 21)]), "Necrosis")))
+    result = invoke("stats", project, "--json", tmp_path / "stats.json")
+    assert result.exit_code == 0, result.output
+    splits = {split["name"]: split for split in json.loads((tmp_path / "stats.json").read_text())["splits"]}
+    truths = [tiny_truth(seed) for seed in (0, 2, 3)]  # train img_0, img_2, img_3 as drawn; img_1 replaced
+    expected = [sum(int((classes == index).sum()) for *_, classes in truths) for index in (1, 2)]
+    assert splits["train"]["objects"] == [{"class": "background", "count": 0},
+                                          {"class": "benign", "count": expected[0]},
+                                          {"class": "malignant", "count": expected[1] + 1}]
+    assert splits["train"]["unknown_classes"] == [{"name": "Necrosis", "objects": 2}]
+    malignant = sum(int((mask == 2).sum()) for _, mask, *_ in truths) + 20  # the box with its hole
+    assert splits["train"]["classes"][2]["pixels"] == malignant
+    assert splits["train"]["problems"] == [{"file": "geojson/img_1.geojson", "reason": "3 label(s) cannot be used "
+                                            "and were not counted (segkit train names each)"}]
+    valid_objects = sum(len(tiny_truth(seed)[3]) for seed in (100, 101))
+    assert sum(row["count"] for row in splits["valid"]["objects"]) == valid_objects
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in result.output.splitlines() if "│" in line]
+    first = [row[:2] for row in rows].index(["train", "[██] background"])  # the classes table's train rows
+    assert [(row[1], row[2], row[-1]) for row in rows[first:first + 3]] == [
+        ("[██] background", f"{64 * 64 * 4 - sum(int((m > 0).sum()) for _, m, *_ in truths) - 20:,}", "0"),  # Necrosis paints nothing
+        ("[██] benign", f"{sum(int((m == 1).sum()) for _, m, *_ in truths):,}", str(expected[0])),
+        ("[██] malignant", f"{malignant:,}", str(expected[1] + 1))]
+    assert ["train", "Necrosis", "2"] in rows and "Mask colours farther" not in result.output
+
+
+def test_stats_and_checking_a_qupath_project_import_no_tensorflow(qupath_project: Path) -> None:
+    from segkit_process import output_of, run_python
+
+    code = ("import sys; from segkit.cli.main import main; sys.argv = ['segkit', 'stats', "
+            f"{str(qupath_project)!r}]\ntry:\n    main()\nexcept SystemExit as end:\n    assert not end.code, end.code\n"
+            "from segkit.engine.components import open_dataset; from segkit.plugins import get_registry; "
+            "from segkit.project import load_project\n"
+            f"open_dataset(load_project(__import__('pathlib').Path({str(qupath_project)!r})), get_registry()).check('train')\n"
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'")
+    result = run_python(code)
+    assert result.returncode == 0, output_of(result)
+
+
+def test_a_region_class_gives_training_its_ignore_weights(qupath_project: Path) -> None:
+    from segkit.engine.components import open_dataset
+    from segkit.engine.pipeline_settings import pipeline_settings
+    from segkit.plugins import get_registry
+    from segkit.project import load_project
+
+    for overrides, weighted in (([], False), (["dataset.region_class='Region'"], True)):
+        project = load_project(qupath_project, overrides, get_registry())
+        source = open_dataset(project, get_registry())
+        assert pipeline_settings(project, True, source).with_weights is weighted
+        assert pipeline_settings(project, False, source).with_weights is weighted

@@ -16,7 +16,7 @@ from segkit.errors import DataError, ProjectError
 from segkit.plugins import get_registry
 from segkit.project import load_project
 from segkit.report.console import console
-from segkit.specs import FolderSource
+from segkit.specs import CountedSource, FolderSource
 from segkit.stats import SplitFolders, collect_stats, render, write_charts
 from segkit.stats.near_duplicates import DEFAULT_THRESHOLD, MAX_THRESHOLD
 from segkit.toml_io import write_atomic
@@ -42,14 +42,17 @@ def _holds_split(folder: Path) -> bool:
     return all((folder / name).is_dir() or (folder / name).is_symlink() for name in ("images", "masks"))
 
 
-def project_splits(project_file: Path, overrides: list[str]) -> tuple[dict[str, SplitFolders], ClassTable]:
+def project_splits(project_file: Path, overrides: list[str]
+                   ) -> tuple[dict[str, SplitFolders], ClassTable, CountedSource | None]:
+    """The project's folders per split, its classes, and the dataset itself where it counts its own
+    labels (a :class:`~segkit.specs.CountedSource`: GeoJSON, not colour masks)."""
     project = load_project(project_file, overrides, get_registry())
     from segkit.engine.components import open_dataset  # only for a project target, not at start-up
 
     source = open_dataset(project, get_registry())  # the builder guard every command uses (TF-free)
     if not isinstance(source, FolderSource):
         raise DataError(f"dataset '{project.dataset.name}' does not expose its folders; run segkit stats on a folder")
-    return dict(source.folders()), project.classes
+    return dict(source.folders()), project.classes, source if isinstance(source, CountedSource) else None
 
 
 def stats(
@@ -68,12 +71,13 @@ def stats(
     if not target.exists():
         refuse_loop(target)
         raise DataError(f"{target}: does not exist; pass a project file or a dataset folder")
+    labels: CountedSource | None = None
     if target.is_file():
-        splits, table = project_splits(target, set_ or [])
+        splits, table, labels = project_splits(target, set_ or [])
     else:
         splits = folder_splits(target)
         table = load_project(classes_from, set_ or []).classes if classes_from else DEFAULT_TABLE
-    result = collect_stats(splits, table, duplicate_threshold=threshold)
+    result = collect_stats(splits, table, duplicate_threshold=threshold, labels=labels)
     render(result, console)
     if json_file is not None:
         write_atomic(json_file, json.dumps(result.to_json(), indent=2) + "\n")

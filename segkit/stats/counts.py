@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -24,8 +24,9 @@ from segkit.classes import IGNORE_INDEX, RGB, ClassTable
 from segkit.data.folders import SplitFolders
 from segkit.data.images import read_mask_source, read_preview
 from segkit.data.names import shown_path
-from segkit.data.pairing import check_stems, scan_image_folder
+from segkit.data.pairing import MASKS, FileKind, check_stems, scan_image_folder
 from segkit.errors import DataError
+from segkit.specs import CountedSource
 from segkit.stats.dataset_stats import ClassCount, DatasetStats, Problem, Sample
 from segkit.stats.dataset_stats import SplitStats
 from segkit.stats.near_duplicates import DEFAULT_THRESHOLD, ImageFingerprint
@@ -61,6 +62,12 @@ class MaskScan:
     index_pixels: np.ndarray
     far_colors: np.ndarray
     far_counts: np.ndarray
+    #: objects per class index, where the labels are objects (a CountedSource's); None for colour masks
+    objects: np.ndarray | None = None
+    #: label names matching no class, with their object counts
+    unknown: tuple[tuple[str, int], ...] = ()
+    #: labels that could not be used at all
+    bad: int = 0
 
 
 @dataclass(frozen=True)
@@ -106,17 +113,24 @@ def collect_stats(
     *,
     workers: int = 2,
     duplicate_threshold: float | None = None,
+    labels: CountedSource | None = None,
 ) -> DatasetStats:
     """Read every image and mask of ``splits`` (by split name) once and summarise them; see ``SplitStats``.
 
     ``workers > 1`` spreads the per-file work over that many processes. Near-duplicates are clusters of
     images joined by fingerprint distance ``<= duplicate_threshold`` (default ``DEFAULT_THRESHOLD``).
+    ``labels``, a dataset whose masks folders hold no colour masks, counts them in this process
+    (its objects too); there is no sample montage then (the charts draw colour masks).
     """
-    listings = [_list_split(name, folders) for name, folders in splits.items()]
+    kind = labels.label_kind() if labels is not None else MASKS
+    listings = [_list_split(name, folders, kind) for name, folders in splits.items()]
     # dict.fromkeys: splits that share a folder still read each file once
     image_paths = list(dict.fromkeys(path for listing in listings for path in listing.images))
     mask_paths = list(dict.fromkeys(path for listing in listings for path in listing.masks))
-    image_scans, mask_scans = _scan_files(image_paths, mask_paths, table, workers)
+    if labels is None:
+        image_scans, mask_scans = _scan_files(image_paths, mask_paths, table, workers)
+    else:
+        image_scans, mask_scans = _scan_files(image_paths, [], table, workers)[0], _scan_counted(labels, listings)
     threshold = DEFAULT_THRESHOLD if duplicate_threshold is None else duplicate_threshold
     prints = [
         ImageFingerprint(shown_path(path.name), listing.name, scan.fingerprint)
@@ -129,7 +143,7 @@ def collect_stats(
         splits=tuple(_split_stats(listing, image_scans, mask_scans, table) for listing in listings),
         duplicates=tuple(find_near_duplicates(prints, threshold)),
         duplicate_threshold=threshold,
-        samples=_pick_samples(listings, image_scans, mask_scans),
+        samples=_pick_samples(listings, image_scans, mask_scans) if labels is None else (),
     )
 
 
@@ -139,23 +153,50 @@ class _Listing:
     images: list[Path]
     masks: list[Path]
     problems: list[Problem]
+    #: the stem a mask pairs by (``a.geojson.gz`` pairs with ``a.png``)
+    mask_stem: Callable[[Path], str] = MASKS.stem
 
 
-def _list_split(name: str, split: SplitFolders) -> _Listing:
-    """Both folders' image files; a folder that cannot be listed is a problem and counts as empty."""
+def _list_split(name: str, split: SplitFolders, kind: FileKind = MASKS) -> _Listing:
+    """The images folder's image files and the masks folder's files of ``kind``; a folder that
+    cannot be listed is a problem and counts as empty."""
     found: list[list[Path]] = []
     problems: list[Problem] = []
-    for folder in (split.images, split.masks):
+    for folder, named, stem in ((split.images, None, MASKS.stem), (split.masks, kind.named, kind.stem)):
         try:
-            listing = scan_image_folder(folder)
-            check_stems(listing)
+            listing = scan_image_folder(folder, named=named)
+            check_stems(listing, stem)
         except DataError as exc:
             found.append([])
             problems.append(Problem(shown_path(folder), _reason(folder, exc)))
             continue
         found.append(listing.files)
         problems += [Problem(_short_path(entry.path), entry.problem) for entry in listing.rejected]
-    return _Listing(name, found[0], found[1], problems)
+    return _Listing(name, found[0], found[1], problems, kind.stem)
+
+
+def _scan_counted(labels: CountedSource, listings: list[_Listing]) -> dict[Path, MaskScan | Unreadable]:
+    """Each label file counted by the dataset on its image; one without an image cannot be."""
+    scans: dict[Path, MaskScan | Unreadable] = {}
+    for listing in listings:
+        images = {path.stem: path for path in listing.images}
+        for path in listing.masks:
+            image = images.get(listing.mask_stem(path))
+            if path in scans:
+                continue
+            if image is None:
+                scans[path] = Unreadable(path, "has no image of its stem to count its labels on")
+                continue
+            try:
+                counts = labels.label_counts(image, path)
+            except DataError as exc:
+                scans[path] = Unreadable(path, _reason(path, exc))
+                continue
+            empty = np.zeros(0, dtype=np.int64)
+            scans[path] = MaskScan(path, counts.size, np.asarray(counts.pixels, np.int64), empty, empty,
+                                   np.asarray(counts.objects, np.int64), tuple(sorted(counts.unknown.items())),
+                                   counts.bad)
+    return scans
 
 
 def _scan_files(
@@ -183,7 +224,7 @@ def _split_stats(
     images = [image_scans[path] for path in listing.images]
     masks = [mask_scans[path] for path in listing.masks]
     image_stems = {path.stem for path in listing.images}
-    mask_stems = {path.stem for path in listing.masks}
+    mask_stems = {listing.mask_stem(path) for path in listing.masks}
     read_images = [scan for scan in images if isinstance(scan, ImageScan)]
     read_masks = [scan for scan in masks if isinstance(scan, MaskScan)]
     index_pixels = sum((scan.index_pixels for scan in read_masks), np.zeros(256, dtype=np.int64))
@@ -194,7 +235,7 @@ def _split_stats(
         masks=len(masks),
         pairs=len(image_stems & mask_stems),
         images_without_mask=tuple(shown_path(p.name) for p in listing.images if p.stem not in mask_stems),
-        masks_without_image=tuple(shown_path(p.name) for p in listing.masks if p.stem not in image_stems),
+        masks_without_image=tuple(shown_path(p.name) for p in listing.masks if listing.mask_stem(p) not in image_stems),
         image_sizes=_tally(scan.size for scan in read_images),
         image_modes=_tally(scan.mode for scan in read_images),
         mask_sizes=_tally(scan.size for scan in read_masks),
@@ -203,8 +244,28 @@ def _split_stats(
         ignored_pixels=int(index_pixels[IGNORE_INDEX]),
         far_pixels=far_pixels,
         far_colors=far_colors,
-        problems=tuple(listing.problems + _file_problems([*images, *masks], read_images, read_masks)),
+        problems=tuple(listing.problems + _file_problems([*images, *masks], read_images, read_masks,
+                                                          listing.mask_stem)),
+        objects=_objects(read_masks, table),
+        unknown_classes=_unknown(read_masks),
     )
+
+
+def _objects(masks: list[MaskScan], table: ClassTable) -> tuple[tuple[str, int], ...] | None:
+    """Objects per class name over the split, where the labels are objects; None for colour masks."""
+    counted = [scan.objects for scan in masks if scan.objects is not None]
+    if not counted:
+        return None
+    total = sum(counted, np.zeros(table.num_classes, np.int64))
+    return tuple((info.name, int(total[index])) for index, info in enumerate(table.classes))
+
+
+def _unknown(masks: list[MaskScan]) -> tuple[tuple[str, int], ...]:
+    """Label names matching no class, with their objects over the split, most frequent first."""
+    counts: Counter[str] = Counter()
+    for scan in masks:
+        counts.update(dict(scan.unknown))
+    return tuple(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def _class_counts(
@@ -236,12 +297,16 @@ def _far_summary(masks: list[MaskScan]) -> tuple[int, tuple[tuple[RGB, int], ...
 
 
 def _file_problems(
-    scans: list[ImageScan | MaskScan | Unreadable], images: list[ImageScan], masks: list[MaskScan]
+    scans: list[ImageScan | MaskScan | Unreadable], images: list[ImageScan], masks: list[MaskScan],
+    mask_stem: Callable[[Path], str] = MASKS.stem,
 ) -> list[Problem]:
-    """Unreadable files, then images whose mask has another size (named ``folder/file``, as both may)."""
+    """Unreadable files, label files with unusable labels, then images whose mask has another size
+    (named ``folder/file``, as both may)."""
     unreadable = [scan for scan in scans if isinstance(scan, Unreadable)]
     problems = [Problem(_short_path(scan.path), scan.reason) for scan in unreadable]
-    mask_sizes = {scan.path.stem: scan.size for scan in masks}
+    problems += [Problem(_short_path(scan.path), f"{scan.bad} label(s) cannot be used and were not counted "
+                         "(segkit train names each)") for scan in masks if scan.bad]
+    mask_sizes = {mask_stem(scan.path): scan.size for scan in masks}
     for scan in images:
         mask_size = mask_sizes.get(scan.path.stem)
         if mask_size and mask_size != scan.size:

@@ -61,6 +61,10 @@ class SplitStats:
     far_pixels: int
     far_colors: tuple[tuple[RGB, int], ...]
     problems: tuple[Problem, ...]
+    #: objects per class name, where the labels are objects (GeoJSON); None for colour masks
+    objects: tuple[tuple[str, int], ...] | None = None
+    #: label names that match no class, and how many objects carry each
+    unknown_classes: tuple[tuple[str, int], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """This split as plain JSON types; see ``DatasetStats.to_json``."""
@@ -80,6 +84,8 @@ class SplitStats:
             "far_pixels": self.far_pixels,
             "far_colors": [{"color": list(color), "pixels": n} for color, n in self.far_colors],
             "problems": [vars(problem).copy() for problem in self.problems],
+            "objects": None if self.objects is None else [{"class": name, "count": n} for name, n in self.objects],
+            "unknown_classes": [{"name": name, "objects": n} for name, n in self.unknown_classes],
         }
 
 

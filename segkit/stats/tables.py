@@ -17,14 +17,17 @@ NAMES_SHOWN = 5
 
 def render(stats: DatasetStats, console: Console) -> None:
     """Print every table; the duplicates table says so explicitly when there is nothing to report."""
+    colour_masks = any(split.objects is None for split in stats.splits)  # labels that are objects have no colours
     for table in (
         _files_table(stats.splits),
         _shapes_table(stats.splits),
         _classes_table(stats.splits),
-        _far_colors_table(stats),
+        *([_far_colors_table(stats)] if colour_masks else []),
         _duplicates_table(stats),
     ):
         console.print(table)
+    if any(split.unknown_classes for split in stats.splits):
+        console.print(_unknown_table(stats.splits))
     problems = _problems_table(stats.splits)
     if problems.row_count:
         console.print(problems)
@@ -61,12 +64,15 @@ def _shapes_table(splits: Sequence[SplitStats]) -> Table:
 
 
 def _classes_table(splits: Sequence[SplitStats]) -> Table:
+    """Pixels per class, and objects per class where the labels are objects (GeoJSON)."""
+    with_objects = any(split.objects is not None for split in splits)
     table = Table(title="Class pixels per split (fraction of labelled pixels)")
     table.add_column("split")
     table.add_column("class")
-    for header in ("pixels", "fraction", "masks containing it"):
+    for header in ("pixels", "fraction", "masks containing it", *(["objects"] if with_objects else [])):
         table.add_column(header, justify="right")
     for split in splits:
+        objects = dict(split.objects or ())
         for index, count in enumerate(split.classes):
             table.add_row(
                 Text(split.name if index == 0 else ""),
@@ -74,8 +80,19 @@ def _classes_table(splits: Sequence[SplitStats]) -> Table:
                 f"{count.pixels:,}",
                 f"{count.fraction:.4%}",
                 f"{count.images} / {split.masks}",
+                *([f"{objects[count.name]:,}" if count.name in objects else "-"] if with_objects else []),
                 end_section=index == len(split.classes) - 1,
             )
+    return table
+
+
+def _unknown_table(splits: Sequence[SplitStats]) -> Table:
+    table = Table(title="Class names in the labels that are no project class (not counted above)")
+    for header in ("split", "name", "objects"):
+        table.add_column(header, justify="right" if header == "objects" else "left")
+    for split in splits:
+        for name, count in split.unknown_classes:
+            table.add_row(Text(split.name), Text(name), f"{count:,}")
     return table
 
 
