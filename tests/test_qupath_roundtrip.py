@@ -101,8 +101,10 @@ def test_synthetic_tiles_come_back_with_their_exact_ids_and_classes(tmp_path: Pa
         # touching nuclei: 4-neighbours of two different ids, both on nuclei
         touching += int(((ids[:, 1:] != ids[:, :-1]) & (ids[:, 1:] > 0) & (ids[:, :-1] > 0)).sum())
     assert touching > 0  # the tiles hold touching nuclei, which only the ids tell apart
-    assert (tmp_path / "out" / "train" / "images" / "tile_0000.png").read_bytes() == \
-        (tmp_path / "src" / "train" / "images" / "tile_0000.png").read_bytes()
+    linked, original = (tmp_path / folder / "train" / "images" / "tile_0000.png" for folder in ("out", "src"))
+    assert linked.read_bytes() == original.read_bytes()
+    assert linked.stat().st_ino == original.stat().st_ino  # hard-linked: one file on disk
+    assert "images: all 3 hard-linked (no bytes copied)" in report.notes
 
 
 def random_labels(seed: int, size: int = 40) -> tuple[np.ndarray, np.ndarray]:
@@ -151,6 +153,19 @@ def test_objects_cover_the_class_pixels_even_where_the_ids_do_not() -> None:
     assert object_classes.tolist() == [1, 1, 2]
 
 
+def test_an_instance_over_two_classes_takes_its_majority_and_the_notes_say_how_many_pixels(tmp_path: Path) -> None:
+    classes = np.zeros((8, 8), np.uint8)
+    classes[1:4, 1:5] = 1
+    classes[3, 4] = 2  # one pixel of the instance is malignant in the mask
+    ids = np.where(classes > 0, 4, 0).astype(np.int32)
+    write_pair(tmp_path / "src" / "train", "mixed", coloured(classes), ids)
+    report = prepare(tmp_path / "src", tmp_path / "out", project=write_project(tmp_path))
+    back_classes, back_ids = read_back(report.project_file, "train", "mixed")
+    assert np.array_equal(back_classes, np.where(classes > 0, 1, 0))
+    assert np.array_equal(back_ids, (classes > 0).astype(np.int32))
+    assert "1 pixels of instances that span two classes took their instance's majority class" in report.notes
+
+
 def test_an_ignore_region_comes_back_as_the_region_class(tmp_path: Path) -> None:
     classes, ids = random_labels(3)
     ignored = np.zeros(classes.shape, bool)
@@ -159,6 +174,8 @@ def test_an_ignore_region_comes_back_as_the_region_class(tmp_path: Path) -> None
     classes[ignored], ids[ignored] = 0, 0
     write_pair(tmp_path / "src" / "train", "partial", coloured(classes, ignored), ids)
     write_pair(tmp_path / "src" / "train", "complete", coloured(classes), ids)
+    nothing = np.ones(classes.shape, bool)
+    write_pair(tmp_path / "src" / "train", "unlabelled", coloured(np.zeros_like(classes), nothing), 0 * ids)
     report = prepare(tmp_path / "src", tmp_path / "out", project=write_project(tmp_path, ignore=True),
                      region_class="Labelled")
     back_classes, back_ids = read_back(report.project_file, "train", "partial")
@@ -166,6 +183,10 @@ def test_an_ignore_region_comes_back_as_the_region_class(tmp_path: Path) -> None
     assert np.array_equal(back_ids, relabel_sequential(ids)[0])
     # no ignored pixel: the region is the whole image, which the region class would otherwise ignore
     assert np.array_equal(read_back(report.project_file, "train", "complete")[0], classes)
+    # all ignored: no feature at all, and read back every pixel is ignored again
+    assert features_of(tmp_path / "out" / "train" / "geojson" / "unlabelled.geojson") == []
+    unlabelled_classes, unlabelled_ids = read_back(report.project_file, "train", "unlabelled")
+    assert (unlabelled_classes == IGNORE_INDEX).all() and not unlabelled_ids.any()
     regions = [f for f in features_of(tmp_path / "out" / "train" / "geojson" / "partial.geojson")
                if f["properties"]["classification"]["name"] == "Labelled"]
     assert len(regions) == 1 and shape(regions[0]["geometry"]).area == (~ignored).sum()
@@ -190,6 +211,19 @@ def test_the_written_project_keeps_the_source_project_and_lists_the_splits(tmp_p
     assert sorted(snapshot(tmp_path / "out")) == [".segkit-prepared.json", "qupath-geojson.toml",
                                                   "test/geojson/a.geojson.gz", "test/images/a.png",
                                                   "train/geojson/a.geojson.gz", "train/images/a.png"]
+
+
+def test_a_project_of_classes_alone_decodes_the_masks_and_the_notes_ask_for_a_model(tmp_path: Path) -> None:
+    classes, _ = random_labels(7)
+    write_pair(tmp_path / "src" / "valid", "a", coloured(classes))
+    classes_only = tmp_path / "classes-only.toml"
+    classes_only.write_text(toml_io.dumps({"classes": tiny_project()["classes"]}))
+    report = prepare(tmp_path / "src", tmp_path / "out", project=classes_only)
+    assert f"{classes_only} has no [model] table, so neither has qupath-geojson.toml: add one before training" \
+        in report.notes
+    features = features_of(tmp_path / "out" / "valid" / "geojson" / "a.geojson")
+    assert [f["properties"]["classification"]["name"] for f in features] == \
+        [NAMES[c] for c in truth_objects(classes, None, 3)[1]]  # one feature per component, in its class
 
 
 def test_a_region_class_that_is_a_project_class_is_refused_before_writing(tmp_path: Path) -> None:
@@ -219,6 +253,11 @@ def test_bad_input_is_one_line_and_leaves_the_output_as_it_was(tmp_path: Path) -
     assert no_splits == (f"error: {tmp_path / 'flat'}: holds no train, valid or test folder with images/ and "
                          "masks/ inside (pass a folder laid out as <split>/images and <split>/masks, e.g. what "
                          "segkit prepare ucsb-bcc writes)")
+    bad_classes = tmp_path / "one-class.toml"
+    bad_classes.write_text('[[classes]]\nname = "background"\ncolor = [0, 0, 0]\n')
+    one_class = single_error_line(invoke("prepare", "qupath-geojson", tmp_path / "src", "--out", tmp_path / "new",
+                                         "--option", f"project={bad_classes}"))
+    assert one_class.startswith(f"error: {bad_classes}: classes: needs at least 2 classes (background first), got 1")
     (tmp_path / "src" / "train" / "masks" / "orphan.png").write_bytes(b"")
     orphan = single_error_line(invoke("prepare", "qupath-geojson", tmp_path / "src", "--out", tmp_path / "new",
                                       "--option", f"project={project}"))

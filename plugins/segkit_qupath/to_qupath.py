@@ -238,6 +238,8 @@ def prepare_qupath(request: PreparerRequest) -> PrepareReport:
         write_atomic(staging / PROJECT_FILE,
                      header + toml_dumps(project_document(written_project, classes, list(folders), settings, regions)))
     notes = [f"overwrite: replaced the {len(earlier)} file(s) of an earlier preparation"] if earlier else []
+    if "model" not in written_project:
+        notes.append(f"{settings.project} has no [model] table, so neither has {PROJECT_FILE}: add one before training")
     return PrepareReport(counts={split: len(items) for split, items in pairs.items()},
                          project_file=request.output / PROJECT_FILE,
                          notes=tuple(notes + _notes(converted, dataset, settings, regions)))
