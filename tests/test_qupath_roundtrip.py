@@ -263,3 +263,21 @@ def test_bad_input_is_one_line_and_leaves_the_output_as_it_was(tmp_path: Path) -
                                       "--option", f"project={project}"))
     assert "orphan.png" in orphan
     assert snapshot(tmp_path / "out") == before and not (tmp_path / "new").exists()
+
+
+def test_real_ucsb_sample_survives_the_trip_with_its_ignore_region(tmp_path: Path) -> None:
+    from segkit_ucsb.prepare_ucsb import prepare_ucsb
+
+    from shared_data import shared_data
+
+    masks = tmp_path / "ucsb"
+    ucsb = prepare_ucsb(PreparerRequest(shared_data("ucsb-bcc-sample"), masks, {"ignore_margin": 16}))
+    report = prepare(masks, tmp_path / "out", project=ucsb.project_file)
+    assert report.counts == ucsb.counts
+    table = project_classes(ucsb.project_file)
+    for split in ucsb.counts:
+        for mask_file in sorted((masks / split / "masks").iterdir()):
+            classes, ids = read_back(report.project_file, split, mask_file.stem)
+            mask, _ = read_mask(mask_file, table)
+            assert np.array_equal(classes, mask), mask_file.name  # nuclei, background and ignored pixels
+            assert np.array_equal(ids, truth_objects(mask, None, 3)[0]), mask_file.name
