@@ -2,8 +2,9 @@
 
 This is the public surface for plugin authors (as ``pytest/__init__.py`` is for pytest's): the
 hook marker, the records hooks return and the requests their builders receive, the key
-declarations, the class table, the errors a plugin may raise, and the helpers the built-in
-plugins are made of (image I/O, folder datasets, prediction). Names here keep their meaning
+declarations, the class table, a project file's classes and document, the errors a plugin may
+raise, and the helpers the built-in plugins are made of (image I/O, folder datasets, prediction,
+object outlines and QuPath GeoJSON). Names here keep their meaning
 across releases; a plugin that imports from any other ``segkit`` module depends on internals
 that may move. Importing this module imports no TensorFlow.
 
@@ -24,6 +25,7 @@ from segkit.engine.predict import segment
 from segkit.engine.prediction import Prediction
 from segkit.errors import DataError, PluginError, ProjectError, SegkitError
 from segkit.objects.classify import instances_from_labels
+from segkit.objects.geojson_out import ANNOTATION, qupath_properties, write_features
 from segkit.objects.geojson_in import (
     BadFeature,
     FeatureFile,
@@ -34,7 +36,10 @@ from segkit.objects.geojson_in import (
     read_features,
 )
 from segkit.objects.labels import instance_label_size, read_instance_labels, truth_objects, write_instance_labels
+from segkit.objects.outlines import object_outlines
 from segkit.options import REQUIRED, Option, OptionKind
+from segkit.project import project_classes
+from segkit.project_file import read_document as read_project_document
 from segkit.plugins import unknown_name_message
 from segkit.run_folder import EPOCH_CHANGE_DIR
 from segkit.specs import (
@@ -70,6 +75,7 @@ from segkit.toml_io import write_atomic
 
 __all__ = [
     "visible",
+    "ANNOTATION",
     "unknown_name_message",
     "FileKind",
     "PartialSource",
@@ -127,12 +133,16 @@ __all__ = [
     "list_images",
     "distinct_colors",
     "montage",
+    "object_outlines",
     "pair_by_stem",
     "prepared_files",
+    "project_classes",
+    "qupath_properties",
     "read_image",
     "read_instance_labels",
     "read_mask",
     "read_mask_source",
+    "read_project_document",
     "resize_image",
     "resize_mask",
     "safe_names",
@@ -142,6 +152,7 @@ __all__ = [
     "toml_dumps",
     "truth_objects",
     "write_atomic",
+    "write_features",
     "write_instance_labels",
     "write_png",
 ]

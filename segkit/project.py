@@ -83,6 +83,28 @@ def load_project(path: Path, overrides: Sequence[str] = (), registry: Registry |
     return replace(_validate(document, ctx, registry), notes=tuple(notes))
 
 
+def project_classes(path: Path) -> ClassTable:
+    """The class table of a project file: its ``[[classes]]`` and ``[mask]`` validated, nothing else
+    (a converter that decodes masks with them needs no model or dataset of that project)."""
+    source = path.resolve() if path.exists() else path
+    document = read_document(path)
+    ctx = Context(source=source)
+    if "classes" not in document:
+        raise ctx.fail("classes", "is required but missing", "add one [[classes]] table per class")
+    classes = _classes(document, ctx)
+    mask = _table(document, "mask", sections.MASK_KEYS, ctx)
+    _check_ignore_color(mask["ignore_color"], classes, ctx)
+    return _class_table(classes, mask)
+
+
+def _class_table(classes: Sequence[Mapping[str, Any]], mask: Mapping[str, Any]) -> ClassTable:
+    return ClassTable(
+        tuple(ClassInfo(c["name"], tuple(c["color"])) for c in classes),
+        ignore_color=tuple(mask["ignore_color"]) if mask["ignore_color"] else None,
+        tolerance=mask["tolerance"],
+    )
+
+
 def _switch_model(written: Mapping[str, Any], document: dict[str, Any], overridden: frozenset[str],
                   registry: Registry) -> list[str]:
     """``--set model.name=OTHER``: drop the file's ``[model]`` keys that OTHER does not declare.
@@ -246,12 +268,7 @@ def _plugin(record: type[PluginSection], table: Mapping[str, Any]) -> Any:
 
 
 def _build(resolved: dict[str, Any], ctx: Context) -> Project:
-    mask = resolved["mask"]
-    table = ClassTable(
-        tuple(ClassInfo(c["name"], tuple(c["color"])) for c in resolved["classes"]),
-        ignore_color=tuple(mask["ignore_color"]) if mask["ignore_color"] else None,
-        tolerance=mask["tolerance"],
-    )
+    table = _class_table(resolved["classes"], resolved["mask"])
     return build_record(
         Project, resolved["project"],
         source=ctx.source,

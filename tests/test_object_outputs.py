@@ -376,9 +376,9 @@ def test_a_missing_measurement_is_nan_as_qupath_writes_it() -> None:
 def test_detections_refuse_a_suffix_that_belies_compression_or_a_foreign_table(tmp_path: Path) -> None:
     image, instances = synthetic_instances()
     rows = nucleus_table("tile", image, instances, CLASSES, None)
-    with pytest.raises(ValueError, match=r"tile.geojson: a compressed detections file ends \.geojson\.gz"):
+    with pytest.raises(ValueError, match=r"tile.geojson: a compressed GeoJSON file ends \.geojson\.gz"):
         write_detections(tmp_path / "tile.geojson", instances, CLASSES, rows, True)
-    with pytest.raises(ValueError, match=r"a plain detections file ends \.geojson"):
+    with pytest.raises(ValueError, match=r"a plain GeoJSON file ends \.geojson"):
         write_detections(tmp_path / "tile.geojson.gz", instances, CLASSES, rows, False)
     with pytest.raises(ValueError, match=f"{instances.count - 1} table rows for {instances.count} objects"):
         write_detections(tmp_path / "tile.geojson", instances, CLASSES, rows[:-1], False)

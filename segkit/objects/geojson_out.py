@@ -1,14 +1,15 @@
-"""The nuclei of one image as a GeoJSON FeatureCollection QuPath imports as detections.
+"""Objects of one image as a GeoJSON FeatureCollection QuPath imports: the nuclei ``segkit infer``
+finds as detections, and any outlines (``segkit prepare qupath-geojson``'s masks) as annotations.
 
 The layout is the one QuPath itself reads and writes (qupath-core ``qupath.lib.io``,
 ``QuPathTypeAdapters.PathObjectTypeAdapter`` and ``GsonTools.PathClassTypeAdapter``): a
-feature's ``id`` is the object's UUID; ``properties.objectType`` is ``"detection"``;
+feature's ``id`` is the object's UUID; ``properties.objectType`` is ``"detection"`` or ``"annotation"``;
 ``properties.classification`` is ``{"name": ..., "color": [r, g, b]}`` (QuPath takes the
 object form only with both keys); ``properties.measurements`` maps names to numbers, with
 ``"NaN"`` as a string where a value is missing, as QuPath writes it (strict JSON has no NaN).
 Coordinates are pixels of the full image, y downwards, pixel edges as QuPath draws them.
 
-The file is written feature by feature: memory holds the text of one nucleus's properties and
+The file is written feature by feature: memory holds the text of one feature's properties and
 of at most 512 outlines at a time, never the whole collection.
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 import gzip
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,8 +28,8 @@ from segkit.classes import ClassInfo, ClassTable
 from segkit.objects.measure import write_replacing
 from segkit.specs import Instances
 
-#: what QuPath makes of each feature
-OBJECT_TYPE = "detection"
+#: QuPath's object types (``objectType``): a detection is a result, an annotation is editable
+DETECTION, ANNOTATION = "detection", "annotation"
 #: row columns that name the nucleus rather than measure it: not among its measurements
 _NOT_MEASUREMENTS = frozenset({"image", "uuid", "class"})
 #: how QuPath writes the numbers strict JSON cannot hold (MeasurementListTypeAdapter.write)
@@ -44,32 +45,55 @@ def write_detections(path: Path, instances: Instances, classes: ClassTable, rows
     object ``i + 1``'s id and measurements. Returns the number of features written."""
     from segkit.objects.outlines import object_outlines
 
-    _check_request(path, compress, len(rows), instances.count)
+    if len(rows) != instances.count:
+        raise ValueError(f"{len(rows)} table rows for {instances.count} objects")
     outlines = object_outlines(np.asarray(instances.labels), instances.count)
+    properties = (qupath_properties(DETECTION, classes.classes[int(instances.classes[index])], measurements(row))
+                  for index, row in enumerate(rows))
+    return write_features(path, outlines, [str(row["uuid"]) for row in rows], properties, compress)
+
+
+def write_features(path: Path, geometries: Sequence[Any], ids: Sequence[str],
+                   properties: Iterable[Mapping[str, Any]], compress: bool) -> int:
+    """Write ``path`` (``.geojson``, or gzip ``.geojson.gz`` when ``compress``), replacing it whole:
+    a FeatureCollection of feature ``i`` = ``geometries[i]`` (shapely, pixel coordinates) with
+    ``ids[i]`` and ``properties``' item ``i`` (:func:`qupath_properties` for QuPath to read it).
+    Returns the number of features written."""
+    _check_request(path, compress, len(ids), len(geometries))
 
     def write(temporary: Path) -> None:
         with _open_text(temporary, compress) as handle:
             handle.write('{"type": "FeatureCollection", "features": [')
-            for index, (geometry, row) in enumerate(zip(_geometry_texts(outlines), rows)):
-                feature = _feature_text(geometry, row, classes.classes[int(instances.classes[index])])
-                handle.write(("\n" if index == 0 else ",\n") + feature)
+            for index, (geometry, feature_id, found) in enumerate(zip(_geometry_texts(geometries), ids, properties)):
+                handle.write(("\n" if index == 0 else ",\n") + _feature_text(geometry, feature_id, found))
             handle.write("\n]}\n")
 
     write_replacing(path, write)
-    return len(rows)
+    return len(ids)
 
 
-def _check_request(path: Path, compress: bool, rows: int, objects: int) -> None:
+def qupath_properties(object_type: str, info: ClassInfo, measured: Mapping[str, float | str] | None = None
+                      ) -> dict[str, Any]:
+    """A feature's ``properties`` as QuPath reads them: its object type (:data:`DETECTION` or
+    :data:`ANNOTATION`), its class, and its measurements where it has any."""
+    properties: dict[str, Any] = {"objectType": object_type,
+                                  "classification": {"name": info.name, "color": list(info.color)}}
+    if measured is not None:
+        properties["measurements"] = dict(measured)
+    return properties
+
+
+def _check_request(path: Path, compress: bool, ids: int, geometries: int) -> None:
     """A ValueError (the caller's mistake, not the user's) for a suffix that belies ``compress``
-    or a table that is not the objects'."""
+    or ids that are not one per geometry."""
     suffix = ".geojson.gz" if compress else ".geojson"
     if not path.name.endswith(suffix) or (not compress and path.name.endswith(".gz")):
-        raise ValueError(f"{path.name}: a {'compressed' if compress else 'plain'} detections file ends {suffix}")
-    if rows != objects:
-        raise ValueError(f"{rows} table rows for {objects} objects")
+        raise ValueError(f"{path.name}: a {'compressed' if compress else 'plain'} GeoJSON file ends {suffix}")
+    if ids != geometries:
+        raise ValueError(f"{ids} feature ids for {geometries} geometries")
 
 
-def _geometry_texts(outlines: list[Any], chunk: int = 512) -> Iterator[str]:
+def _geometry_texts(outlines: Sequence[Any], chunk: int = 512) -> Iterator[str]:
     """Each outline's GeoJSON geometry, made ``chunk`` at a time by GEOS's writer (fast, and never
     the text of every outline at once)."""
     import shapely
@@ -84,17 +108,14 @@ def _open_text(path: Path, compress: bool) -> IO[str]:
     return path.open("w", encoding="utf-8")
 
 
-def _feature_text(geometry: str, row: Mapping[str, Any], info: ClassInfo) -> str:
-    """One nucleus as a QuPath detection feature, serialised; ``geometry`` is its outline's GeoJSON."""
+def _feature_text(geometry: str, feature_id: str, properties: Mapping[str, Any]) -> str:
+    """One feature, serialised; ``geometry`` is its outline's GeoJSON."""
     import geojson
 
-    properties = {"objectType": OBJECT_TYPE,
-                  "classification": {"name": info.name, "color": list(info.color)},
-                  "measurements": measurements(row)}
-    text: str = geojson.dumps(geojson.Feature(id=str(row["uuid"]), geometry=None, properties=properties))
+    text: str = geojson.dumps(geojson.Feature(id=feature_id, geometry=None, properties=dict(properties)))
     # geojson.Feature re-checks every coordinate in Python (~0.6 ms a nucleus, more than all the rest
     # together); GEOS's own GeoJSON writer (shapely.to_geojson) gives the same text for all outlines at
-    # once. "type" and the uuid come first, so the first '"geometry": null' is the feature's own.
+    # once. "type" and the id come first, so the first '"geometry": null' is the feature's own.
     return text.replace('"geometry": null', f'"geometry": {_INTEGER_COORDINATE.sub("", geometry)}', 1)
 
 
