@@ -26,6 +26,8 @@ BIOIMAGEIO_MISSING = ("the bioimageio format needs bioimageio.spec, which is not
                       "(pip install 'segkit[bioimageio]', or pip install 'bioimageio.spec>=0.5.12')")
 PYDANTIC_CLASH = ("bioimageio.spec {spec} cannot save a package with pydantic {pydantic} (pip install 'pydantic<2.14', "
                   "or a bioimageio.spec of 0.5.14.3 or later)")
+LICENCE_FIX = "not an SPDX licence id that bioimageio.spec knows (give one such as MIT or CC-BY-4.0, see spdx.org/licenses)"
+CITE_FIX = "not a citation (write it as 'TEXT | DOI', a DOI starting 10., or 'TEXT | https://URL')"
 INPUT_ID, OUTPUT_ID = "image", "probabilities"
 CHANNEL_NAMES = {1: ["gray"], 3: ["red", "green", "blue"], 4: ["red", "green", "blue", "alpha"]}
 
@@ -54,38 +56,36 @@ def checked_fields(fields: PackageFields) -> dict[str, Any]:
     from bioimageio.spec.model.v0_5 import Author, CiteEntry, LicenseId
     from pydantic import ValidationError
 
-    def parsed(option: str, value: str, make: Any) -> Any:
+    def parsed(option: str, value: str, make: Any, reason: str | None = None) -> Any:
+        """``make()``, or one line naming the option: ``reason``, else pydantic's first message."""
         try:
             return make()
         except (ValidationError, ValueError) as exc:
-            reason = str(exc).strip().splitlines()[-1 if isinstance(exc, ValidationError) else 0][:160]
-            raise ExportError(f"{option} {value!r}: {reason}") from None
+            found = exc.errors()[0]["msg"][:120] if isinstance(exc, ValidationError) else str(exc)
+            raise ExportError(f"{option} {value!r}: {reason or found}") from None
 
     authors = [parsed("--author", name, lambda n=name: Author(name=n.strip())) for name in fields.authors]
-    cite = [parsed("--cite", entry, lambda e=entry: _cite_entry(CiteEntry, e)) for entry in fields.cite]
+    cite = [parsed("--cite", entry, lambda e=entry: _cite_entry(CiteEntry, e), CITE_FIX) for entry in fields.cite]
+    # pydantic's licence error lists every SPDX id; one line says it shorter
     licence = None if fields.license is None else parsed(
-        "--license", fields.license, lambda: LicenseId(fields.license))
+        "--license", fields.license, lambda: LicenseId(fields.license), LICENCE_FIX)
     return {"authors": authors, "cite": cite, "license": licence}
 
 
 def _cite_entry(entry: Any, value: str) -> Any:
     text, bar, where = value.rpartition("|")
     if not bar or not text.strip():
-        raise ValueError("write it as 'TEXT | DOI' or 'TEXT | https://URL'")
+        raise ValueError(CITE_FIX)
     where = where.strip()
     return entry(text=text.strip(), **({"url": where} if where.startswith("http") else {"doi": where}))
 
 
 def missing_fields(fields: PackageFields) -> list[str]:
-    """A note per field left empty: the spec accepts an empty list or no licence with a warning."""
-    notes = [f"no {option}: rdf.yaml has an empty {key} ({why}; add {option} before sharing the package)"
-             for option, key, given, why in (
-                 ("--author", "authors list", fields.authors, "bioimage.io validation warns, it does not fail"),
-                 ("--license", "license", fields.license, "bioimage.io validation warns; without one nobody may "
-                  "reuse the weights"),
-                 ("--cite", "cite list", fields.cite, "bioimage.io validation warns"))
-             if not given]
-    return notes
+    """A note per field left empty: the spec accepts an empty list or no licence, with a warning."""
+    given = {"--author": fields.authors, "--license": fields.license, "--cite": fields.cite}
+    empty = {"--author": "an empty authors list", "--license": "no license", "--cite": "an empty cite list"}
+    return [f"no {option}: rdf.yaml has {empty[option]} (bioimage.io validation warns, it does not fail; "
+            f"add {option} before sharing the package)" for option, value in given.items() if not value]
 
 
 def write_package(project: Project, model: Any, tile: np.ndarray, fields: PackageFields, path: Path) -> None:
