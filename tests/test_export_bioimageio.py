@@ -196,3 +196,20 @@ def test_a_bioimageio_spec_that_pydantic_breaks_is_named(monkeypatch: pytest.Mon
     assert line == ("error: bioimageio.spec 0.5.12.0 cannot save a package with pydantic 2.14.4 "
                     "(pip install 'pydantic<2.14', or a bioimageio.spec of 0.5.14.3 or later)")
 
+
+
+def test_the_test_tile_is_what_the_model_was_trained_on(tmp_path: Path) -> None:
+    """Resize mode: the image resized to the model size; tile mode: the centre window at full
+    resolution, edge-padded where the image is smaller."""
+    from segkit.project import load_project
+
+    path = write_tiny_project(tmp_path)
+    image = np.random.default_rng(3).integers(0, 256, (97, 53, 3), dtype=np.uint8)
+    resized = export_bioimageio.cover_tile(load_project(path), image)
+    np.testing.assert_array_equal(resized, np.asarray(Image.fromarray(image).resize((64, 64), Image.Resampling.BILINEAR)))
+    cropped = load_project(path, ["augment.crop=true"])
+    big = np.random.default_rng(4).integers(0, 256, (100, 120, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(export_bioimageio.cover_tile(cropped, big), big[18:82, 28:92])
+    small = export_bioimageio.cover_tile(cropped, image)  # 97 rows: centre crop; 53 columns: edge-padded to 64
+    np.testing.assert_array_equal(small[:, :53], image[16:80])
+    np.testing.assert_array_equal(small[:, 53:], np.repeat(image[16:80, -1:], 11, axis=1))
