@@ -213,3 +213,22 @@ def test_the_test_tile_is_what_the_model_was_trained_on(tmp_path: Path) -> None:
     small = export_bioimageio.cover_tile(cropped, image)  # 97 rows: centre crop; 53 columns: edge-padded to 64
     np.testing.assert_array_equal(small[:, :53], image[16:80])
     np.testing.assert_array_equal(small[:, 53:], np.repeat(image[16:80, -1:], 11, axis=1))
+
+
+def test_the_pixel_size_and_class_names_the_spec_cannot_take_as_they_are(tmp_path: Path) -> None:
+    """``[instances] microns_per_pixel`` becomes the space axes' scale in µm; a class name that is
+    no identifier is ``class<index>`` as a channel name and stays whole in ``config.segkit``."""
+    from segkit.project import load_project
+
+    classes = [{"name": "background", "color": [0, 0, 0]}, {"name": "tumour cells", "color": [255, 0, 0]}]
+    path = write_tiny_project(tmp_path, classes=classes,
+                              instances={"name": "connected-components", "microns_per_pixel": 0.25})
+    project = load_project(path)
+    for output in (False, True):
+        axes = export_bioimageio._space_axes(project, output)
+        assert [(str(a.id), a.scale, a.unit) for a in axes] == [("y", 0.25, "micrometer"), ("x", 0.25, "micrometer")]
+    channels = [export_bioimageio._identifier(c.name, i) for i, c in enumerate(project.classes.classes)]
+    assert channels == ["background", "class1"]
+    config = export_bioimageio.class_config(project)
+    assert config["microns_per_pixel"] == 0.25 and config["classes"][1]["name"] == "tumour cells"
+    assert "pixel size: 0.25 µm per pixel (`[instances] microns_per_pixel`)" in export_bioimageio.readme(project, {})
