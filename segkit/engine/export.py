@@ -1,10 +1,12 @@
-"""``segkit export``: the best model as a SavedModel, a ``.keras`` file or ONNX.
+"""``segkit export``: the best model as a SavedModel, a ``.keras`` file, ONNX or a bioimage.io package.
 
 The SavedModel and ONNX graphs take one uint8 image of any size and return its class-index mask
 (and softmax) at that size; resizing or Gaussian-blended tiling is part of the graph
 (:mod:`segkit.engine.serving`), so a server needs no segkit code. The ``.keras`` file is the
 bare network (float32 model-size input in [0, 1], softmax out), saved without its compile state
-so it loads with nothing but the model plugin's package.
+so it loads with nothing but the model plugin's package. The bioimage.io package
+(:mod:`segkit.engine.export_bioimageio`) holds the bare network with its axes, preprocessing and
+test tensors described, because bioimage.io clients tile and call the weights themselves.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from segkit.errors import SegkitError
 from segkit.project import Project
 from segkit.toml_io import write_atomic
 
-Format = Literal["savedmodel", "keras", "onnx"]
+Format = Literal["savedmodel", "keras", "onnx", "bioimageio"]
 FORMATS: tuple[Format, ...] = get_args(Format)
 EXPORT_DIR = "export"
 EXPORT_MARK = "segkit export"
@@ -41,6 +43,15 @@ class ExportError(SegkitError):
 
 
 @dataclass(frozen=True)
+class PackageFields:
+    """What only the user knows of a bioimage.io package (``--author``, ``--license``, ``--cite``)."""
+
+    authors: tuple[str, ...] = ()
+    license: str | None = None
+    cite: tuple[str, ...] = ()  # each "TEXT | DOI-or-URL"
+
+
+@dataclass(frozen=True)
 class ExportResult:
     format: Format
     path: Path
@@ -51,6 +62,8 @@ class ExportResult:
 
 def default_target(project: Project, fmt: Format) -> Path:
     folder = project.output_dir / EXPORT_DIR
+    if fmt == "bioimageio":
+        return folder / f"{project.name}.bioimageio.zip"
     return folder / "savedmodel" if fmt == "savedmodel" else folder / f"{project.name}.{fmt}"
 
 
@@ -59,6 +72,8 @@ def check_target(target: Path, fmt: Format, overwrite: bool = False) -> list[Pat
     SavedModel) another tool wrote be replaced, and those are returned to be named."""
     if fmt == "keras" and target.suffix != ".keras":
         raise ExportError(f"{target}: a Keras export must end in .keras")
+    if fmt == "bioimageio" and target.suffix != ".zip":
+        raise ExportError(f"{target}: a bioimage.io package is a zip file; end --out in .zip")
     if target.exists() and fmt == "savedmodel" and not (target.is_dir() and (
             not any(target.iterdir()) or (target / "saved_model.pb").exists())):
         raise ExportError(f"{target}: exists and is not a SavedModel folder; choose another --out")
@@ -100,28 +115,43 @@ def _digest(target: Path, fmt: Format) -> str:
 
 
 def require_converter(fmt: str) -> None:
-    """Refuse ONNX before any loading when its converter is missing."""
+    """Refuse ONNX (bioimageio) before any loading when tf2onnx (bioimageio.spec) is missing."""
     if fmt == "onnx" and importlib.util.find_spec("tf2onnx") is None:
         raise ExportError(ONNX_MISSING)
+    if fmt == "bioimageio":
+        from segkit.engine.export_bioimageio import require_bioimageio
+
+        require_bioimageio()
 
 
-def export(project: Project, fmt: Format, out: Path | None = None, overwrite: bool = False) -> ExportResult:
+def export(project: Project, fmt: Format, out: Path | None = None, overwrite: bool = False,
+           package: PackageFields | None = None) -> ExportResult:
     """Write the best model of ``project`` in ``fmt`` to ``out`` (default ``<output_dir>/export/``);
-    ``overwrite`` allows replacing files that are not an earlier export."""
+    ``overwrite`` allows replacing files that are not an earlier export; ``package`` is what only
+    the user knows of a bioimage.io package (authors, licence, citations)."""
     target = (out or default_target(project, fmt)).resolve()
     require_converter(fmt)
     replaced = check_target(target, fmt, overwrite)
+    if fmt == "bioimageio":
+        from segkit.engine.export_bioimageio import checked_fields
+
+        checked_fields(package or PackageFields())  # a bad licence or citation before the model loads
+        tile = _package_tile(project)
     import_tensorflow()
     model = load_best_model(project)
     target.parent.mkdir(parents=True, exist_ok=True)
     how = prediction_for(project)
     if fmt == "keras":
         _replace(target, lambda tmp: model.save(tmp))
+    elif fmt == "bioimageio":
+        from segkit.engine.export_bioimageio import write_package
+
+        _replace(target, lambda tmp: write_package(project, model, tile, package or PackageFields(), tmp))
     else:
         from segkit.engine.serving import serving_function
 
         serve, signature = serving_function(model, how, project.model.image_channels, project.classes.num_classes)
-        writer = _write_savedmodel if fmt == "savedmodel" else _write_onnx
+        writer = write_savedmodel if fmt == "savedmodel" else write_onnx
         _replace(target, lambda tmp: writer(model, serve, signature, tmp))
     metadata = metadata_path(target)
     mark = {"written_by": EXPORT_MARK, "sha256": _digest(target, fmt)}  # what makes a rerun ours to replace
@@ -142,7 +172,7 @@ def _replace(target: Path, write: Callable[[Path], object]) -> None:
     tmp.rename(target)
 
 
-def _write_savedmodel(model: Any, serve: Any, signature: list[Any], path: Path) -> None:
+def write_savedmodel(model: Any, serve: Any, signature: list[Any], path: Path) -> None:
     import keras
 
     archive = keras.export.ExportArchive()
@@ -152,7 +182,7 @@ def _write_savedmodel(model: Any, serve: Any, signature: list[Any], path: Path) 
     archive.write_out(str(path), verbose=False)
 
 
-def _write_onnx(model: Any, serve: Any, signature: list[Any], path: Path) -> None:
+def write_onnx(model: Any, serve: Any, signature: list[Any], path: Path) -> None:
     import tensorflow as tf
     import tf2onnx
 
@@ -166,12 +196,32 @@ def _write_onnx(model: Any, serve: Any, signature: list[Any], path: Path) -> Non
                           f"{exc.__class__.__name__}: {first}") from None
 
 
+def _package_tile(project: Project) -> Any:
+    """The model-size tile of the first image of the test split (else valid, else train) that the
+    package's test tensors and cover are made of."""
+    from segkit.engine.components import open_dataset
+    from segkit.engine.export_bioimageio import cover_tile
+    from segkit.plugins import get_registry
+
+    source = open_dataset(project, get_registry())
+    for split in ("test", "valid", "train"):
+        pairs = source.pairs(split)
+        if pairs:
+            return cover_tile(project, source.load(pairs[0])[0])
+    raise ExportError("[dataset]: it has no image to make the package's test tensors of")
+
+
 def describe(project: Project, fmt: Format, mode: str) -> dict[str, Any]:
     """What a server needs to know beside the file: inputs, outputs and the class table."""
     model = project.model
     classes = [{"index": i, "name": c.name, "color": list(c.color)} for i, c in enumerate(project.classes.classes)]
     io: dict[str, Any]
-    if fmt == "keras":
+    if fmt == "bioimageio":
+        io = {"input": f"image: uint8 (batch, {model.image_height}, {model.image_width}, {model.image_channels}); "
+                       "preprocessing in rdf.yaml: float32, times 1/255",
+              "output": f"probabilities: float32 (batch, {model.image_height}, {model.image_width}, {len(classes)}) "
+                        "softmax"}
+    elif fmt == "keras":
         io = {"input": f"float32 (batch, {model.image_height}, {model.image_width}, {model.image_channels}) in [0, 1]",
               "output": f"float32 (batch, {model.image_height}, {model.image_width}, {len(classes)}) softmax"}
     else:
