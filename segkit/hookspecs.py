@@ -19,7 +19,15 @@ from collections.abc import Iterable
 
 import pluggy
 
-from segkit.specs import CallbackSpec, DatasetSpec, LossSpec, MetricSpec, ModelSpec, PreparerSpec
+from segkit.specs import (
+    CallbackSpec,
+    DatasetSpec,
+    InstancerSpec,
+    LossSpec,
+    MetricSpec,
+    ModelSpec,
+    PreparerSpec,
+)
 
 hookspec = pluggy.HookspecMarker("segkit")
 
@@ -139,4 +147,29 @@ def segkit_preparers() -> Iterable[PreparerSpec]:
         @hookimpl
         def segkit_preparers():
             return [PreparerSpec("my-archive", "converts our scanner's export", convert_archive)]
+    """
+
+
+@hookspec
+def segkit_instancers() -> Iterable[InstancerSpec]:
+    """Register instancers: methods that turn a model's softmax into objects (nuclei), named by ``[instances] name``.
+
+    Called once when the registry is built. ``build`` receives a
+    :class:`~segkit.specs.InstancerRequest` (its validated ``[instances]`` keys and the class table)
+    when a command needs objects, and returns a callable ``instancer(probabilities, image) ->``
+    :class:`~segkit.specs.Instances`: ``probabilities`` is one image's softmax ``(H, W, K)`` float32,
+    ``image`` the image itself ``(H, W, C)`` uint8. The result holds an ``(H, W)`` int32 label image
+    (0 off objects, ``1..N``), each object's foreground class and its mean class probability;
+    ``segkit.plugin.instances_from_labels`` makes it from a label image. A ``ValueError`` from
+    ``build`` (a rule between keys) is one line on ``[instances]``.
+
+    :return: :class:`~segkit.specs.InstancerSpec` records; ``options`` declares ``[instances]`` keys.
+
+    Example::
+
+        @hookimpl
+        def segkit_instancers():
+            return [InstancerSpec("blobs", "connected components of the argmax",
+                                  lambda req: lambda probs, image: instances_from_labels(
+                                      skimage.measure.label(probs.argmax(-1) > 0), probs))]
     """

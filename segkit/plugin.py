@@ -23,6 +23,7 @@ from segkit.data.resize import montage, resize_image, resize_mask
 from segkit.engine.predict import segment
 from segkit.engine.prediction import Prediction
 from segkit.errors import DataError, PluginError, ProjectError, SegkitError
+from segkit.objects.classify import instances_from_labels
 from segkit.options import REQUIRED, Option, OptionKind
 from segkit.run_folder import EPOCH_CHANGE_DIR
 from segkit.specs import (
@@ -33,6 +34,10 @@ from segkit.specs import (
     DatasetSource,
     DatasetSpec,
     FolderSource,
+    InstancerRequest,
+    Instances,
+    InstancerSpec,
+    InstanceSource,
     LossRequest,
     LossSpec,
     MetricRequest,
@@ -64,6 +69,10 @@ __all__ = [
     "DatasetSpec",
     "FolderDataset",
     "FolderSource",
+    "InstanceSource",
+    "InstancerRequest",
+    "InstancerSpec",
+    "Instances",
     "LossRequest",
     "LossSpec",
     "MetricRequest",
@@ -85,6 +94,7 @@ __all__ = [
     "SplitFolders",
     "hookimpl",
     "image_size",
+    "instances_from_labels",
     "list_images",
     "distinct_colors",
     "montage",

@@ -36,6 +36,7 @@ from segkit.options import Option
 from segkit.specs import (
     CallbackSpec,
     DatasetSpec,
+    InstancerSpec,
     LossSpec,
     MetricSpec,
     ModelSpec,
@@ -46,11 +47,12 @@ from segkit.specs import (
 ENTRY_POINT_GROUP = "segkit"
 DISABLE_ENV = "SEGKIT_DISABLE_PLUGINS"
 
-Kind = Literal["model", "dataset", "loss", "metric", "callback", "preparer"]
+Kind = Literal["model", "dataset", "loss", "metric", "callback", "preparer", "instancer"]
 KINDS: tuple[Kind, ...] = get_args(Kind)
 _HOOK_OF_KIND: dict[Kind, str] = {
     "model": "segkit_models", "dataset": "segkit_datasets", "loss": "segkit_losses",
     "metric": "segkit_metrics", "callback": "segkit_callbacks", "preparer": "segkit_preparers",
+    "instancer": "segkit_instancers",
 }
 #: Names the core itself relies on: the defaults of ``[loss] name``, ``[dataset] name`` and
 #: ``[metrics] names``, and the headline figure of every report. As with pytest's essential
@@ -63,6 +65,7 @@ CORE_DISTRIBUTION = "segkit"
 _SPEC_OF_KIND: dict[Kind, type[Spec]] = {
     "model": ModelSpec, "dataset": DatasetSpec, "loss": LossSpec,
     "metric": MetricSpec, "callback": CallbackSpec, "preparer": PreparerSpec,
+    "instancer": InstancerSpec,
 }
 
 

@@ -20,7 +20,7 @@ from segkit.text import visible
 from segkit.validation import Context, suggestion, text, validate_table
 
 SECTIONS = ("project", "model", "classes", "mask", "optimizer", "loss", "metrics", "dataset", "train",
-            "augment", "callbacks", "infer")
+            "augment", "callbacks", "infer", "instances")
 REQUIRED_SECTIONS = ("project", "model", "classes")
 #: class indices are stored as uint8 and 255 marks ignored pixels
 MAX_CLASSES = IGNORE_INDEX
@@ -50,6 +50,8 @@ class Project:
     augment: sections.AugmentSection
     callbacks: tuple[PluginSection, ...]
     infer: sections.InferSection
+    #: the instancer that turns predictions into nuclei; None when the file has no ``[instances]`` table
+    instances: sections.InstancesSection | None
     #: the validated document, as written to ``project.resolved.toml``
     resolved: Mapping[str, Any]
     #: what loading changed that the user should hear about (keys dropped for a model switch)
@@ -132,7 +134,8 @@ def _plugin_entry(
 ) -> dict[str, Any]:
     """Validate a table naming a plugin: the core keys plus the keys that plugin declares."""
     if raw.get("name") is None:
-        raise ctx.fail(f"{key}.name", "is required but missing", f"a {kind} plugin name, see `segkit plugins`")
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise ctx.fail(f"{key}.name", "is required but missing", f"{article} {kind} plugin name, see `segkit plugins`")
     name = text(raw["name"], f"{key}.name", ctx)  # a control character would reach the listing of names
     if name not in registry.entries[kind]:
         try:
@@ -217,6 +220,9 @@ def _validate(document: Mapping[str, Any], ctx: Context, registry: Registry) -> 
         _plugin_entry(c, f"callbacks.{i}", PLUGIN_NAME, "callback", registry, ctx) for i, c in enumerate(callbacks)
     ]
     resolved["infer"] = _table(document, "infer", sections.INFER_KEYS, ctx)
+    if "instances" in document:  # optional: a project without it is the pixels-only project it always was
+        resolved["instances"] = _plugin_table(document, "instances", sections.INSTANCES_KEYS, "instancer",
+                                              registry, ctx)
     _fill_output_paths(resolved, ctx)
     return _build(resolved, ctx)
 
@@ -259,5 +265,6 @@ def _build(resolved: dict[str, Any], ctx: Context) -> Project:
         augment=build_record(sections.AugmentSection, resolved["augment"]),
         callbacks=tuple(_plugin(PluginSection, c) for c in resolved["callbacks"]),
         infer=build_record(sections.InferSection, resolved["infer"]),
+        instances=_plugin(sections.InstancesSection, resolved["instances"]) if "instances" in resolved else None,
         resolved=resolved,
     )

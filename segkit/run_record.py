@@ -27,7 +27,7 @@ from segkit.run_state import read_state
 #: what defines the trained network and how its outputs are read
 MODEL_DEFINING = ("model.", "classes", "mask.ignore_color")
 MAY_CHANGE_ON_RESUME = ("project.name", "project.output_dir", "train.epochs", "train.patience",
-                        "train.tensorboard", "train.cache", "callbacks", "infer.")
+                        "train.tensorboard", "train.cache", "callbacks", "infer.", "instances.")
 
 
 def recorded_settings(output_dir: Path) -> dict[str, Any] | None:

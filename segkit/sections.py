@@ -103,12 +103,25 @@ class InferSection:
     batch_size: int = setting("int", 8, "images or tiles per model call", minimum=1, maximum=MAX_BATCH)
 
 
+@dataclass(frozen=True, kw_only=True)
+class InstancesSection(PluginSection):
+    """``[instances]``: which instancer turns the softmax into nuclei, and how objects are reported."""
+
+    name: str = setting("str", help="instancer plugin that separates the nuclei, e.g. 'watershed' or "
+                        "'connected-components' (see `segkit plugins`)")
+    microns_per_pixel: float | None = setting(
+        "float", None, "pixel size in µm: areas and lengths in µm and µm² (not set: in pixels; take it from the "
+        "scanner or the dataset's documentation, never guess it)", minimum=0.001, maximum=100)
+    compress_geojson: bool = setting("bool", False, "write each image's nuclei as .geojson.gz instead of .geojson")
+
+
 MODEL_KEYS = options_of(ModelSection)
 OPTIMIZER_KEYS = options_of(OptimizerSection)
 REDUCER_KEYS = options_of(ReducerSection)
 TRAIN_KEYS = options_of(TrainSection)
 AUGMENT_KEYS = options_of(AugmentSection)
 INFER_KEYS = options_of(InferSection)
+INSTANCES_KEYS = options_of(InstancesSection)
 PLUGIN_NAME = options_of(PluginSection)
 # [loss] and [dataset] name a built-in plugin when they name none
 LOSS_KEYS = (replace(PLUGIN_NAME[0], default="categorical_crossentropy"),)

@@ -8,7 +8,7 @@ from segkit.engine.prediction import Prediction
 from segkit.plugins import Registry
 from segkit.project import Project
 from segkit.specs import (
-    CallbackRequest, DatasetRequest, DatasetSource, LossRequest, MetricRequest, ModelRequest,
+    CallbackRequest, DatasetRequest, DatasetSource, InstancerRequest, LossRequest, MetricRequest, ModelRequest,
 )
 from segkit.engine.runtime import build_with
 
@@ -29,6 +29,19 @@ def open_dataset(project: Project, registry: Registry) -> DatasetSource:
                              project.model.image_channels)
     spec = registry.get("dataset", project.dataset.name).spec
     return build_with(str(project.source), "dataset", spec.build, request)
+
+
+def build_instancer(project: Project, registry: Registry) -> Any:
+    """The project's ``instancer(probabilities, image) -> Instances``, or None without ``[instances]``.
+
+    TensorFlow-free: call it before the run folder is touched, so a rule between the instancer's
+    keys (its builder's ValueError, one line on ``instances``) or a missing scikit-image costs nothing.
+    """
+    if project.instances is None:
+        return None
+    request = InstancerRequest(project.instances.options, project.classes)
+    spec = registry.get("instancer", project.instances.name).spec
+    return build_with(str(project.source), "instances", spec.build, request)
 
 
 def build_loss(project: Project, registry: Registry) -> Any:

@@ -1,0 +1,1 @@
+"""Nuclei as objects: instancing, measuring, writing and scoring them (TensorFlow-free)."""
