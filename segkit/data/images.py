@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +49,9 @@ def _is_empty(path: Path) -> bool:
 
 
 @contextlib.contextmanager
-def _reading(path: Path) -> Iterator[None]:
-    """Turn any failure while opening, decoding or converting ``path`` into a :class:`DataError`.
+def reading(path: Path, unreadable: Callable[[Path, BaseException], DataError] | None = None) -> Iterator[None]:
+    """Turn any failure while opening, decoding or converting ``path`` into a :class:`DataError`
+    (``unreadable(path, exc)``'s, by default the image reader's message).
 
     On a damaged file Pillow's format plugins raise far more than the documented OSError and
     ValueError (struct.error, EOFError, IndexError, TypeError; DecompressionBombError for a header
@@ -64,7 +65,7 @@ def _reading(path: Path) -> Iterator[None]:
     except DataError:
         raise
     except Exception as exc:  # noqa: BLE001 - see the docstring
-        raise _unreadable(path, exc) from None
+        raise (unreadable or _unreadable)(path, exc) from None
 
 
 def _to_8bit(array: np.ndarray) -> np.ndarray:
@@ -93,7 +94,7 @@ def _flatten_alpha(image: Image.Image) -> Image.Image:
 
 def read_image(path: Path, channels: int = 3) -> np.ndarray:
     """Decode ``path`` to ``(H, W, channels)`` uint8; ``channels`` is 1 or 3."""
-    with _reading(path), Image.open(path) as image:
+    with reading(path), Image.open(path) as image:
         return _to_channels(image, channels)
 
 
@@ -106,7 +107,7 @@ def read_preview(
     other formats decode fully and are then box-reduced by an integer factor, so the preview keeps
     the aspect ratio and is between ``max_side`` and ``2 * max_side`` on its short side.
     """
-    with _reading(path), Image.open(path) as image:
+    with reading(path), Image.open(path) as image:
         size, mode = image.size, image.mode
         image.draft("L" if channels == 1 else "RGB", (max_side, max_side))
         array = _to_channels(image, 3)
@@ -150,7 +151,7 @@ def read_mask_source(path: Path, table: ClassTable) -> np.ndarray:
     For callers that need the colours themselves (statistics of off-palette colours); ``read_mask``
     decodes the RGB case by nearest class colour.
     """
-    with _reading(path), Image.open(path) as image:
+    with reading(path), Image.open(path) as image:
         if image.mode in ("L", "I;16", "I;16B", "I;16L", "I"):
             values = np.asarray(image)
             if values.size and int(values.max()) < table.num_classes:
@@ -166,7 +167,7 @@ def image_size(path: Path, *, verify: bool = False) -> tuple[int, int]:
     for PNG it checks every chunk's CRC through to the end, so truncated and bit-flipped PNGs
     fail here; other formats are only checked as far as their header.
     """
-    with _reading(path):
+    with reading(path):
         with Image.open(path) as image:
             size = image.size
             if verify:
