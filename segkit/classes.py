@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,3 +100,20 @@ def distinct_colors(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     unique, inverse = np.unique(packed, return_inverse=True)
     unique_rgb = np.stack([(unique >> 16) & 255, (unique >> 8) & 255, unique & 255], axis=1)
     return unique_rgb, np.bincount(inverse.ravel(), minlength=len(unique)), inverse.ravel()
+
+
+def safe_name(name: str) -> str:
+    """A class name as it may appear in a metric name and a CSV column."""
+    return "".join(ch if ch.isalnum() else "_" for ch in name.strip().lower()) or "class"
+
+
+def safe_names(names: Sequence[str]) -> list[str]:
+    """:func:`safe_name` of each class, made distinct: "tumour a" and "tumour-a" are both
+    ``tumour_a``, and two metrics of one name would share a column. A repeat gets its class index."""
+    result: list[str] = []
+    for index, name in enumerate(names):
+        safe = safe_name(name)
+        while safe in result:
+            safe = f"{safe}_{index}"
+        result.append(safe)
+    return result

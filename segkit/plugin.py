@@ -14,7 +14,7 @@ through writing a plugin.
 from __future__ import annotations
 
 from segkit import hookimpl
-from segkit.classes import IGNORE_INDEX, RGB, ClassInfo, ClassTable, distinct_colors
+from segkit.classes import IGNORE_INDEX, RGB, ClassInfo, ClassTable, distinct_colors, safe_names
 from segkit.data.folders import FolderDataset, SplitFolders
 from segkit.data.images import image_size, read_image, read_mask, read_mask_source, write_png
 from segkit.data.pairing import Pair, list_images, pair_by_stem, scan_image_folder
@@ -105,6 +105,7 @@ __all__ = [
     "read_mask_source",
     "resize_image",
     "resize_mask",
+    "safe_names",
     "scan_image_folder",
     "segment",
     "staged_output",

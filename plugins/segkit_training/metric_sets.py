@@ -2,30 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from segkit.plugin import MetricRequest
+from segkit.plugin import MetricRequest, safe_names
 
 if TYPE_CHECKING:
     import keras
-
-
-def safe_name(name: str) -> str:
-    """A class name as it may appear in a metric name and a CSV column."""
-    return "".join(ch if ch.isalnum() else "_" for ch in name.strip().lower()) or "class"
-
-
-def safe_names(names: Sequence[str]) -> list[str]:
-    """:func:`safe_name` of each class, made distinct: "tumour a" and "tumour-a" are both
-    ``tumour_a``, and two metrics of one name would share a column. A repeat gets its class index."""
-    result: list[str] = []
-    for index, name in enumerate(names):
-        safe = safe_name(name)
-        while safe in result:
-            safe = f"{safe}_{index}"
-        result.append(safe)
-    return result
 
 
 def reference_dice(request: MetricRequest) -> list[keras.metrics.Metric]:
