@@ -9,7 +9,8 @@
 2. **segkit**: ``segkit train projects/ucsb-bcc.toml`` on that split, stopped by SIGTERM after
    ``--budget-minutes`` of wall clock (segkit keeps the best whole epoch), softmax of the best model
    on the test images (tiles + flip TTA, as ``segkit eval`` predicts), then the ``watershed``
-   instancer (``[instances] name = "watershed"``, its default keys);
+   instancer (``[instances] name = "watershed"``, ``min_distance`` 7 and ``min_area`` 30 as the
+   classical watershed below: the outlined nuclei have a median radius of ~9 px);
 3. **StarDist** (``stardist.models.StarDist2D``, a config from scratch: 32 rays, grid (2, 2), its
    default U-Net, 128-px patches) trained for the same wall clock on the same training images:
    each cut to the box around its annotated region, with the pixels outside that region labelled
@@ -17,8 +18,8 @@
    pixels segkit's does; flips and 90-degree turns as segkit's augmentation; best weights by its
    validation loss on the validation core; its default thresholds (prob 0.5, NMS 0.4);
 4. **classical**: Otsu's threshold on haematoxylin (``rgb2hed``) over the whole image, holes
-   filled, objects under 30 px removed, split by a watershed of the distance transform from its
-   local maxima (7 px apart at least), all scikit-image;
+   filled, objects under ``--min-area`` 30 px removed, split by a watershed of the distance
+   transform from its local maxima (``--min-distance`` 7 px apart at least), all scikit-image;
 5. scored on the test cores with ``segkit.objects.scoring`` (one code for every method): truth =
    the 4-connected components of the experts' outlined nuclei; a predicted object counts only when
    it shares at least one pixel with an outlined nucleus (one that touches none is most often a
@@ -202,7 +203,7 @@ def run_worker(step: str, args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------- the three methods' objects
 
-def classical_labels(image: np.ndarray) -> np.ndarray:
+def classical_labels(image: np.ndarray, min_distance: int, min_area: int) -> np.ndarray:
     """Otsu on haematoxylin, holes filled, specks removed, split by a distance-transform watershed."""
     from scipy import ndimage
     from skimage.color import rgb2hed
@@ -212,19 +213,21 @@ def classical_labels(image: np.ndarray) -> np.ndarray:
     from skimage.segmentation import watershed
 
     haematoxylin = rgb2hed(image)[:, :, 0]
-    nuclei = remove_small_objects(ndimage.binary_fill_holes(haematoxylin > threshold_otsu(haematoxylin)), 30)
+    nuclei = ndimage.binary_fill_holes(haematoxylin > threshold_otsu(haematoxylin))
+    nuclei = remove_small_objects(nuclei, max_size=min_area - 1)
     distance = gaussian(ndimage.distance_transform_edt(nuclei), sigma=1)
-    peaks = peak_local_max(distance, min_distance=7, labels=ndimage.label(nuclei)[0], exclude_border=False)
+    peaks = peak_local_max(distance, min_distance=min_distance, labels=ndimage.label(nuclei)[0], exclude_border=False)
     markers = np.zeros(nuclei.shape, np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     return watershed(-distance, markers, mask=nuclei).astype(np.int32)
 
 
-def segkit_labels(probabilities: np.ndarray, image: np.ndarray) -> np.ndarray:
+def segkit_labels(probabilities: np.ndarray, image: np.ndarray, min_distance: int, min_area: int) -> np.ndarray:
     from segkit.plugins import get_registry
     from segkit.project import load_project
 
-    instancer = build_instancer("watershed", load_project(PROJECT, [], get_registry()).classes)
+    classes = load_project(PROJECT, [], get_registry()).classes
+    instancer = build_instancer("watershed", classes, min_distance=min_distance, min_area=min_area)
     return np.asarray(instancer(probabilities, image).labels, np.int32)
 
 
@@ -234,16 +237,17 @@ def outlined_only(predicted: np.ndarray, nuclei: np.ndarray) -> np.ndarray:
     return np.where(np.isin(predicted, kept[kept > 0]), predicted, 0).astype(np.int32)
 
 
-def method_labels(work: Path, prepared: Path, stem: str) -> dict[str, np.ndarray]:
+def method_labels(args: argparse.Namespace, prepared: Path, stem: str) -> dict[str, np.ndarray]:
     image = read_pair(prepared, "test", stem)[0]
-    return {"segkit": segkit_labels(np.load(work / "segkit" / f"{stem}.npy"), image),
-            "classical": classical_labels(image),
-            "stardist": np.load(work / "stardist" / f"{stem}.npy")}
+    keys = (args.min_distance, args.min_area)
+    return {"segkit": segkit_labels(np.load(args.work / "segkit" / f"{stem}.npy"), image, *keys),
+            "classical": classical_labels(image, *keys),
+            "stardist": np.load(args.work / "stardist" / f"{stem}.npy")}
 
 
 # ---------------------------------------------------------------- scoring and the report
 
-def score(work: Path, prepared: Path) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+def score(args: argparse.Namespace, prepared: Path) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
     """Per method: the split's object figures (``segkit.objects.scoring``) and where it loses."""
     from segkit.objects.scoring import object_figures, score_image
 
@@ -253,7 +257,7 @@ def score(work: Path, prepared: Path) -> tuple[dict[str, dict[str, float]], dict
         _, nuclei, _ = read_pair(prepared, "test", stem)
         truth = truth_labels(nuclei)
         truth_classes = np.ones(int(truth.max()), np.int64)
-        for method, predicted in method_labels(work, prepared, stem).items():
+        for method, predicted in method_labels(args, prepared, stem).items():
             kept = outlined_only(predicted, nuclei)
             count = int(kept.max())
             scores[method].append(score_image(truth, truth_classes, kept, np.ones(count, np.int64), None, [1]))
@@ -281,7 +285,7 @@ def report(args: argparse.Namespace, prepared: Path) -> None:
         print(f"{method} training: {done['train_wall_s'] / 60:.1f} min wall, {done['train_cpu_s'] / 60:.1f} min CPU"
               f"{', ' + str(done['epochs']) + ' epochs' if 'epochs' in done else ''}; load average after: "
               f"{done.get('load', '?')}")
-    figures, errors = score(args.work, prepared)
+    figures, errors = score(args, prepared)
     names = ("object_precision", "object_recall", "object_f1", "dq", "sq", "pq", "aji")
     rows = [[method, *(figures[method][name] for name in names),
              *(figures[method][f"{name}_image_mean"] for name in ("object_f1", "pq", "aji"))] for method in METHODS]
@@ -302,6 +306,9 @@ def parse_args() -> argparse.Namespace:
                         help="wall clock of each training, segkit's and StarDist's")
     parser.add_argument("--split-seed", type=int, default=0, help="another seed puts other cores in the test split")
     parser.add_argument("--score-only", action="store_true", help="score the --work folder of an earlier run")
+    parser.add_argument("--min-distance", type=int, default=7,
+                        help="least px between two watershed markers, segkit's and the classical one's")
+    parser.add_argument("--min-area", type=int, default=30, help="smaller objects are dropped, by both watersheds")
     parser.add_argument("--worker", choices=("segkit-predict", "stardist"), help=argparse.SUPPRESS)
     return parser.parse_args()
 
