@@ -1,0 +1,166 @@
+"""Per-nucleus measurements (one table row per object) and per-image summaries, and writing them.
+
+Shapes come from ``skimage.measure.regionprops_table`` on the instance labels; the stain from
+``skimage.color.rgb2hed``: ``mean_hematoxylin_od`` is the mean haematoxylin optical density
+over a nucleus (NaN for an image that is not RGB). Lengths and areas are in micrometres when the
+project gives ``microns_per_pixel`` and in pixels otherwise, with the unit in the column's name:
+segkit never guesses a pixel size. Centroids are in QuPath's pixel-edge coordinates: pixel
+``(r, c)`` covers ``x in [c, c + 1)``, ``y in [r, r + 1)``, so a one-pixel nucleus there has its
+centroid at ``(c + 0.5, r + 0.5)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segkit.classes import ClassTable
+from segkit.durable import temporary_for
+from segkit.specs import Instances
+
+#: regionprops_table's names of the shape measurements, in the table's order, and whether each is
+#: a length (scaled by the pixel size) or an area (by its square)
+_SHAPES = (("area", 2), ("perimeter", 1), ("axis_major_length", 1), ("axis_minor_length", 1))
+_SHAPE_NAMES = {"area": "area", "perimeter": "perimeter", "axis_major_length": "major_axis_length",
+                "axis_minor_length": "minor_axis_length"}
+#: the table's columns that hold text (the rest are numbers): what an empty Parquet file is typed by
+TEXT_COLUMNS = frozenset({"image", "uuid", "class"})
+
+
+def nucleus_columns(microns_per_pixel: float | None) -> list[str]:
+    """The nucleus table's columns, in order, for this pixel size (``None``: pixels)."""
+    unit = {1: "px", 2: "px"} if microns_per_pixel is None else {1: "um", 2: "um2"}
+    sizes = [f"{_SHAPE_NAMES[name]}_{unit[power]}" for name, power in _SHAPES]
+    if microns_per_pixel is not None:
+        sizes += ["centroid_x_um", "centroid_y_um"]
+    return ["image", "id", "uuid", "class", "class_probability", "centroid_x_px", "centroid_y_px",
+            *sizes, "eccentricity", "solidity", "mean_hematoxylin_od"]
+
+
+def nucleus_table(image_name: str, image: np.ndarray, instances: Instances, classes: ClassTable,
+                  microns_per_pixel: float | None) -> list[dict[str, Any]]:
+    """One row per nucleus of ``instances`` (ordered as :func:`nucleus_columns`), object ``i + 1``
+    in row ``i``, each with a fresh uuid4 (its GeoJSON feature id, so table and QuPath join)."""
+    properties = _region_properties(image, instances)
+    scale = 1.0 if microns_per_pixel is None else microns_per_pixel
+    columns = nucleus_columns(microns_per_pixel)
+    rows = []
+    for index in range(instances.count):
+        x_px = float(properties["centroid-1"][index]) + 0.5
+        y_px = float(properties["centroid-0"][index]) + 0.5
+        values: list[Any] = [image_name, index + 1, str(uuid.uuid4()), classes.names[int(instances.classes[index])],
+                             float(instances.probabilities[index]), x_px, y_px]
+        values += [float(properties[name][index]) * scale**power for name, power in _SHAPES]
+        if microns_per_pixel is not None:
+            values += [x_px * scale, y_px * scale]
+        values += [float(properties[name][index]) for name in ("eccentricity", "solidity", "intensity_mean")]
+        rows.append(dict(zip(columns, values)))
+    return rows
+
+
+def _region_properties(image: np.ndarray, instances: Instances) -> dict[str, np.ndarray]:
+    """regionprops_table's columns for objects ``1..N``, ``intensity_mean`` the haematoxylin OD."""
+    from skimage.measure import regionprops_table
+
+    labels = np.asarray(instances.labels)
+    names = ["label", "centroid", *(name for name, _ in _SHAPES), "eccentricity", "solidity"]
+    if image.ndim == 3 and image.shape[2] == 3:
+        from skimage.color import rgb2hed
+
+        table = regionprops_table(labels, rgb2hed(image)[..., 0], properties=[*names, "intensity_mean"])
+    else:  # no stain to separate in one channel: say so with NaN rather than a made-up figure
+        table = regionprops_table(labels, properties=names)
+        table["intensity_mean"] = np.full(len(table["label"]), np.nan)
+    if not np.array_equal(table["label"], np.arange(1, instances.count + 1)):
+        raise ValueError(f"instance labels must be 1..{instances.count}, found ids {table['label'][:10].tolist()}...")
+    return dict(table)
+
+
+def summary_columns(classes: ClassTable, microns_per_pixel: float | None) -> list[str]:
+    """``summary.csv``'s columns: counts and shares per foreground class, image area, density."""
+    foreground = classes.names[1:]
+    area, density = ("area_mm2", "nuclei_per_mm2") if microns_per_pixel is not None \
+        else ("area_megapixels", "nuclei_per_megapixel")
+    return ["image", "nuclei", *(f"count_{name}" for name in foreground),
+            *(f"fraction_{name}" for name in foreground), area, density]
+
+
+def summary_row(image_name: str, instances: Instances, classes: ClassTable, image_shape: Sequence[int],
+                microns_per_pixel: float | None) -> dict[str, Any]:
+    """One image's ``summary.csv`` row; a class's fraction is its share of the image's nuclei
+    (NaN in an image without nuclei: no share to give)."""
+    counts = np.bincount(np.asarray(instances.classes, dtype=np.int64), minlength=classes.num_classes)[1:]
+    nuclei = instances.count
+    pixels = float(image_shape[0]) * float(image_shape[1])
+    area = pixels / 1e6 if microns_per_pixel is None else pixels * microns_per_pixel**2 / 1e6  # megapixels or mm²
+    values = [image_name, nuclei, *(int(c) for c in counts),
+              *(int(c) / nuclei if nuclei else math.nan for c in counts), area, nuclei / area]
+    return dict(zip(summary_columns(classes, microns_per_pixel), values))
+
+
+def write_summary(path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> None:
+    """``summary.csv``: one row per image; ``columns`` default to the first row's (needed without rows)."""
+    if columns is None:
+        if not rows:
+            raise ValueError("a summary without rows needs its columns")
+        columns = list(rows[0])
+    write_replacing(path, lambda temporary: _write_csv(temporary, rows, columns))
+
+
+def write_table(stem_path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> list[Path]:
+    """``<stem>.csv``, and ``<stem>.parquet`` when pyarrow imports; the paths written.
+
+    Each is written beside its place and renamed onto it, so a reader never sees half a table.
+    """
+    csv_path = stem_path.with_name(f"{stem_path.name}.csv")
+    write_replacing(csv_path, lambda temporary: _write_csv(temporary, rows, columns))
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:  # Parquet is an extra: the CSV holds the same rows
+        return [csv_path]
+    parquet_path = stem_path.with_name(f"{stem_path.name}.parquet")
+    table = pa.Table.from_pydict({name: [row[name] for row in rows] for name in columns},
+                                 schema=_arrow_schema(pa, rows, columns))
+    write_replacing(parquet_path, lambda temporary: pq.write_table(table, temporary))
+    return [csv_path, parquet_path]
+
+
+def _arrow_schema(pa: Any, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Any:
+    """Column types from the first row's values; without rows, text for :data:`TEXT_COLUMNS`,
+    int64 for ``id`` and float64 for the rest, so an empty table reads back with its types."""
+    def arrow_type(name: str) -> Any:
+        value = rows[0][name] if rows else None
+        if isinstance(value, str) or (value is None and name in TEXT_COLUMNS):
+            return pa.string()
+        if isinstance(value, (int, np.integer)) or (value is None and name == "id"):
+            return pa.int64()
+        return pa.float64()
+
+    return pa.schema([(name, arrow_type(name)) for name in columns])
+
+
+def _write_csv(path: Path, rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_replacing(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(temporary)`` beside ``path``, then rename it onto ``path``; the temporary file is
+    removed on any failure, so ``path`` is either the old file or the whole new one."""
+    temporary = temporary_for(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
