@@ -31,20 +31,20 @@ sys.path.insert(0, str(BENCH))
 from benchkit.clock import load_average  # noqa: E402
 from benchkit.tables import machine, median, table  # noqa: E402
 from objects_common import build_instancer  # noqa: E402
-from objects_ucsb import PROJECT, dataset_overrides, read_pair, stems  # noqa: E402
+from objects_ucsb import read_pair, stems, ucsb_project  # noqa: E402
 
 
 def post_process(instancer: Any, classes: Any, images: dict[str, np.ndarray], softmax: dict[str, np.ndarray],
                  out: Path) -> int:
     """Instances, table and GeoJSON of every image into ``out``; returns the number of nuclei."""
     from segkit.objects.geojson_out import write_detections
-    from segkit.objects.measure import nucleus_table, write_table
+    from segkit.objects.measure import nucleus_columns, nucleus_table, write_table
 
     nuclei = 0
     for name, image in images.items():
         instances = instancer(softmax[name], image)
         rows = nucleus_table(name, image, instances, classes, None)
-        write_table(out / name, rows, list(rows[0]) if rows else [])
+        write_table(out / name, rows, nucleus_columns(None))
         nuclei += write_detections(out / f"{name}.geojson", instances, classes, rows, False)
     return nuclei
 
@@ -55,12 +55,9 @@ def measure(args: argparse.Namespace) -> tuple[list[float], list[float], int, fl
     from segkit.engine.best_model import load_best_model
     from segkit.engine.predict import probabilities
     from segkit.engine.runtime import import_tensorflow
-    from segkit.plugins import get_registry
-    from segkit.project import load_project
 
     prepared = args.work / "prepared"
-    registry = get_registry()
-    project = load_project(PROJECT, dataset_overrides(prepared, args.work / "segkit-run")[1::2], registry)
+    project, registry = ucsb_project(args.work)
     import_tensorflow()
     model = load_best_model(project, registry)
     how = components.prediction_for(project)

@@ -109,18 +109,23 @@ def train_segkit(prepared: Path, work: Path, budget_s: float) -> dict[str, float
             "exit_code": process.returncode}
 
 
+def ucsb_project(work: Path) -> tuple[Any, Any]:
+    """``(Project, Registry)`` of ``projects/ucsb-bcc.toml`` on ``work``'s prepared split and run folder."""
+    from segkit.plugins import get_registry
+    from segkit.project import load_project
+
+    registry = get_registry()
+    return load_project(PROJECT, dataset_overrides(work / "prepared", work / "segkit-run")[1::2], registry), registry
+
+
 def predict_segkit(prepared: Path, work: Path) -> None:
     """Worker: the best model's softmax on every test image, saved as ``segkit/<stem>.npy``."""
     from segkit.engine import components
     from segkit.engine.best_model import load_best_model
     from segkit.engine.predict import probabilities
     from segkit.engine.runtime import import_tensorflow
-    from segkit.plugins import get_registry
-    from segkit.project import load_project
 
-    registry = get_registry()
-    overrides = dataset_overrides(prepared, work / "segkit-run")[1::2]
-    project = load_project(PROJECT, overrides, registry)
+    project, registry = ucsb_project(work)
     import_tensorflow()
     model = load_best_model(project, registry)
     how = components.prediction_for(project)
@@ -165,7 +170,6 @@ def flip_turn(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def train_stardist(prepared: Path, work: Path, budget_s: float) -> None:
     """Worker: StarDist from scratch until ``budget_s`` of wall clock, then its test labels."""
     import keras
-    from csbdeep.utils import normalize
     from stardist.models import Config2D, StarDist2D
 
     started = time.perf_counter()
@@ -187,12 +191,20 @@ def train_stardist(prepared: Path, work: Path, budget_s: float) -> None:
     timing = {"train_wall_s": time.perf_counter() - started, "train_cpu_s": time.process_time() - cpu_started,
               "epochs": len(history.history["loss"])}
     (work / "stardist").mkdir(exist_ok=True)
-    for stem in stems(prepared, "test"):
-        image = read_pair(prepared, "test", stem)[0]
-        labels, _ = model.predict_instances(normalize(image, 1, 99.8, axis=(0, 1)), n_tiles=(2, 2),
-                                            show_tile_progress=False)
-        np.save(work / "stardist" / f"{stem}.npy", labels.astype(np.int32))
     (work / "stardist" / "timing.json").write_text(json.dumps(timing))
+    predict_stardist(prepared, work)
+
+
+def predict_stardist(prepared: Path, work: Path) -> None:
+    """The trained StarDist (its best weights, from ``stardist-run``) on every test image."""
+    from csbdeep.utils import normalize
+    from stardist.models import StarDist2D
+
+    model = StarDist2D(None, name="stardist", basedir=str(work / "stardist-run"))
+    for stem in stems(prepared, "test"):
+        image = normalize(read_pair(prepared, "test", stem)[0], 1, 99.8, axis=(0, 1))
+        labels, _ = model.predict_instances(image, n_tiles=(2, 2, 1), show_tile_progress=False)
+        np.save(work / "stardist" / f"{stem}.npy", labels.astype(np.int32))
 
 
 def run_worker(step: str, args: argparse.Namespace) -> None:
@@ -222,15 +234,6 @@ def classical_labels(image: np.ndarray, min_distance: int, min_area: int) -> np.
     return watershed(-distance, markers, mask=nuclei).astype(np.int32)
 
 
-def segkit_labels(probabilities: np.ndarray, image: np.ndarray, min_distance: int, min_area: int) -> np.ndarray:
-    from segkit.plugins import get_registry
-    from segkit.project import load_project
-
-    classes = load_project(PROJECT, [], get_registry()).classes
-    instancer = build_instancer("watershed", classes, min_distance=min_distance, min_area=min_area)
-    return np.asarray(instancer(probabilities, image).labels, np.int32)
-
-
 def outlined_only(predicted: np.ndarray, nuclei: np.ndarray) -> np.ndarray:
     """``predicted`` without the objects that share no pixel with an outlined nucleus."""
     kept = np.unique(predicted[nuclei])
@@ -239,9 +242,10 @@ def outlined_only(predicted: np.ndarray, nuclei: np.ndarray) -> np.ndarray:
 
 def method_labels(args: argparse.Namespace, prepared: Path, stem: str) -> dict[str, np.ndarray]:
     image = read_pair(prepared, "test", stem)[0]
-    keys = (args.min_distance, args.min_area)
-    return {"segkit": segkit_labels(np.load(args.work / "segkit" / f"{stem}.npy"), image, *keys),
-            "classical": classical_labels(image, *keys),
+    segkit = build_instancer("watershed", ucsb_project(args.work)[0].classes, min_distance=args.min_distance,
+                             min_area=args.min_area)
+    return {"segkit": segkit(np.load(args.work / "segkit" / f"{stem}.npy"), image).labels.astype(np.int32),
+            "classical": classical_labels(image, args.min_distance, args.min_area),
             "stardist": np.load(args.work / "stardist" / f"{stem}.npy")}
 
 
