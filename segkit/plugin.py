@@ -24,6 +24,7 @@ from segkit.engine.predict import segment
 from segkit.engine.prediction import Prediction
 from segkit.errors import DataError, PluginError, ProjectError, SegkitError
 from segkit.objects.classify import instances_from_labels
+from segkit.objects.labels import instance_label_size, read_instance_labels, truth_objects, write_instance_labels
 from segkit.options import REQUIRED, Option, OptionKind
 from segkit.run_folder import EPOCH_CHANGE_DIR
 from segkit.specs import (
@@ -94,6 +95,7 @@ __all__ = [
     "SplitFolders",
     "hookimpl",
     "image_size",
+    "instance_label_size",
     "instances_from_labels",
     "list_images",
     "distinct_colors",
@@ -101,6 +103,7 @@ __all__ = [
     "pair_by_stem",
     "prepared_files",
     "read_image",
+    "read_instance_labels",
     "read_mask",
     "read_mask_source",
     "resize_image",
@@ -110,6 +113,8 @@ __all__ = [
     "segment",
     "staged_output",
     "toml_dumps",
+    "truth_objects",
     "write_atomic",
+    "write_instance_labels",
     "write_png",
 ]

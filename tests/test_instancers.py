@@ -47,6 +47,12 @@ def two_touching_discs() -> tuple[np.ndarray, np.ndarray]:
     return (yy - 24) ** 2 + (xx - 22) ** 2 <= 100, (yy - 24) ** 2 + (xx - 38) ** 2 <= 100
 
 
+def instances_of(built: Any) -> Instances:
+    """What an instancer finds in the two touching discs."""
+    left, right = two_touching_discs()
+    return built(softmax_of(np.where(left | right, 2, 0)), np.zeros((48, 64, 3), np.uint8))
+
+
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum() / (a | b).sum())
 
@@ -64,6 +70,17 @@ def test_watershed_splits_two_touching_discs_that_connected_components_merge() -
         assert best > 0.8, best
     assert list(split.classes) == [2, 2]
     np.testing.assert_allclose(split.probabilities, [0.9, 0.9], rtol=1e-6)
+
+
+def test_watershed_keeps_a_nucleus_whose_maximum_a_taller_neighbour_masks() -> None:
+    """With min_distance 12 the small disc's maximum is no peak (the big one's is 16 px away); it stays an object."""
+    yy, xx = np.mgrid[:40, :48]
+    big, small = (yy - 20) ** 2 + (xx - 20) ** 2 <= 64, (yy - 20) ** 2 + (xx - 36) ** 2 <= 9
+    found = instancer("watershed", min_distance=12)(softmax_of(np.where(big | small, 1, 0)), None)
+    assert found.count == 2
+    assert [len(np.unique(found.labels[disc])) for disc in (big, small)] == [1, 1]
+    assert found.labels[small][0] not in (0, found.labels[big][0])
+    assert instancer("watershed", min_distance=12, min_area=30)(softmax_of(np.where(big | small, 1, 0)), None).count == 1
 
 
 def test_connected_components_keep_classes_apart_and_drop_small_objects() -> None:
@@ -131,11 +148,6 @@ def test_instances_section_with_its_instancer_keys(tmp_path: Path) -> None:
     assert project.instances.options == {"threshold": 0.5, "smoothing": 1.0, "min_distance": 5, "min_area": 4}
     assert toml_io.loads(project.resolved_toml())["instances"]["min_distance"] == 5
     assert instances_of(build_instancer(project, get_registry())).count == 2
-
-
-def instances_of(built: Any) -> Instances:
-    left, right = two_touching_discs()
-    return built(softmax_of(np.where(left | right, 2, 0)), np.zeros((48, 64, 3), np.uint8))
 
 
 @pytest.mark.parametrize(("instances", "line"), [

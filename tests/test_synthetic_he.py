@@ -176,6 +176,8 @@ def test_write_split_writes_pairs(tmp_path: Path) -> None:
         "images/tile_0001.png",
         "masks/tile_0000.png",
         "masks/tile_0001.png",
+        "instances/tile_0000.tif",
+        "instances/tile_0001.tif",
     }
     from segkit.data.images import read_image
 
@@ -190,9 +192,9 @@ def test_write_dataset_and_cache_keys(tmp_path: Path) -> None:
     keys = write_dataset(root, counts=counts, seed=100, settings=settings)
 
     expected = {
-        f"{split}/{kind}/tile_{i:04d}.png"
+        f"{split}/{kind}/tile_{i:04d}{suffix}"
         for split, n in counts.items()
-        for kind in ("images", "masks")
+        for kind, suffix in (("images", ".png"), ("masks", ".png"), ("instances", ".tif"))
         for i in range(n)
     }
     assert _files(root) == expected | {SETTINGS_FILE}
@@ -215,6 +217,9 @@ def test_write_dataset_and_cache_keys(tmp_path: Path) -> None:
 
     (root / "val" / "masks" / "tile_0001.png").unlink()
     assert not dataset_is_current(root, counts, 100, settings)
+    write_dataset(root, counts=counts, seed=100, settings=settings)
+    (root / "train" / "instances" / "tile_0002.tif").unlink()
+    assert not dataset_is_current(root, counts, 100, settings)
 
 
 def test_regeneration_removes_stale_files(tmp_path: Path) -> None:
@@ -223,14 +228,18 @@ def test_regeneration_removes_stale_files(tmp_path: Path) -> None:
     write_dataset(root, counts={"train": 3, "test": 1}, seed=0, settings=settings)
     (root / "notes.txt").write_text("mine")
     (root / "empty").mkdir()
+    (root / "train" / "instances" / "tile_0007.png").write_text("mine too")  # not a name the generator writes
     write_dataset(root, counts={"train": 2}, seed=0, settings=settings)
     assert _files(root) == {
         "train/images/tile_0000.png",
         "train/images/tile_0001.png",
         "train/masks/tile_0000.png",
         "train/masks/tile_0001.png",
+        "train/instances/tile_0000.tif",
+        "train/instances/tile_0001.tif",
         SETTINGS_FILE,
         "notes.txt",  # not the generator's: left alone
+        "train/instances/tile_0007.png",
     }
     assert not (root / "test").exists()
     assert (root / "empty").is_dir()

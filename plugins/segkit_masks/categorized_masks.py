@@ -1,4 +1,5 @@
-"""The ``categorized-masks`` dataset: ``[dataset.train|valid|test]`` each with images and masks folders."""
+"""The ``categorized-masks`` dataset: ``[dataset.train|valid|test]`` each with images and masks folders,
+and optionally an instances folder of instance label images (the nuclei's ids)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ from segkit.plugin import (
 _FOLDERS = (
     Option("images", "dir", help="folder of images (.png .jpg .jpeg .tif .tiff .bmp)"),
     Option("masks", "dir", help="folder of RGB masks, one per image with the same file stem"),
+    Option("instances", "dir", None, "folder of instance label images (integer ids, 0 off nuclei; 16/32-bit TIFF "
+           "or 8/16-bit grey PNG), one per image with the same file stem; without it the objects are the "
+           "masks' connected components per class"),
 )
 SPLIT_OPTIONS = tuple(
     Option(split, "table", None, f"the {split} split", fields=_FOLDERS) for split in ("train", "valid", "test")
@@ -77,7 +81,7 @@ def _no_class_color(split: str, folders: SplitFolders, seen: Mapping[tuple[int, 
 
 def open_categorized_masks(request: DatasetRequest) -> FolderDataset:
     splits = {
-        split: SplitFolders(folders["images"], folders["masks"])
+        split: SplitFolders(folders["images"], folders["masks"], folders["instances"])
         for split, folders in request.options.items()
         if folders is not None
     }

@@ -20,6 +20,11 @@ Instancer = Callable[[Any, Any], Any]
 MIN_AREA = Option("min_area", "int", 4, "objects smaller than this many pixels are dropped (noise, not nuclei)",
                   minimum=0, maximum=1_000_000)
 COMPONENTS_OPTIONS = (MIN_AREA,)
+# The defaults, measured on 40 synthetic-he tiles (128 px, nucleus_radius 4, seeds 10000-10039) with the
+# ceiling a perfect model gives (the true classes one-hot, blurred sigma 1 px, noise 0.05): malignant
+# PQ 0.902 against connected components' 0.447, detection F1 0.989 overall. threshold 0.5 beats 0.4 and
+# 0.6 (PQ 0.925 and 0.858 overall); smoothing 0.5-1.5 with min_distance 2-3 are within 0.005 of the best
+# at noise 0.05, 0.10 and 0.15, while no smoothing with min_distance 2 over-splits (112 more false positives).
 WATERSHED_OPTIONS = (
     Option("threshold", "float", 0.5, "a pixel is foreground where 1 - p(background) exceeds this",
            minimum=0.01, maximum=0.99),

@@ -43,9 +43,14 @@ class WatershedInstancer:
                                      probabilities)
 
     def _markers(self, distance: np.ndarray, foreground: np.ndarray) -> np.ndarray:
-        """One numbered pixel per maximum, found within each foreground region on its own."""
-        regions = label(foreground, connectivity=1)
-        peaks = peak_local_max(distance, min_distance=self.min_distance, labels=regions, exclude_border=False)
+        """One numbered pixel per maximum of the distance inside the foreground.
+
+        The foreground is one label, not one per region: per region, ``peak_local_max`` loops
+        over the regions (10x the time on a 512 px tile of nuclei). A region whose maximum a taller
+        neighbour within ``min_distance`` masks is kept whole by ``_with_unreached``.
+        """
+        peaks = peak_local_max(distance, min_distance=self.min_distance, labels=foreground.astype(np.uint8),
+                               exclude_border=False)
         markers = np.zeros(foreground.shape, dtype=np.int32)
         markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1, dtype=np.int32)
         return markers

@@ -33,9 +33,10 @@ from PIL import Image, ImageFilter
 
 from segkit.plugin import RGB, ClassTable
 
-#: Changes whenever the same seed and settings would render different pixels; it is one of the
-#: cache keys in ``settings.json``, so bumping it makes every cached dataset regenerate.
-GENERATOR_VERSION = "segkit_synthetic.he_tiles/1"
+#: Changes whenever the same seed and settings would render different pixels or the dataset folder
+#: holds other files (2: ``instances/`` beside ``images/`` and ``masks/``); it is one of the cache
+#: keys in ``settings.json``, so bumping it makes every cached dataset regenerate.
+GENERATOR_VERSION = "segkit_synthetic.he_tiles/2"
 
 BACKGROUND, BENIGN, MALIGNANT = 0, 1, 2
 

@@ -1,4 +1,5 @@
-"""The ``synthetic-he`` dataset: tiles written once into ``<output_dir>/synthetic-he`` and re-used.
+"""The ``synthetic-he`` dataset: tiles written once into ``<output_dir>/synthetic-he`` and re-used,
+each with the exact instance ids of its nuclei (an :class:`segkit.plugin.InstanceSource`).
 
 The cache is regenerated whenever a key (sizes, counts, mix, seed, class colours) changes, so
 what a person opens in that folder is always what the model was trained on.
@@ -45,5 +46,6 @@ def open_synthetic_he(request: DatasetRequest) -> FolderDataset:
     root = request.output_dir / CACHE_FOLDER
     if not dataset_is_current(root, counts, request.options["seed"], settings):
         write_dataset(root, counts=counts, seed=request.options["seed"], settings=settings)
-    splits = {split: SplitFolders(root / split / "images", root / split / "masks") for split in SPLITS}
+    splits = {split: SplitFolders(root / split / "images", root / split / "masks", root / split / "instances")
+              for split in SPLITS}
     return FolderDataset(splits, request.classes, request.image_channels)

@@ -1,6 +1,7 @@
-"""Synthetic tiles as a dataset folder: ``<split>/{images,masks}/tile_NNNN.png`` and its cache keys.
+"""Synthetic tiles as a dataset folder: ``<split>/{images,masks}/tile_NNNN.png`` and the nuclei's
+exact ids in ``<split>/instances/tile_NNNN.tif``, and its cache keys.
 
-``write_dataset`` renders every split with ``segkit_synthetic.he_tiles.generate_tile`` and writes the
+``write_dataset`` renders every split with ``segkit_synthetic.he_tiles.generate_tile_with_instances`` and writes the
 keys it was made with (generator version, seed, counts, settings) to ``settings.json`` last;
 ``dataset_is_current`` compares them, so a dataset is rendered again only when a key changed or a
 file is missing.
@@ -14,19 +15,22 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from segkit.plugin import write_png
-from segkit_synthetic.he_tiles import GENERATOR_VERSION, TileSettings, generate_tile
+from segkit.plugin import write_instance_labels, write_png
+from segkit_synthetic.he_tiles import GENERATOR_VERSION, TileSettings, generate_tile_with_instances
 
 #: Name of the key file ``write_dataset`` writes into the dataset root (after the tiles).
 SETTINGS_FILE = "settings.json"
+#: The folders of a split and the suffix of the tiles the generator writes into each.
+TILE_SUFFIXES = {"images": ".png", "masks": ".png", "instances": ".tif"}
 
 
-def _tile_name(index: int) -> str:
-    return f"tile_{index:04d}.png"
+def _tile_name(index: int, kind: str = "images") -> str:
+    return f"tile_{index:04d}{TILE_SUFFIXES[kind]}"
 
 
 def write_split(folder: Path, *, count: int, first_seed: int, settings: TileSettings) -> None:
-    """Write tiles ``first_seed .. first_seed + count - 1`` to ``folder/{images,masks}/tile_NNNN.png``.
+    """Write tiles ``first_seed .. first_seed + count - 1`` to ``folder/{images,masks}/tile_NNNN.png``
+    and their instance ids to ``folder/instances/tile_NNNN.tif``.
 
     Tile ``i`` of the split uses seed ``first_seed + i``. Existing files of the same name are
     replaced; others are left alone (``write_dataset`` clears stale ones first).
@@ -34,12 +38,13 @@ def write_split(folder: Path, *, count: int, first_seed: int, settings: TileSett
     if count < 0:
         raise ValueError(f"count must be >= 0, got {count}")
     folder = Path(folder)
-    (folder / "images").mkdir(parents=True, exist_ok=True)
-    (folder / "masks").mkdir(parents=True, exist_ok=True)
+    for kind in TILE_SUFFIXES:
+        (folder / kind).mkdir(parents=True, exist_ok=True)
     for index in range(count):
-        image, mask = generate_tile(first_seed + index, settings)
+        image, mask, instances = generate_tile_with_instances(first_seed + index, settings)
         write_png(folder / "images" / _tile_name(index), image)
         write_png(folder / "masks" / _tile_name(index), mask)
+        write_instance_labels(folder / "instances" / _tile_name(index, "instances"), instances)
 
 
 def _keys(counts: Mapping[str, int], seed: int, settings: TileSettings) -> dict[str, Any]:
@@ -76,10 +81,10 @@ def _remove_generated(root: Path) -> None:
     if not root.is_dir():
         return
     for split in root.iterdir():
-        folders = [split / kind for kind in ("images", "masks") if (split / kind).is_dir()]
+        folders = [split / kind for kind in TILE_SUFFIXES if (split / kind).is_dir()]
         for folder in folders:
             for path in folder.iterdir():
-                generated = path.name.startswith("tile_") and path.suffix == ".png"
+                generated = path.name.startswith("tile_") and path.suffix == TILE_SUFFIXES[folder.name]
                 if path.is_file() and (generated or path.name.startswith(".tile_")):
                     path.unlink()
             if not any(folder.iterdir()):
@@ -91,7 +96,7 @@ def _remove_generated(root: Path) -> None:
 def write_dataset(
     root: Path, *, counts: Mapping[str, int], seed: int, settings: TileSettings
 ) -> dict[str, Any]:
-    """(Re)generate ``root/<split>/{images,masks}`` for every split and write ``root/settings.json``.
+    """(Re)generate ``root/<split>/{images,masks,instances}`` for every split and write ``root/settings.json``.
 
     Split ``name`` holds ``counts[name]`` tiles; splits take consecutive, disjoint seed ranges
     starting at ``seed`` in sorted name order. Previously generated tiles and the key file are
@@ -121,8 +126,8 @@ def dataset_is_current(root: Path, counts: Mapping[str, int], seed: int, setting
     if stored != _keys(counts, seed, settings):
         return False
     for name, count in counts.items():
-        for kind in ("images", "masks"):
+        for kind in TILE_SUFFIXES:
             folder = root / name / kind
-            if not all((folder / _tile_name(i)).is_file() for i in range(int(count))):
+            if not all((folder / _tile_name(i, kind)).is_file() for i in range(int(count))):
                 return False
     return True

@@ -1,4 +1,8 @@
-"""A dataset made of ``images/`` and ``masks/`` folders per split: the reusable DatasetSource."""
+"""A dataset made of ``images/`` and ``masks/`` folders per split: the reusable DatasetSource.
+
+A split may also have an ``instances/`` folder of instance label images (one per image, same
+stem), which makes the dataset a :class:`segkit.specs.InstanceSource`.
+"""
 
 from __future__ import annotations
 
@@ -14,16 +18,20 @@ from segkit.data.images import image_size, read_image, read_mask
 from segkit.data.names import shown_path
 from segkit.data.pairing import Pair, pair_by_stem
 from segkit.errors import DataError
+from segkit.objects.labels import instance_label_size, read_instance_labels, size_mismatch
 
 
 @dataclass(frozen=True)
 class SplitFolders:
     images: Path
     masks: Path
+    #: instance label images (ids of the nuclei), one per image with the same stem; None: none
+    instances: Path | None = None
 
 
 class FolderDataset:
-    """Pairs images with RGB categorized masks by stem and decodes them to class indices.
+    """Pairs images with RGB categorized masks (and instance label images, where a split has
+    them) by stem and decodes them to class indices (and ids).
 
     Mask pixels farther than the class table's tolerance from every class colour are counted
     per file as they are decoded, so :meth:`notes` can report them once for the whole dataset.
@@ -46,14 +54,15 @@ class FolderDataset:
                 f"the dataset has no '{split}' split; add [dataset.{split}] with images and masks folders"
             )
         folders = self._splits[split]
-        return pair_by_stem(folders.images, folders.masks)
+        return pair_by_stem(folders.images, folders.masks, instances=folders.instances)
 
     def check(self, split: str) -> list[Pair]:
         """The pairs of ``split``, each file's header read and checked, nothing decoded.
 
         Run before training touches the output folder or imports TensorFlow: empty, foreign,
         truncated (PNG) or mis-sized files fail here in seconds, with the file named, instead of
-        minutes later inside tf.data.
+        minutes later inside tf.data. An instance label file must say integer ids of one channel
+        in its header, and have its image's size.
         """
         pairs = self.pairs(split)
         for pair in pairs:
@@ -61,6 +70,8 @@ class FolderDataset:
             mask = image_size(pair.mask, verify=True)
             if image != mask:
                 raise _size_mismatch(pair, mask, image)
+            if pair.instances is not None and (ids := instance_label_size(pair.instances)) != image:
+                raise size_mismatch(pair.instances, ids, pair.image, image)
         return pairs
 
     def load(self, pair: Pair) -> tuple[np.ndarray, np.ndarray]:
@@ -72,6 +83,16 @@ class FolderDataset:
             with self._lock:
                 self._far[pair.mask] = far
         return image, mask
+
+    def instances(self, pair: Pair) -> np.ndarray | None:
+        """The instance ids of ``pair`` (``(H, W)`` int32), or None when its split has no instance folder."""
+        if pair.instances is None:
+            return None
+        ids = read_instance_labels(pair.instances)
+        image = image_size(pair.image)
+        if (ids.shape[1], ids.shape[0]) != image:
+            raise size_mismatch(pair.instances, (ids.shape[1], ids.shape[0]), pair.image, image)
+        return ids
 
     def notes(self) -> list[str]:
         """One line about mask pixels far from every class colour, if any were seen."""

@@ -16,6 +16,8 @@ class Pair:
     stem: str
     image: Path
     mask: Path
+    #: the file of the image's instance ids, where the split has an instance folder
+    instances: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -108,22 +110,33 @@ def list_images(folder: Path) -> list[Path]:
     return listing.files
 
 
-def pair_by_stem(images: Path, masks: Path, *, allow_empty: bool = False) -> list[Pair]:
-    """Pairs of ``images/<stem>.*`` and ``masks/<stem>.*``; unpaired files are listed in the error."""
+def pair_by_stem(images: Path, masks: Path, *, instances: Path | None = None,
+                 allow_empty: bool = False) -> list[Pair]:
+    """Pairs of ``images/<stem>.*`` and ``masks/<stem>.*`` (and ``instances/<stem>.*`` when given);
+    unpaired files are listed in the error."""
     image_files = {p.stem: p for p in list_images(images)}
-    mask_files = {p.stem: p for p in list_images(masks)}
-    lonely_images = sorted(set(image_files) - set(mask_files))
-    lonely_masks = sorted(set(mask_files) - set(image_files))
-    if lonely_images or lonely_masks:
-        parts = []
-        if lonely_images:
-            parts.append(f"images without a mask in {shown_path(masks)}: {_preview(image_files, lonely_images)}")
-        if lonely_masks:
-            parts.append(f"masks without an image in {shown_path(images)}: {_preview(mask_files, lonely_masks)}")
-        raise DataError("; ".join(parts) + " (masks pair with images by file stem; rename or remove these)")
+    mask_files = _partners(image_files, images, masks, "a mask", "masks")
+    instance_files = {} if instances is None else _partners(
+        image_files, images, instances, "an instance label file", "instance label files")
     if not image_files and not allow_empty:
         raise DataError(f"{shown_path(images)}: no images found (looked for .png .jpg .jpeg .tif .tiff .bmp)")
-    return [Pair(stem, image_files[stem], mask_files[stem]) for stem in sorted(image_files)]
+    return [Pair(stem, image_files[stem], mask_files[stem], instance_files.get(stem)) for stem in sorted(image_files)]
+
+
+def _partners(image_files: dict[str, Path], images: Path, folder: Path, one: str, many: str) -> dict[str, Path]:
+    """The files of ``folder`` by stem, one for each of ``image_files`` and no other (``one`` of
+    them / ``many`` of them name them in the error)."""
+    files = {p.stem: p for p in list_images(folder)}
+    lonely_images = sorted(set(image_files) - set(files))
+    lonely_files = sorted(set(files) - set(image_files))
+    if lonely_images or lonely_files:
+        parts = []
+        if lonely_images:
+            parts.append(f"images without {one} in {shown_path(folder)}: {_preview(image_files, lonely_images)}")
+        if lonely_files:
+            parts.append(f"{many} without an image in {shown_path(images)}: {_preview(files, lonely_files)}")
+        raise DataError("; ".join(parts) + f" ({many} pair with images by file stem; rename or remove these)")
+    return files
 
 
 def _preview(files: dict[str, Path], stems: list[str], limit: int = 5) -> str:

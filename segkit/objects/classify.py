@@ -33,7 +33,7 @@ def instances_from_labels(labels: np.ndarray, probabilities: np.ndarray) -> Inst
     areas = np.bincount(flat, minlength=count + 1)[1:]
     sums = np.stack([np.bincount(flat, weights=probabilities[..., k].ravel(), minlength=count + 1)[1:]
                      for k in range(1, probabilities.shape[-1])], axis=1)
-    best = np.argmax(sums, axis=1) if count else np.zeros(0, dtype=np.int64)
+    best = np.argmax(sums, axis=1)  # (N, K - 1) with K >= 2: defined for N = 0 too
     mean = sums[np.arange(count), best] / np.maximum(areas, 1)
     return Instances(labels=consecutive, classes=(best + 1).astype(np.int32), probabilities=mean.astype(np.float32))
 

@@ -8,8 +8,8 @@ object form only with both keys); ``properties.measurements`` maps names to numb
 ``"NaN"`` as a string where a value is missing, as QuPath writes it (strict JSON has no NaN).
 Coordinates are pixels of the full image, y downwards, pixel edges as QuPath draws them.
 
-The file is written feature by feature, so memory holds one nucleus's text at a time, never the
-whole collection.
+The file is written feature by feature: memory holds the text of one nucleus's properties and
+of at most 512 outlines at a time, never the whole collection.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def measurements(row: Mapping[str, Any]) -> dict[str, float | str]:
     """The numeric columns of a table row, QuPath's way: a float each, ``"NaN"`` where missing."""
     found: dict[str, float | str] = {}
     for name, value in row.items():
-        if name in _NOT_MEASUREMENTS or isinstance(value, (str, bool)) or not isinstance(value, (int, float, np.number)):
+        if name in _NOT_MEASUREMENTS or isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
             continue
         number = float(value)
         found[name] = number if math.isfinite(number) else _NOT_FINITE[str(number)]

@@ -47,7 +47,8 @@ def _unreadable(path: Path, exc: BaseException) -> DataError:
         return DataError(f"{shown_path(path)}: cannot be read (permission denied; give yourself read access)")
     empty = path.is_file() and path.stat().st_size == 0
     detail = "it is empty (0 bytes)" if empty else visible(" ".join(str(exc).split()))[:160]
-    return _bad(path, f"cannot be read as an instance label image ({detail})")
+    return DataError(f"{shown_path(path)}: cannot be read as an instance label image ({detail}); "
+                     "re-export it or remove it from the folder")
 
 
 def _is_tiff(path: Path) -> bool:

@@ -1,6 +1,6 @@
 """Per-nucleus measurements (one table row per object) and per-image summaries, and writing them.
 
-Shapes come from ``skimage.measure.regionprops_table`` on the instance labels; the stain from
+Shapes are ``skimage.measure.regionprops_table``'s figures on the instance labels; the stain from
 ``skimage.color.rgb2hed``: ``mean_hematoxylin_od`` is the mean haematoxylin optical density
 over a nucleus (NaN for an image that is not RGB). Lengths and areas are in micrometres when the
 project gives ``microns_per_pixel`` and in pixels otherwise, with the unit in the column's name:
@@ -25,11 +25,10 @@ from segkit.classes import ClassTable
 from segkit.durable import temporary_for
 from segkit.specs import Instances
 
-#: regionprops_table's names of the shape measurements, in the table's order, and whether each is
-#: a length (scaled by the pixel size) or an area (by its square)
-_SHAPES = (("area", 2), ("perimeter", 1), ("axis_major_length", 1), ("axis_minor_length", 1))
-_SHAPE_NAMES = {"area": "area", "perimeter": "perimeter", "axis_major_length": "major_axis_length",
-                "axis_minor_length": "minor_axis_length"}
+#: the size measurements in the table's order: regionprops_table's name, the column's name before
+#: its unit, and the power of the pixel size that turns pixels into micrometres (2 for an area)
+_SIZES = (("area", "area", 2), ("perimeter", "perimeter", 1), ("axis_major_length", "major_axis_length", 1),
+          ("axis_minor_length", "minor_axis_length", 1))
 #: the table's columns that hold text (the rest are numbers): what an empty Parquet file is typed by
 TEXT_COLUMNS = frozenset({"image", "uuid", "class"})
 
@@ -37,7 +36,7 @@ TEXT_COLUMNS = frozenset({"image", "uuid", "class"})
 def nucleus_columns(microns_per_pixel: float | None) -> list[str]:
     """The nucleus table's columns, in order, for this pixel size (``None``: pixels)."""
     unit = {1: "px", 2: "px"} if microns_per_pixel is None else {1: "um", 2: "um2"}
-    sizes = [f"{_SHAPE_NAMES[name]}_{unit[power]}" for name, power in _SHAPES]
+    sizes = [f"{column}_{unit[power]}" for _, column, power in _SIZES]
     if microns_per_pixel is not None:
         sizes += ["centroid_x_um", "centroid_y_um"]
     return ["image", "id", "uuid", "class", "class_probability", "centroid_x_px", "centroid_y_px",
@@ -57,7 +56,7 @@ def nucleus_table(image_name: str, image: np.ndarray, instances: Instances, clas
         y_px = float(properties["centroid-0"][index]) + 0.5
         values: list[Any] = [image_name, index + 1, str(uuid.uuid4()), classes.names[int(instances.classes[index])],
                              float(instances.probabilities[index]), x_px, y_px]
-        values += [float(properties[name][index]) * scale**power for name, power in _SHAPES]
+        values += [float(properties[name][index]) * scale**power for name, _, power in _SIZES]
         if microns_per_pixel is not None:
             values += [x_px * scale, y_px * scale]
         values += [float(properties[name][index]) for name in ("eccentricity", "solidity", "intensity_mean")]
@@ -66,21 +65,57 @@ def nucleus_table(image_name: str, image: np.ndarray, instances: Instances, clas
 
 
 def _region_properties(image: np.ndarray, instances: Instances) -> dict[str, np.ndarray]:
-    """regionprops_table's columns for objects ``1..N``, ``intensity_mean`` the haematoxylin OD."""
+    """regionprops_table's columns for objects ``1..N``, ``intensity_mean`` the haematoxylin OD.
+
+    Perimeter and solidity come from ``regionprops_table`` itself; the moment figures (area,
+    centroid, axis lengths, eccentricity, mean intensity) from :func:`_moment_properties`, the
+    same formulas over all objects at once. regionprops works each out region by region in
+    Python: for a 1024x1024 synthetic-he tile's 2068 nuclei the whole table took 2.0 s that way
+    and takes 1.0 s so (2 shared cores, load average 5); what is left is mostly solidity's
+    per-region convex hull (~0.25 ms a nucleus).
+    """
     from skimage.measure import regionprops_table
 
     labels = np.asarray(instances.labels)
-    names = ["label", "centroid", *(name for name, _ in _SHAPES), "eccentricity", "solidity"]
+    if image.shape[:2] != labels.shape:
+        raise ValueError(f"image of {image.shape[:2]} pixels for instance labels of {labels.shape}")
+    table = regionprops_table(labels, properties=["label", "perimeter", "solidity"])
+    if not np.array_equal(table["label"], np.arange(1, instances.count + 1)):
+        raise ValueError(f"instance labels must be 1..{instances.count}, found ids {table['label'][:10].tolist()}...")
     if image.ndim == 3 and image.shape[2] == 3:
         from skimage.color import rgb2hed
 
-        table = regionprops_table(labels, rgb2hed(image)[..., 0], properties=[*names, "intensity_mean"])
+        hematoxylin: np.ndarray | None = rgb2hed(image)[..., 0]
     else:  # no stain to separate in one channel: say so with NaN rather than a made-up figure
-        table = regionprops_table(labels, properties=names)
-        table["intensity_mean"] = np.full(len(table["label"]), np.nan)
-    if not np.array_equal(table["label"], np.arange(1, instances.count + 1)):
-        raise ValueError(f"instance labels must be 1..{instances.count}, found ids {table['label'][:10].tolist()}...")
-    return dict(table)
+        hematoxylin = None
+    return {**table, **_moment_properties(labels, instances.count, hematoxylin)}
+
+
+def _moment_properties(labels: np.ndarray, count: int, intensity: np.ndarray | None) -> dict[str, np.ndarray]:
+    """skimage's ``area``, ``centroid-0/1``, ``axis_major_length``, ``axis_minor_length``,
+    ``eccentricity`` and ``intensity_mean`` (NaN without ``intensity``) of objects ``1..count``,
+    from per-object sums of the pixels' central moments (``np.bincount``)."""
+    where = np.flatnonzero(labels)
+    ids = labels.ravel()[where]
+    rows, cols = np.divmod(where, labels.shape[1])
+
+    def per_object(weights: np.ndarray | None = None) -> np.ndarray:
+        sums: np.ndarray = np.bincount(ids, weights, minlength=count + 1)[1:].astype(np.float64)
+        return sums
+
+    area = per_object()
+    centre_row, centre_col = per_object(rows) / area, per_object(cols) / area
+    d_row, d_col = rows - centre_row[ids - 1], cols - centre_col[ids - 1]
+    # skimage's inertia tensor [[mu_cc, -mu_rc], [-mu_rc, mu_rr]] / area; its eigenvalues in closed form
+    mu_rr, mu_cc, mu_rc = (per_object(d) / area for d in (d_row * d_row, d_col * d_col, d_row * d_col))
+    half_trace = (mu_rr + mu_cc) / 2
+    spread = np.sqrt(((mu_cc - mu_rr) / 2) ** 2 + mu_rc**2)
+    major, minor = np.clip(half_trace + spread, 0, None), np.clip(half_trace - spread, 0, None)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        eccentricity = np.where(major > 0, np.sqrt(np.clip(1 - minor / major, 0, None)), 0.0)
+    mean = np.full(count, np.nan) if intensity is None else per_object(intensity.ravel()[where]) / area
+    return {"area": area, "centroid-0": centre_row, "centroid-1": centre_col, "axis_major_length": 4 * np.sqrt(major),
+            "axis_minor_length": 4 * np.sqrt(minor), "eccentricity": eccentricity, "intensity_mean": mean}
 
 
 def summary_columns(classes: ClassTable, microns_per_pixel: float | None) -> list[str]:
