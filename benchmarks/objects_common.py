@@ -48,7 +48,7 @@ def matches(counts: np.ndarray) -> np.ndarray:
     return np.argwhere(iou > 0.5)
 
 
-def losses(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+def losses(truth: np.ndarray, predicted: np.ndarray) -> dict[str, int]:
     """Counts of the module docstring's kinds, plus ``truth``, ``matched`` and ``kept_predicted``."""
     counts = overlaps(truth, predicted)
     matched = matches(counts)

@@ -105,7 +105,7 @@ def truth_tiles(work: Path, classes: Any) -> list[tuple[np.ndarray, np.ndarray, 
     return tiles
 
 
-def score(work: Path) -> dict[tuple[str, str], tuple[dict[str, float], dict[str, float]]]:
+def score(work: Path) -> dict[tuple[str, str], tuple[dict[str, float], dict[str, int]]]:
     """For (softmax source, instancer): the split's object figures and summed losses."""
     from segkit.objects.scoring import object_figures, score_image
 
@@ -122,7 +122,7 @@ def score(work: Path) -> dict[tuple[str, str], tuple[dict[str, float], dict[str,
                 found = instancer(given, image)
                 scores.append(score_image(truth, truth_classes, found.labels, found.classes, None, [1, 2]))
                 errors.append(losses(truth, found.labels))
-            summed = {key: float(sum(row[key] for row in errors)) for key in errors[0]}
+            summed = {key: sum(row[key] for row in errors) for key in errors[0]}
             results[(source, name)] = (object_figures(scores, CLASS_NAMES), summed)
     return results
 
