@@ -33,24 +33,32 @@ from benchkit.tables import machine, median, table  # noqa: E402
 from objects_common import build_instancer  # noqa: E402
 from objects_ucsb import read_pair, stems, ucsb_project  # noqa: E402
 
+STEPS = ("instancer", "table (CSV + Parquet)", "GeoJSON")
+
 
 def post_process(instancer: Any, classes: Any, images: dict[str, np.ndarray], softmax: dict[str, np.ndarray],
-                 out: Path) -> int:
-    """Instances, table and GeoJSON of every image into ``out``; returns the number of nuclei."""
+                 out: Path) -> tuple[dict[str, float], int]:
+    """Instances, table and GeoJSON of every image into ``out``: seconds of each step, nuclei found."""
     from segkit.objects.geojson_out import write_detections
     from segkit.objects.measure import nucleus_columns, nucleus_table, write_table
 
+    seconds = dict.fromkeys(STEPS, 0.0)
     nuclei = 0
     for name, image in images.items():
+        started = time.perf_counter()
         instances = instancer(softmax[name], image)
+        tabled = time.perf_counter()
         rows = nucleus_table(name, image, instances, classes, None)
         write_table(out / name, rows, nucleus_columns(None))
+        written = time.perf_counter()
         nuclei += write_detections(out / f"{name}.geojson", instances, classes, rows, False)
-    return nuclei
+        for step, (start, end) in zip(STEPS, ((started, tabled), (tabled, written), (written, time.perf_counter()))):
+            seconds[step] += end - start
+    return seconds, nuclei
 
 
-def measure(args: argparse.Namespace) -> tuple[list[float], list[float], int, float]:
-    """``(model seconds, post-processing seconds)`` per round, nuclei found, megapixels."""
+def measure(args: argparse.Namespace) -> tuple[list[float], list[dict[str, float]], int, float]:
+    """Model seconds and post-processing seconds by step, per round; nuclei found; megapixels."""
     from segkit.engine import components
     from segkit.engine.best_model import load_best_model
     from segkit.engine.predict import probabilities
@@ -64,15 +72,15 @@ def measure(args: argparse.Namespace) -> tuple[list[float], list[float], int, fl
     images = {stem: read_pair(prepared, "test", stem)[0] for stem in stems(prepared, "test")}
     instancer = build_instancer(args.instancer, project.classes)
     softmax = dict(zip(images, probabilities(model, list(images.values()), how)))  # warm-up, untimed
-    model_s, post_s, nuclei = [], [], 0
+    model_s: list[float] = []
+    post_s: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as scratch:
         for _ in range(args.rounds):
             started = time.perf_counter()
             softmax = dict(zip(images, probabilities(model, list(images.values()), how)))
             model_s.append(time.perf_counter() - started)
-            started = time.perf_counter()
-            nuclei = post_process(instancer, project.classes, images, softmax, Path(scratch))
-            post_s.append(time.perf_counter() - started)
+            seconds, nuclei = post_process(instancer, project.classes, images, softmax, Path(scratch))
+            post_s.append(seconds)
     megapixels = sum(image.shape[0] * image.shape[1] for image in images.values()) / 1e6
     return model_s, post_s, nuclei, megapixels
 
@@ -90,15 +98,17 @@ def main() -> None:
         sys.exit(2)
     load_before = load_average()
     model_s, post_s, nuclei, megapixels = measure(args)
-    model, post = median(model_s) / megapixels, median(post_s) / megapixels
+    model = median(model_s) / megapixels
+    post = median([sum(seconds.values()) for seconds in post_s]) / megapixels
     print(f"\nmachine: {machine()}; load average before/after {load_before} / {load_average()}")
     print(f"{len(stems(args.work / 'prepared', 'test'))} images, {megapixels:.2f} MP, {nuclei} nuclei; "
-          f"{args.rounds} rounds A B A B; medians")
-    print(table([["model (tiles + flip TTA)", model, median(model_s)],
-                 [f"post-processing ({args.instancer} + table + GeoJSON)", post, median(post_s)]],
-                ["step", "s per MP", "s per round"]))
+          f"{args.rounds} rounds A B A B; medians over rounds")
+    rows = [["model (tiles + flip TTA)", model, model / model],
+            *([f"  {step}", median([seconds[step] for seconds in post_s]) / megapixels,
+               median([seconds[step] for seconds in post_s]) / megapixels / model] for step in STEPS),
+            [f"post-processing ({args.instancer} + table + GeoJSON)", post, post / model]]
+    print(table(rows, ["step", "s per MP", "x model"]))
     print(f"post-processing / model = {post / model:.3f} (goal <= 0.5)")
-
 
 if __name__ == "__main__":
     main()
