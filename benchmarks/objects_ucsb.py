@@ -1,7 +1,7 @@
 """UCSB breast-cancer-cell sample as objects: segkit vs a classical baseline vs StarDist, on the outlined nuclei.
 
     python benchmarks/objects_ucsb.py [--data ../shared/data/ucsb-bcc-sample] [--work /tmp/segkit-objects-ucsb]
-                                      [--budget-minutes 7] [--split-seed 0] [--score-only]
+                                      [--budget-minutes 10] [--split-seed 0] [--score-only]
 
 1. ``segkit prepare ucsb-bcc`` split by tissue core (``test_ratio`` 0.43: 3 of the 7 cores for test,
    1 for validation, 3 for training), everything farther than 16 px from an expert's outline
@@ -306,7 +306,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "ucsb-bcc-sample")
     parser.add_argument("--work", type=Path, default=Path("/tmp/segkit-objects-ucsb"))
-    parser.add_argument("--budget-minutes", type=float, default=7.0,
+    parser.add_argument("--budget-minutes", type=float, default=10.0,
                         help="wall clock of each training, segkit's and StarDist's")
     parser.add_argument("--split-seed", type=int, default=0, help="another seed puts other cores in the test split")
     parser.add_argument("--score-only", action="store_true", help="score the --work folder of an earlier run")
