@@ -331,9 +331,9 @@ def score(args: argparse.Namespace, prepared: Path) -> tuple[dict[str, dict[str,
 
 def _summed(rows: list[dict[str, float]]) -> dict[str, float]:
     total: dict[str, float] = {key: sum(row[key] for row in rows) for key in rows[0] if key != "boundary_iou"}
-    weights = [row["matched"] for row in rows]
-    total["boundary_iou"] = float(np.average([row["boundary_iou"] for row in rows], weights=weights)) \
-        if sum(weights) else float("nan")
+    matched = [row for row in rows if row["matched"]]  # an image without a match has no Boundary IoU (NaN)
+    total["boundary_iou"] = float(np.average([row["boundary_iou"] for row in matched],
+                                             weights=[row["matched"] for row in matched])) if matched else float("nan")
     return total
 
 
