@@ -16,7 +16,7 @@
    each cut to the box around its annotated region, with the pixels outside that region labelled
    -1, StarDist's own "no loss here" label (since stardist 0.9), so its loss sees exactly the
    pixels segkit's does; flips and 90-degree turns as segkit's augmentation; best weights by its
-   validation loss on the validation core; its default thresholds (prob 0.5, NMS 0.4);
+   validation loss on the validation core; NMS threshold 0.4 (its default);
 4. **classical**: Otsu's threshold on haematoxylin (``rgb2hed``) over the whole image, holes
    filled, objects under ``--min-area`` 30 px removed, split by a watershed of the distance
    transform from its local maxima (``--min-distance`` 7 px apart at least), all scikit-image;
@@ -26,8 +26,9 @@
 6. scored on the test cores with ``segkit.objects.scoring`` (one code for every method): truth =
    the 4-connected components of the experts' outlined nuclei; a predicted object counts only when
    it shares at least one pixel with an outlined nucleus (one that touches none is most often a
-   nucleus nobody outlined, and is dropped before scoring: it counts neither as true nor false); object F1 at
-   IoU 0.5, PQ, AJI over the split and per image; then where each method loses (:func:`losses`).
+   nucleus nobody outlined, and is dropped before scoring: it counts neither as true nor false);
+   object F1 at IoU 0.5, PQ, AJI over the split and per image; then where each method loses
+   (``objects_common.losses``) and the Boundary IoU of its matched nuclei.
 
 ``--score-only`` scores the ``--work`` folder of an earlier run again.
 """
@@ -330,9 +331,9 @@ def score(args: argparse.Namespace, prepared: Path) -> tuple[dict[str, dict[str,
 
 def _summed(rows: list[dict[str, float]]) -> dict[str, float]:
     total: dict[str, float] = {key: sum(row[key] for row in rows) for key in rows[0] if key != "boundary_iou"}
-    weights = [row["matched"] for row in rows]
-    total["boundary_iou"] = float(np.average([row["boundary_iou"] for row in rows], weights=weights)) \
-        if sum(weights) else float("nan")
+    matched = [row for row in rows if row["matched"]]  # an image without a match has no Boundary IoU (NaN)
+    total["boundary_iou"] = float(np.average([row["boundary_iou"] for row in matched],
+                                             weights=[row["matched"] for row in matched])) if matched else float("nan")
     return total
 
 
