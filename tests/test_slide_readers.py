@@ -249,3 +249,32 @@ def test_listing_and_validation_import_no_slide_library(tmp_path: Path) -> None:
     modules = ("openslide", "tiffslide", "zarr", "tensorflow", "keras")
     assert imported_by_listing_and_validation(write_tiny_project(tmp_path), modules,
                                               then="import segkit.slides.open_slide") == []
+
+
+def test_ome_tiff_decodes_only_the_tiles_a_region_overlaps(slides: dict[tuple[str, str], Path], picture: np.ndarray,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from segkit_slides.ome_tiff_reader import OmeTiffSlide
+
+    decoded: list[int] = []
+    tile = OmeTiffSlide._tile
+    monkeypatch.setattr(OmeTiffSlide, "_tile", lambda self, page, index, *rest: decoded.append(index) or
+                        tile(self, page, index, *rest))
+    with open_slide(slides["ome", "zlib"], get_registry()) as slide:
+        np.testing.assert_array_equal(slide.read_region(0, 130, 10, 20, 20), picture[10:30, 130:150])
+        assert decoded == [1]  # of level 0's 5x4 tiles, the second of the first row
+        slide.read_region(0, 120, 120, 20, 20)  # a corner where four tiles meet
+        assert decoded == [1, 0, 1, 5, 6]
+
+
+def test_the_synthetic_slide_is_tissue_in_glass_with_one_class_per_nucleus() -> None:
+    image, classes, instances = synthetic_slide(300, 200, seed=5, tile=64, margin=20)
+    assert image.shape == (200, 300, 3) and classes.shape == instances.shape == (200, 300)
+    glass = np.ones((200, 300), bool)
+    glass[20:180, 20:280] = False
+    assert (image[glass] == 255).all() and (classes[glass] == 0).all() and (instances[glass] == 0).all()
+    assert not (image[~glass] == 255).all(axis=-1).all()
+    ids = np.unique(instances)
+    assert ids[0] == 0 and (ids == np.arange(len(ids))).all() and len(ids) > 20
+    for nucleus in ids[1:]:
+        assert len(np.unique(classes[instances == nucleus])) == 1 and classes[instances == nucleus][0] in (1, 2)
+    assert ((classes > 0) == (instances > 0)).all()
