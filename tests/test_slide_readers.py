@@ -278,3 +278,41 @@ def test_the_synthetic_slide_is_tissue_in_glass_with_one_class_per_nucleus() -> 
     for nucleus in ids[1:]:
         assert len(np.unique(classes[instances == nucleus])) == 1 and classes[instances == nucleus][0] in (1, 2)
     assert ((classes > 0) == (instances > 0)).all()
+
+
+def test_transparent_pixels_are_glass() -> None:
+    from segkit_slides.openslide_like import on_white
+
+    rgba = np.array([[[10, 20, 30, 255], [10, 20, 30, 0], [0, 100, 200, 128]]], np.uint8)
+    np.testing.assert_array_equal(on_white(rgba), [[[10, 20, 30], [255, 255, 255], [127, 177, 227]]])
+
+
+@pytest.mark.parametrize(("properties", "expected"), [
+    ({"openslide.mpp-x": "0.2527", "openslide.mpp-y": "0.2533"}, (0.2527, 0.2533)),
+    ({"openslide.mpp-x": "0.25"}, None),  # one axis is no pixel size
+    ({"openslide.mpp-x": "0", "openslide.mpp-y": "0"}, None),
+    ({"openslide.mpp-x": "n/a", "openslide.mpp-y": "0.25"}, None),
+    ({"openslide.mpp-x": "inf", "openslide.mpp-y": "inf"}, None),
+])
+def test_a_pixel_size_is_read_only_when_both_axes_are_positive_numbers(properties: dict[str, str],
+                                                                       expected: tuple[float, float] | None) -> None:
+    from segkit_slides.openslide_like import microns_from_properties
+
+    assert microns_from_properties(properties, "openslide") == expected
+
+
+@pytest.mark.parametrize(("attributes", "expected"), [
+    ('PhysicalSizeX="0.5" PhysicalSizeY="0.25"', (0.5, 0.25)),  # µm is OME's default unit
+    ('PhysicalSizeX="250" PhysicalSizeXUnit="nm" PhysicalSizeY="0.00025" PhysicalSizeYUnit="mm"', (0.25, 0.25)),
+    ('PhysicalSizeX="0.5" PhysicalSizeXUnit="pixel" PhysicalSizeY="0.5"', None),  # no length
+    ('PhysicalSizeX="0.5"', None),
+    ("", None),
+])
+def test_the_ome_pixel_size_is_converted_to_microns(attributes: str, expected: tuple[float, float] | None) -> None:
+    from segkit_slides.ome_tiff_reader import ome_microns_per_pixel
+
+    xml = ('<OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06"><Image ID="Image:0">'
+           f'<Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint8" SizeX="4" SizeY="4" SizeC="3" SizeZ="1" '
+           f'SizeT="1" {attributes}/></Image></OME>')
+    result = ome_microns_per_pixel(xml)
+    assert result == (None if expected is None else pytest.approx(expected))
