@@ -316,3 +316,15 @@ def test_the_ome_pixel_size_is_converted_to_microns(attributes: str, expected: t
            f'SizeT="1" {attributes}/></Image></OME>')
     result = ome_microns_per_pixel(xml)
     assert result == (None if expected is None else pytest.approx(expected))
+
+
+def test_a_stripped_ome_tiff_is_read_strip_by_strip(tmp_path: Path) -> None:
+    import tifffile
+
+    image = np.random.default_rng(0).integers(0, 256, (300, 200, 3), dtype=np.uint8)
+    path = tmp_path / "strips.ome.tif"
+    tifffile.imwrite(path, image, photometric="rgb", compression="zlib", rowsperstrip=16, metadata={"axes": "YXS"})
+    with open_slide(path, get_registry()) as slide:
+        assert (slide.reader, slide.level_dimensions, slide.microns_per_pixel) == ("ome-tiff", ((200, 300),), None)
+        np.testing.assert_array_equal(slide.read_region(0, 17, 33, 150, 250), image[33:283, 17:167])
+        np.testing.assert_array_equal(slide.read_region(0, 0, 290, 200, 10), image[290:])  # the short last strip

@@ -49,6 +49,7 @@ class OmeTiffSlide(ClosesOnExit):
                 raise ValueError(f"tifffile cannot open it: {str(exc).strip() or type(exc).__name__}") from None
         try:
             problem = damage(tiff, complaints) or (None if tiff.is_ome else "its first directory holds no OME-XML")
+            problem = problem or (None if tiff.series else "it holds no image")
             if problem:
                 raise ValueError(problem)
             return cls(path, tiff)
