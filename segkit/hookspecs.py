@@ -27,6 +27,7 @@ from segkit.specs import (
     MetricSpec,
     ModelSpec,
     PreparerSpec,
+    SlideReaderSpec,
 )
 
 hookspec = pluggy.HookspecMarker("segkit")
@@ -172,4 +173,31 @@ def segkit_instancers() -> Iterable[InstancerSpec]:
             return [InstancerSpec("blobs", "connected components of the argmax",
                                   lambda req: lambda probs, image: instances_from_labels(
                                       skimage.measure.label(probs.argmax(-1) > 0), probs))]
+    """
+
+
+@hookspec
+def segkit_slide_readers() -> Iterable[SlideReaderSpec]:
+    """Register whole-slide image readers (SVS, NDPI, MRXS, OME-TIFF, ...), chosen per file.
+
+    Called once when the registry is built. ``build`` receives the slide's ``Path`` when a command
+    opens a slide and returns a :class:`~segkit.specs.Slide`: ``level_dimensions`` (``(width,
+    height)`` per level, level 0 full resolution), ``level_downsamples``, ``microns_per_pixel``
+    (``(x, y)`` from the file's metadata or ``None``, never guessed), ``read_region(level, x, y,
+    width, height)`` (uint8 RGB ``(height, width, 3)``, ``x, y`` in level-0 pixels as in OpenSlide),
+    ``close()``, and the context manager. ``build`` raises ``ValueError(reason)`` for a file it
+    cannot open and ``PluginError`` for a library that is missing.
+
+    ``can_read(path) -> bool`` (optional, cheap: a suffix or magic bytes) and ``order`` (lowest
+    first) decide which readers ``segkit.slides.open_slide.open_slide`` tries on a file when no
+    reader is named; the first that opens it is used. Slide readers take no TOML keys.
+
+    :return: :class:`~segkit.specs.SlideReaderSpec` records.
+
+    Example::
+
+        @hookimpl
+        def segkit_slide_readers():
+            return [SlideReaderSpec("czi", "Zeiss CZI via pylibCZIrw", open_czi,
+                                    can_read=lambda path: path.suffix.lower() == ".czi", order=40)]
     """

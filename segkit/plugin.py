@@ -42,6 +42,14 @@ from segkit.project import project_classes
 from segkit.project_file import read_document as read_project_document
 from segkit.plugins import unknown_name_message
 from segkit.run_folder import EPOCH_CHANGE_DIR
+from segkit.slides.open_slide import (
+    WHITE,
+    ClosesOnExit,
+    level_origin,
+    missing_slide_library,
+    slide_downsamples,
+    undecodable_region,
+)
 from segkit.specs import (
     CallbackRequest,
     CallbackSpec,
@@ -68,6 +76,8 @@ from segkit.specs import (
     PrepareReport,
     PreparerRequest,
     PreparerSpec,
+    Slide,
+    SlideReaderSpec,
 )
 from segkit.text import visible
 from segkit.toml_io import dumps as toml_dumps
@@ -79,12 +89,14 @@ __all__ = [
     "IGNORE_INDEX",
     "REQUIRED",
     "RGB",
+    "WHITE",
     "BadFeature",
     "CallbackRequest",
     "CallbackSpec",
     "CheckedSource",
     "ClassInfo",
     "ClassTable",
+    "ClosesOnExit",
     "CountedSource",
     "DataError",
     "DatasetRequest",
@@ -119,6 +131,8 @@ __all__ = [
     "ProjectError",
     "QuPathFeature",
     "SegkitError",
+    "Slide",
+    "SlideReaderSpec",
     "SplitFolders",
     "distinct_colors",
     "geojson_stem",
@@ -127,7 +141,9 @@ __all__ = [
     "instance_label_size",
     "instances_from_labels",
     "is_geojson_name",
+    "level_origin",
     "list_images",
+    "missing_slide_library",
     "montage",
     "object_outlines",
     "paint",
@@ -146,9 +162,11 @@ __all__ = [
     "safe_names",
     "scan_image_folder",
     "segment",
+    "slide_downsamples",
     "staged_output",
     "toml_dumps",
     "truth_objects",
+    "undecodable_region",
     "unknown_name_message",
     "visible",
     "write_atomic",

@@ -41,18 +41,19 @@ from segkit.specs import (
     MetricSpec,
     ModelSpec,
     PreparerSpec,
+    SlideReaderSpec,
     Spec,
 )
 
 ENTRY_POINT_GROUP = "segkit"
 DISABLE_ENV = "SEGKIT_DISABLE_PLUGINS"
 
-Kind = Literal["model", "dataset", "loss", "metric", "callback", "preparer", "instancer"]
+Kind = Literal["model", "dataset", "loss", "metric", "callback", "preparer", "instancer", "slide_reader"]
 KINDS: tuple[Kind, ...] = get_args(Kind)
 _HOOK_OF_KIND: dict[Kind, str] = {
     "model": "segkit_models", "dataset": "segkit_datasets", "loss": "segkit_losses",
     "metric": "segkit_metrics", "callback": "segkit_callbacks", "preparer": "segkit_preparers",
-    "instancer": "segkit_instancers",
+    "instancer": "segkit_instancers", "slide_reader": "segkit_slide_readers",
 }
 #: Names the core itself relies on: the defaults of ``[loss] name``, ``[dataset] name`` and
 #: ``[metrics] names``, and the headline figure of every report. As with pytest's essential
@@ -65,7 +66,7 @@ CORE_DISTRIBUTION = "segkit"
 _SPEC_OF_KIND: dict[Kind, type[Spec]] = {
     "model": ModelSpec, "dataset": DatasetSpec, "loss": LossSpec,
     "metric": MetricSpec, "callback": CallbackSpec, "preparer": PreparerSpec,
-    "instancer": InstancerSpec,
+    "instancer": InstancerSpec, "slide_reader": SlideReaderSpec,
 }
 
 

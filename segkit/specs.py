@@ -293,4 +293,51 @@ class PrepareReport:
     notes: tuple[str, ...] = ()
 
 
-Spec = ModelSpec | DatasetSpec | LossSpec | MetricSpec | CallbackSpec | PreparerSpec | InstancerSpec
+
+@runtime_checkable
+class Slide(Protocol):
+    """An open whole-slide image: a pyramid of levels, read a region at a time.
+
+    Level 0 is the full resolution; ``level_dimensions[i]`` is level ``i``'s ``(width, height)``
+    and ``level_downsamples[i]`` how many level-0 pixels one of its pixels spans (as OpenSlide
+    reports them). ``microns_per_pixel`` is ``(x, y)`` from the file's metadata, ``None`` when the
+    file does not say (never guessed). A slide is a context manager that closes it.
+    """
+
+    level_dimensions: tuple[tuple[int, int], ...]
+    level_downsamples: tuple[float, ...]
+    microns_per_pixel: tuple[float, float] | None
+
+    def read_region(self, level: int, x: int, y: int, width: int, height: int) -> Any:
+        """``(height, width, 3)`` uint8 RGB of ``level``, its top-left corner at level-0 pixel ``(x, y)``
+        (OpenSlide's convention); pixels beyond the slide, and transparent ones, are white."""
+
+    def close(self) -> None:
+        """Release the file; reading afterwards is an error."""
+
+    def __enter__(self) -> Slide: ...
+
+    def __exit__(self, *exc_info: object) -> None: ...
+
+
+@dataclass(frozen=True)
+class SlideReaderSpec(_Spec):
+    """A slide reader: ``build(path) -> Slide`` opens one file (slide readers take no TOML keys).
+
+    ``build`` raises ``ValueError(reason)`` for a file it cannot open (not its format, a broken
+    header) and a :class:`~segkit.errors.PluginError` when a library it needs is missing. The
+    :class:`Slide` it returns may assume ``read_region`` gets a valid level and a region inside
+    that level: :func:`segkit.slides.open_slide.open_slide` checks both, clips the region, pads
+    it with white and applies a pixel-size override; a tile that fails to decode is a
+    :class:`~segkit.errors.DataError` (``segkit.plugin.undecodable_region`` words it).
+
+    ``can_read(path) -> bool``, optional, is a cheap sniff (suffix, magic bytes) choosing which
+    readers are tried for a file, lowest ``order`` first (ties by name); without it a reader is
+    tried on every file.
+    """
+
+    can_read: Callable[[Path], bool] | None = None
+    order: int = 100
+
+
+Spec = ModelSpec | DatasetSpec | LossSpec | MetricSpec | CallbackSpec | PreparerSpec | InstancerSpec | SlideReaderSpec
