@@ -308,3 +308,26 @@ def test_tissue_and_grid_need_no_tensorflow() -> None:
         "print(int(detect_tissue(image, 'all').sum()), 'skimage' in sys.modules)\n")
     result = run_python(script)
     assert result.returncode == 0 and result.stdout.split() == ["256", "True"], output_of(result)
+
+
+@pytest.mark.parametrize("style", ["aperio", "ome"])
+def test_tissue_and_tiles_of_a_written_pyramid(tmp_path: Path, style: str) -> None:
+    from segkit_slides.formats import open_ome_tiff, open_with_openslide
+    from slide_files import write_pyramid
+
+    image, truth = slide_with_tissue()
+    path = tmp_path / ("slide.svs" if style == "aperio" else "slide.ome.tif")
+    write_pyramid(path, image, style=style, microns_per_pixel=0.25, levels=4)
+    levels = pyramid_levels(image, 4)
+    with (open_with_openslide if style == "aperio" else open_ome_tiff)(path) as slide:
+        tissue = tissue_mask(slide, path, **TISSUE)
+        expected = low_resolution_truth(truth, 8)
+        assert tissue.level == 3 and (tissue.mask & expected).sum() / (tissue.mask | expected).sum() > 0.9
+        level, scale = choose_level(slide, 0.5, source=path)
+        tiles = tile_grid(slide, level, scale, (128, 128), 0.25, tissue, source=path)
+        assert (level, scale) == (1, 1.0) and tiles
+        for tile in tiles[::7]:
+            read = slide.read_region(tile.level, tile.x, tile.y, tile.read_width, tile.read_height)
+            column, row = tile.x // 2, tile.y // 2
+            part = levels[1][row:row + 128, column:column + 128]
+            assert np.array_equal(read[:part.shape[0], :part.shape[1]], part)
