@@ -7,6 +7,7 @@ that talk to it, signal it or run several at once. Output is text, stdout and st
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -76,3 +77,16 @@ def block_imports(names: Sequence[str]) -> str:
 
 def output_of(result: subprocess.CompletedProcess[str]) -> str:
     return f"exit {result.returncode}\n{result.stdout}"
+
+
+def imported_by_listing_and_validation(project: Path, modules: Sequence[str], then: str = "") -> list[str]:
+    """Which of ``modules`` a fresh process has imported after ``segkit plugins``' listing, loading
+    ``project`` and the statements ``then``: what must stay out of listing and validation."""
+    result = run_python(
+        "import sys\nfrom pathlib import Path\nfrom segkit.project import load_project\n"
+        "from segkit.cli.plugins_command import describe\nfrom segkit.plugins import get_registry\n"
+        f"describe(get_registry())\nload_project(Path({str(project)!r}))\n{then}\n"
+        f"print(sorted(m for m in {tuple(modules)!r} if m in sys.modules))\n")
+    last = (result.stdout.strip().splitlines() or [""])[-1]
+    assert result.returncode == 0 and last.startswith("["), output_of(result)
+    return list(ast.literal_eval(last))

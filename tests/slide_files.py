@@ -26,6 +26,8 @@ SlideStyle = Literal["aperio", "ome"]
 Compression = Literal["zlib", "jpeg"]
 #: the glass: what a scanner sees where there is no tissue
 GLASS = 255
+#: JPEG quality of the test slides (Aperio scanners write 70 to 90)
+JPEG_QUALITY = 90
 
 
 def halve(image: np.ndarray) -> np.ndarray:
@@ -47,7 +49,7 @@ def pyramid_levels(image: np.ndarray, levels: int) -> list[np.ndarray]:
 def aperio_description(width: int, height: int, tile: int, microns_per_pixel: float | None,
                        compression: Compression) -> str:
     """An ImageDescription as Aperio's ScanScope writes it; ``None`` leaves ``MPP`` out."""
-    codec = "JPEG/RGB Q=90" if compression == "jpeg" else "ZLIB/RGB"
+    codec = f"JPEG/RGB Q={JPEG_QUALITY}" if compression == "jpeg" else "ZLIB/RGB"
     fields = [f"Aperio Image Library v12.0.15 \r\n{width}x{height} [0,0 {width}x{height}] ({tile}x{tile}) {codec}",
               "AppMag = 20"]
     if microns_per_pixel is not None:
@@ -65,8 +67,8 @@ def write_pyramid(path: Path, image: np.ndarray, *, style: SlideStyle, microns_p
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
     pyramid = pyramid_levels(image, levels)
-    codec = "jpeg" if compression == "jpeg" else "zlib"
-    options = {"tile": (tile, tile), "photometric": "rgb", "compression": codec}
+    options: dict[str, object] = {"tile": (tile, tile), "photometric": "rgb", "compression": compression,
+                                  "compressionargs": {"level": JPEG_QUALITY if compression == "jpeg" else 6}}
     with tifffile.TiffWriter(path, bigtiff=False, ome=style == "ome") as tiff:
         if style == "aperio":
             _write_aperio(tiff, pyramid, tile, microns_per_pixel, compression, options)
@@ -149,3 +151,19 @@ def _consecutive(ids: np.ndarray) -> np.ndarray:
     if values[0] != 0:
         return (inverse.reshape(ids.shape) + 1).astype(np.int32)
     return inverse.reshape(ids.shape).astype(np.int32)
+
+
+def spoil_tile(path: Path, level: int, tile_index: int = 0) -> tuple[int, int]:
+    """Overwrite tile ``tile_index`` of ``level`` with bytes no codec decodes; its ``(x, y)`` in the level.
+
+    The file keeps its size and structure, as a bad sector or a broken copy leaves it.
+    """
+    with tifffile.TiffFile(path) as tiff:
+        page = tiff.series[0].levels[level].keyframe
+        offset, count = page.dataoffsets[tile_index], page.databytecounts[tile_index]
+        across = -(-page.imagewidth // page.tilewidth)
+        corner = (tile_index % across * page.tilewidth, tile_index // across * page.tilelength)
+    with open(path, "r+b") as stream:
+        stream.seek(offset)
+        stream.write(bytes(range(7, 256, 13)) * (count // 19) + b"\xff" * (count % 19))
+    return corner

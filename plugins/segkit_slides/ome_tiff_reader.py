@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from segkit.plugin import ClosesOnExit, level_origin, slide_downsamples, undecodable_region
+from segkit_slides.tiff_checks import damage, tifffile_complaints
 
 #: what tifffile and imagecodecs raise for a tile whose bytes do not decode, or are cut short
 DECODE_FAILURES = (RuntimeError, ValueError, OSError, EOFError, zlib.error)
@@ -41,13 +42,15 @@ class OmeTiffSlide(ClosesOnExit):
     def open(cls, path: Path) -> OmeTiffSlide:
         import tifffile
 
+        with tifffile_complaints() as complaints:
+            try:
+                tiff = tifffile.TiffFile(path)
+            except DECODE_FAILURES as exc:  # tifffile's TiffFileError is a ValueError
+                raise ValueError(f"tifffile cannot open it: {str(exc).strip() or type(exc).__name__}") from None
         try:
-            tiff = tifffile.TiffFile(path)
-        except DECODE_FAILURES as exc:  # tifffile's TiffFileError is a ValueError
-            raise ValueError(f"tifffile cannot open it: {str(exc).strip() or type(exc).__name__}") from None
-        try:
-            if not tiff.is_ome:
-                raise ValueError("its first directory holds no OME-XML")
+            problem = damage(tiff, complaints) or (None if tiff.is_ome else "its first directory holds no OME-XML")
+            if problem:
+                raise ValueError(problem)
             return cls(path, tiff)
         except BaseException:
             tiff.close()

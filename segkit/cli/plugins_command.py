@@ -89,7 +89,7 @@ def plugins(
     keys: Annotated[bool, typer.Option("--keys", help="also list every entry's keys (kind, default, help)")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON for machines")] = False,
 ) -> None:
-    """List every model, dataset, loss, metric, callback, preparer and instancer the installed plugins provide."""
+    """List every model, dataset, loss, metric, callback, preparer, instancer and slide reader installed."""
     report = describe(get_registry())
     if name is not None:
         report = _only(report, name)

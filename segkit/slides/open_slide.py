@@ -75,7 +75,7 @@ def open_slide(path: Path, registry: Registry, reader: str | None = None,
             return CheckedSlide(spec.build(path), path, spec.name, override)
         except ValueError as exc:
             raise DataError(f"{shown_path(path)}: slide reader '{spec.name}' cannot open it: {_first_line(exc)} "
-                            "(choose another reader, or let segkit choose)") from None
+                            "(copy the file again if it is damaged, or choose another reader)") from None
     return _first_that_opens(path, registry, override)
 
 
