@@ -116,6 +116,15 @@ def test_no_tile_is_kept_on_glass(tissue_slide: tuple[MemorySlide, np.ndarray]) 
     assert len(tiles) < 0.5 * len(everything)
 
 
+def test_a_slide_of_tissue_only_is_tissue_everywhere() -> None:
+    from segkit_synthetic.he_tiles import TileSettings, generate_tile_with_instances
+
+    # Otsu alone would split the pale stroma from the nuclei here: its bounds keep every pixel
+    texture = np.tile(generate_tile_with_instances(5, TileSettings(size=256))[0], (4, 4, 1))
+    tissue = tissue_mask(MemorySlide(pyramid_levels(texture, 3)), SOURCE, **TISSUE)
+    assert tissue.mask.shape == (256, 256) and tissue.mask.all()
+
+
 def test_a_slide_of_glass_only_is_one_line() -> None:
     slide = MemorySlide(pyramid_levels(glass(1024, 1024, 1), 3))
     with pytest.raises(DataError) as raised:
