@@ -20,7 +20,7 @@ from segkit.text import visible
 from segkit.validation import Context, suggestion, text, validate_table
 
 SECTIONS = ("project", "model", "classes", "mask", "optimizer", "loss", "metrics", "dataset", "train",
-            "augment", "callbacks", "infer", "instances")
+            "augment", "callbacks", "infer", "instances", "slides")
 REQUIRED_SECTIONS = ("project", "model", "classes")
 #: class indices are stored as uint8 and 255 marks ignored pixels
 MAX_CLASSES = IGNORE_INDEX
@@ -52,6 +52,7 @@ class Project:
     infer: sections.InferSection
     #: the instancer that turns predictions into nuclei; None when the file has no ``[instances]`` table
     instances: sections.InstancesSection | None
+    slides: sections.SlidesSection
     #: the validated document, as written to ``project.resolved.toml``
     resolved: Mapping[str, Any]
     #: what loading changed that the user should hear about (keys dropped for a model switch)
@@ -245,6 +246,7 @@ def _validate(document: Mapping[str, Any], ctx: Context, registry: Registry) -> 
     if "instances" in document:  # optional: a project without it is the pixels-only project it always was
         resolved["instances"] = _plugin_table(document, "instances", sections.INSTANCES_KEYS, "instancer",
                                               registry, ctx)
+    resolved["slides"] = _table(document, "slides", sections.SLIDES_KEYS, ctx)
     _fill_output_paths(resolved, ctx)
     return _build(resolved, ctx)
 
@@ -283,5 +285,6 @@ def _build(resolved: dict[str, Any], ctx: Context) -> Project:
         callbacks=tuple(_plugin(PluginSection, c) for c in resolved["callbacks"]),
         infer=build_record(sections.InferSection, resolved["infer"]),
         instances=_plugin(sections.InstancesSection, resolved["instances"]) if "instances" in resolved else None,
+        slides=build_record(sections.SlidesSection, resolved["slides"]),
         resolved=resolved,
     )

@@ -30,7 +30,7 @@ CORE: tuple[tuple[str, Sequence[Option], Kind | None], ...] = (
     ("metrics", sections.METRICS_KEYS, None), ("dataset", sections.DATASET_KEYS, "dataset"),
     ("train", sections.TRAIN_KEYS, None), ("augment", sections.AUGMENT_KEYS, None),
     ("callbacks[]", sections.PLUGIN_NAME, "callback"), ("infer", sections.INFER_KEYS, None),
-    ("instances", sections.INSTANCES_KEYS, "instancer"),
+    ("instances", sections.INSTANCES_KEYS, "instancer"), ("slides", sections.SLIDES_KEYS, None),
 )
 
 

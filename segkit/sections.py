@@ -38,6 +38,10 @@ class ModelSection(PluginSection):
     image_width: int = setting("int", help="model input width in pixels", minimum=8, maximum=MAX_INPUT_SIZE)
     image_height: int = setting("int", help="model input height in pixels", minimum=8, maximum=MAX_INPUT_SIZE)
     image_channels: int = setting("int", 3, "1 (grayscale) or 3 (RGB)", minimum=1, maximum=3)
+    microns_per_pixel: float | None = setting(
+        "float", None, "pixel size in µm the model was trained at: slides are read at this resolution (not set: "
+        "slides cannot be segmented; take it from the training images' scanner, never guess it)",
+        minimum=0.01, maximum=100)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,6 +119,25 @@ class InstancesSection(PluginSection):
     compress_geojson: bool = setting("bool", False, "write each image's nuclei as .geojson.gz instead of .geojson")
 
 
+@dataclass(frozen=True, kw_only=True)
+class SlidesSection:
+    """``[slides]``: how a whole-slide image's tissue is found and cut into model-size tiles."""
+
+    tissue: str = setting("str", "all", "what counts as tissue on the low-resolution level, by Otsu's threshold: "
+                          "'saturation' (glass is grey), 'optical_density' (glass is bright) or 'all' (both must hold: "
+                          "dark dust and pale stains are left out)",
+                          choices=("saturation", "optical_density", "all"))
+    tissue_side: int = setting("int", 1024, "long side in pixels of the level the tissue mask is computed on (the "
+                               "smallest level at least this long)", minimum=64, maximum=MAX_INPUT_SIZE)
+    min_tissue_area: float = setting("float", 5000.0, "tissue specks smaller than this, in µm², are dropped (without "
+                                     "a pixel size: 16 pixels of the tissue level)", minimum=0)
+    max_hole_area: float = setting("float", 10000.0, "holes in the tissue smaller than this, in µm², are filled "
+                                   "(without a pixel size: 16 pixels of the tissue level)", minimum=0)
+    overlap: float = setting("float", 0.25, "overlap of neighbouring slide tiles (a share of the tile side; more "
+                             "than a nucleus keeps each one whole in the tile that owns its centre)",
+                             minimum=0, maximum=0.9)
+
+
 MODEL_KEYS = options_of(ModelSection)
 OPTIMIZER_KEYS = options_of(OptimizerSection)
 REDUCER_KEYS = options_of(ReducerSection)
@@ -122,6 +145,7 @@ TRAIN_KEYS = options_of(TrainSection)
 AUGMENT_KEYS = options_of(AugmentSection)
 INFER_KEYS = options_of(InferSection)
 INSTANCES_KEYS = options_of(InstancesSection)
+SLIDES_KEYS = options_of(SlidesSection)
 PLUGIN_NAME = options_of(PluginSection)
 # [loss] and [dataset] name a built-in plugin when they name none
 LOSS_KEYS = (replace(PLUGIN_NAME[0], default="categorical_crossentropy"),)

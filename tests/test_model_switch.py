@@ -43,7 +43,8 @@ def test_switching_models_drops_the_keys_the_new_model_does_not_take(tiny_projec
     assert (project.model.image_width, project.model.image_height) == (64, 64)
     assert project.notes == (NOTE,)
     assert project.resolved["model"] == {"name": "tinynet", "image_width": 64, "image_height": 64,
-                                         "image_channels": 3, "width": 4, "num_layers": 3}
+                                         "image_channels": 3, "microns_per_pixel": None, "width": 4,
+                                         "num_layers": 3}
 
 
 def test_the_note_is_printed(tiny_project: Path) -> None:

@@ -22,7 +22,8 @@ from segkit.project import Project, load_project
 from segkit.specs import ModelSpec
 
 RECORDS = (Project, sections.PluginSection, sections.ModelSection, sections.OptimizerSection,
-           sections.ReducerSection, sections.TrainSection, sections.AugmentSection, sections.InferSection)
+           sections.ReducerSection, sections.TrainSection, sections.AugmentSection, sections.InferSection,
+           sections.SlidesSection)
 
 
 def test_a_plugins_default_is_normalised_like_a_written_value(tiny_project: Path) -> None:
@@ -51,10 +52,11 @@ def test_a_default_outside_its_bounds_is_reported_by_key(tiny_project: Path) -> 
 def test_every_validated_key_reaches_its_section_record(tiny_project: Path) -> None:
     project = load_project(tiny_project, ["train.reducer.factor=0.25", "augment.zoom=0.1"])
     resolved = project.resolved
-    for section in ("optimizer", "train", "augment", "infer"):
+    for section in ("optimizer", "train", "augment", "infer", "slides"):
         assert dataclasses.asdict(getattr(project, section)) == resolved[section], section
     assert project.train.reducer == sections.ReducerSection(factor=0.25, patience=resolved["train"]["reducer"]["patience"])
-    core = {key: resolved["model"][key] for key in ("name", "image_width", "image_height", "image_channels")}
+    core = {key: resolved["model"][key] for key in ("name", "image_width", "image_height", "image_channels",
+                                                      "microns_per_pixel")}
     model = dataclasses.asdict(project.model)
     assert model.pop("options") == {k: v for k, v in resolved["model"].items() if k not in core}
     assert model == core

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 
-def _starts(size: int, tile: int, stride: int) -> list[int]:
+def window_starts(size: int, tile: int, stride: int) -> list[int]:
+    """Starts of ``tile``-long windows ``stride`` apart covering ``0..size``, the last one ending at ``size``."""
     if size <= tile:
         return [0]
     starts = list(range(0, size - tile, stride))
@@ -16,7 +17,7 @@ def tile_origins(shape: tuple[int, int], tile: tuple[int, int], overlap: float) 
     """Top-left corners of ``tile``-sized windows covering ``shape`` with at least ``overlap`` (0..<1)."""
     (height, width), (th, tw) = shape, tile
     sy, sx = max(1, int(round(th * (1 - overlap)))), max(1, int(round(tw * (1 - overlap))))
-    return [(y, x) for y in _starts(height, th, sy) for x in _starts(width, tw, sx)]
+    return [(y, x) for y in window_starts(height, th, sy) for x in window_starts(width, tw, sx)]
 
 
 def pad_to(array: np.ndarray, height: int, width: int, value: int) -> np.ndarray:
