@@ -1,0 +1,1 @@
+"""Whole-slide images: readers, tissue, tile grids and pyramids (TensorFlow-free)."""
