@@ -148,14 +148,16 @@ class MaskCanvas:
         return (y * self.width + x) * self.dtype.itemsize
 
     def _check_block(self, x: int, y: int, block: np.ndarray) -> None:
-        if block.ndim != 2 or block.dtype.kind not in "ub":
-            raise ValueError(f"a block of class indices is a 2-D array of unsigned integers, not {block.dtype} "
+        if block.ndim != 2 or block.dtype.kind not in "uib":  # integers: an argmax is int64
+            raise ValueError(f"a block of class indices is a 2-D array of integers, not {block.dtype} "
                              f"of shape {block.shape}")
         height, width = block.shape
         if x < 0 or y < 0 or x + width > self.width or y + height > self.height:
             raise ValueError(f"a {width} x {height} block at {x},{y} lies outside the {self.width} x {self.height} canvas")
-        if not np.can_cast(block.dtype, self.dtype) and block.size and block.max() > np.iinfo(self.dtype).max:
-            raise ValueError(f"class index {block.max()} does not fit the canvas's {self.dtype}")
+        if block.size and not np.can_cast(block.dtype, self.dtype):
+            low, high = block.min(), block.max()
+            if low < 0 or high > np.iinfo(self.dtype).max:
+                raise ValueError(f"class index {low if low < 0 else high} does not fit the canvas's {self.dtype}")
 
 
 def level_shapes(shape: tuple[int, int], levels: int) -> list[tuple[int, int]]:
