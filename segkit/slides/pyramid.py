@@ -18,12 +18,17 @@ level IFDs, so the reduced levels are linked into that chain as well: the same I
 ways. tifffile and tiffslide then see one OME series with every level, OpenSlide a generic tiled TIFF
 with the same levels; the pixel size is in the OME XML and in the TIFF resolution tags (which
 OpenSlide and tiffslide read).
+Whether Bio-Formats minds the extra main-chain IFDs (its OME XML maps only IFD 0) is not tested here.
 
-Opening the class-index file in QuPath (from QuPath's docs, not tried in a running QuPath): drag it
-onto QuPath (it opens through Bio-Formats' OME-TIFF reader, as an 8-bit single-channel image whose
-pixel values are the class indices; Brightness & contrast shows them, a pixel classifier's output
-loads the same way). To see it over the slide, open the colour variant (``palette=``) as an image in
-the same project, or import the class regions as annotations (segkit's GeoJSON writers).
+Opening it in QuPath (from QuPath's docs and javadoc; none of this was tried in a running QuPath):
+File > Open (or a drop on the viewer) reads it with QuPath's Bio-Formats image server, which takes
+OME-TIFF SubIFD pyramids (its OpenSlide server would read the same levels from the main chain), as
+one 8-bit channel whose values are the class indices: Brightness & contrast (0 to the number of
+classes) makes them visible, and the OME pixel size gives µm. Shown *over* the slide it needs a
+script: build an ImageServer from the file (``ImageServers.buildServer``) and hand it to
+``PixelClassificationOverlay.create(options, Map<ImageData, ImageServer>, renderer)``, the overlay a
+pixel classifier's output is drawn with (QuPath's BufferedImageOverlay takes only small, non-
+pyramidal images). The colour variant (``palette=``) opens as an ordinary RGB image for viewing.
 """
 
 from __future__ import annotations
@@ -120,6 +125,8 @@ class MaskCanvas:
         ``palette``, the file holds each class's RGB colour instead of its index (for viewing).
         The file is written under a temporary name and renamed into place only when complete:
         an exception (Ctrl-C included) leaves no file under ``final_path`` and an earlier one as it was.
+        A SIGTERM with Python's default handler runs no cleanup: the half-written temporary stays beside
+        (``durable.remove_temporaries`` clears it); a handler that raises gets the cleanup above.
         """
         count = _checked_levels(final_path, self.shape, tile, levels, microns_per_pixel)
         chain = [self]
