@@ -54,6 +54,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
 from benchkit.clock import load_average  # noqa: E402
+from bench_ucsb import dataset_overrides  # noqa: E402  (the same prepared split, the same keys)
 from benchkit.tables import machine, table  # noqa: E402
 from objects_common import boundary_iou, build_instancer, losses  # noqa: E402
 
@@ -66,14 +67,6 @@ THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
 
 def segkit_command(*args: str) -> list[str]:
     return [sys.executable, "-c", "from segkit.cli.main import main; main()", *args]
-
-
-def dataset_overrides(prepared: Path, run: Path) -> list[str]:
-    values = [f"project.output_dir={run}", f"callbacks.0.images={prepared}/test/images",
-              f"infer.images={prepared}/test/images"]
-    for split in ("train", "valid", "test"):
-        values += [f"dataset.{split}.images={prepared}/{split}/images", f"dataset.{split}.masks={prepared}/{split}/masks"]
-    return [part for value in values for part in ("--set", value)]
 
 
 def read_pair(prepared: Path, split: str, stem: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
