@@ -1,0 +1,240 @@
+"""The class mask of a whole slide, in bounded memory (issue 27, item 2): ``<stem>.mask.ome.tif``.
+
+The slide is read at the pyramid level nearest the model's pixel size (:func:`choose_level`),
+only where the tissue mask (written as ``<stem>.tissue.png``) says there is tissue. Tiles are read
+by a thread one batch ahead of the model, go through the compiled predict path in batches, and are
+blended with Gaussian weights in level pixels: a *band* of level rows, as tall as a tile and as
+wide as the level, holds the weighted softmax of the tiles of the current grid row; the rows above
+the next grid row's first row are complete once the row is done (no later tile covers them), so
+they are argmaxed, upscaled to level 0 by nearest neighbour and written to a :class:`MaskCanvas`.
+
+Memory: ``2 x read_height x level width x (classes + 1)`` float32 for the band, plus one batch of
+tiles; it depends on the tile size, the batch and the slide's WIDTH, never on its height or area.
+Pixels no tile covers (glass) are class 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import groupby
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segkit.engine.prediction import Prediction
+from segkit.errors import DataError, ProjectError
+from segkit.plugins import Registry
+from segkit.project import Project
+from segkit.slides.grid import Tile, choose_level, level_zero, tile_grid
+from segkit.slides.open_slide import CheckedSlide, level_origin, open_slide, require_microns_per_pixel
+from segkit.slides.pyramid import OME_SUFFIXES, MaskCanvas
+from segkit.slides.tissue import TissueMask, tissue_mask, write_tissue_png
+
+#: how to set the pixel size of a slide whose file has none (the override open_slide takes)
+SLIDE_MPP_HINT = "pass the scanner's µm per pixel as the slide's pixel size override"
+
+
+@dataclass(frozen=True)
+class SlideResult:
+    """What :func:`segment_slide` wrote and how: the files, the level read, the tiles predicted."""
+
+    mask: Path
+    tissue: Path
+    level: int
+    scale: float
+    tiles: int
+    tissue_mm2: float
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """A slide opened and planned: the level and tiles to read, and the tissue they came from."""
+
+    slide: CheckedSlide
+    mpp: tuple[float, float]
+    level: int
+    scale: float
+    tissue: TissueMask
+    tiles: list[Tile]
+
+
+def segment_slide(project: Project, slide_path: Path, out_folder: Path, registry: Registry,
+                  microns_per_pixel: float | tuple[float, float] | None = None) -> SlideResult:
+    """Segment ``slide_path`` with the run's best model into ``out_folder``; ``microns_per_pixel``
+    overrides the slide's own pixel size. Everything is checked before the model loads."""
+    from segkit.engine.best_model import load_best_model
+    from segkit.engine.components import prediction_for
+    from segkit.engine.runtime import import_tensorflow
+
+    target = _model_mpp(project)
+    if not out_folder.is_dir():
+        raise DataError(f"{out_folder}: no such folder (create it or choose another output folder)")
+    with _planned(project, slide_path, registry, target, microns_per_pixel) as setup:
+        tissue_png = out_folder / f"{_stem(slide_path)}.tissue.png"
+        mask_path = out_folder / f"{_stem(slide_path)}.mask.ome.tif"
+        width, height = setup.slide.level_dimensions[0]
+        with MaskCanvas(out_folder, width, height) as canvas:  # reserves its space before the model loads
+            write_tissue_png(tissue_png, setup.tissue.mask)
+            import_tensorflow()
+            model = load_best_model(project, registry)
+            how = prediction_for(project)
+            _predict_into(canvas, setup, lambda batch: tile_softmax(model, batch, how), how.batch_size,
+                          project.classes.num_classes)
+            canvas.save_pyramid(mask_path, microns_per_pixel=(setup.mpp[0] + setup.mpp[1]) / 2)
+    return SlideResult(mask_path, tissue_png, setup.level, setup.scale, len(setup.tiles),
+                       setup.tissue.area_mm2(setup.mpp))
+
+
+class _planned:
+    """The slide opened, its level chosen and its tissue tiles listed; closes the slide on exit."""
+
+    def __init__(self, project: Project, path: Path, registry: Registry, target: float,
+                 override: float | tuple[float, float] | None) -> None:
+        slide = open_slide(path, registry, microns_per_pixel=override)
+        try:
+            mpp = require_microns_per_pixel(slide, path, SLIDE_MPP_HINT)
+            level, scale = choose_level(slide, target, source=path)
+            section = project.slides
+            tissue = tissue_mask(slide, path, method=section.tissue,  # type: ignore[arg-type]
+                                 min_side=section.tissue_side, min_tissue_area=section.min_tissue_area,
+                                 max_hole_area=section.max_hole_area)
+            tiles = tile_grid(slide, level, scale, (project.model.image_width, project.model.image_height),
+                              section.overlap, tissue, source=path)
+        except BaseException:
+            slide.close()
+            raise
+        self.setup = _Setup(slide, mpp, level, scale, tissue, tiles)
+
+    def __enter__(self) -> _Setup:
+        return self.setup
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.setup.slide.close()
+
+
+def _model_mpp(project: Project) -> float:
+    mpp = project.model.microns_per_pixel
+    if mpp is None:
+        raise ProjectError(str(project.source), "model.microns_per_pixel",
+                           "not set, so the level a slide is read at is unknown",
+                           "set it to the µm per pixel of the images the model was trained on")
+    return mpp
+
+
+def _stem(path: Path) -> str:
+    """``slide`` of ``slide.svs`` and of ``slide.ome.tif`` alike."""
+    lower = path.name.lower()
+    suffix = next((s for s in OME_SUFFIXES if lower.endswith(s)), path.suffix)
+    return path.name[: len(path.name) - len(suffix)]
+
+
+def tile_softmax(model: Any, tiles: Sequence[np.ndarray], how: Prediction) -> list[np.ndarray]:
+    """Softmax ``(read_height, read_width, K)`` of each tile, through the model at its input size."""
+    from segkit.engine.predict import resize_probabilities, to_input
+
+    inputs = np.stack([to_input(tile, how.height, how.width) for tile in tiles])
+    softmax = np.asarray(model.predict_on_batch(inputs))
+    if how.tta:
+        softmax = (softmax + np.asarray(model.predict_on_batch(inputs[:, :, ::-1]))[:, :, ::-1]) / 2
+    return [p if p.shape[:2] == t.shape[:2] else resize_probabilities(p, t.shape[0], t.shape[1])
+            for p, t in zip(softmax, tiles)]
+
+
+def _batches(tiles: list[Tile], size: int) -> list[list[Tile]]:
+    """Batches of tiles that never span two grid rows (so a row's band flushes after its last batch)."""
+    rows = [list(row) for _, row in groupby(tiles, key=lambda tile: tile.row)]
+    return [row[i:i + size] for row in rows for i in range(0, len(row), size)]
+
+
+def _read_ahead(slide: CheckedSlide, batches: list[list[Tile]]) -> Iterator[tuple[list[Tile], list[np.ndarray]]]:
+    """Each batch with its pixels, the next one read by a thread while the caller predicts this one."""
+    def read(batch: list[Tile]) -> list[np.ndarray]:
+        return [slide.read_region(t.level, t.x, t.y, t.read_width, t.read_height) for t in batch]
+
+    if not batches:
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(read, batches[0])
+        for n, batch in enumerate(batches):
+            pixels = pending.result()
+            if n + 1 < len(batches):
+                pending = pool.submit(read, batches[n + 1])
+            yield batch, pixels
+
+
+def _predict_into(canvas: MaskCanvas, setup: _Setup, predict: Callable[[list[np.ndarray]], list[np.ndarray]],
+                  batch_size: int, classes: int) -> None:
+    """Every tissue tile predicted, blended in the band and flushed into ``canvas`` row by row."""
+    slide, level = setup.slide, setup.level
+    downsample = slide.level_downsamples[level]
+    band = _Band(canvas, slide.level_dimensions[level], downsample, setup.tiles, classes)
+    for batch, pixels in _read_ahead(slide, _batches(setup.tiles, batch_size)):
+        band.advance_to(level_origin(batch[0].y, downsample))
+        for tile, softmax in zip(batch, predict(pixels)):
+            band.add(level_origin(tile.x, downsample), softmax)
+    band.flush_all()
+
+
+class _Band:
+    """The weighted softmax sums of the level rows ``top .. top + rows`` (every column of the level)."""
+
+    def __init__(self, canvas: MaskCanvas, level_size: tuple[int, int], downsample: float, tiles: list[Tile],
+                 classes: int) -> None:
+        from segkit.engine.sliding_window import gaussian_weights
+
+        self.canvas, self.downsample = canvas, downsample
+        self.width, self.height = level_size
+        self.rows = max((t.read_height for t in tiles), default=1)
+        tile_width = max((t.read_width for t in tiles), default=1)
+        self.weights = gaussian_weights(self.rows, tile_width)
+        self.total = np.zeros((self.rows, self.width, classes), np.float32)
+        self.norm = np.zeros((self.rows, self.width, 1), np.float32)
+        self.top = 0
+
+    def add(self, column: int, softmax: np.ndarray) -> None:
+        """A tile's softmax whose top-left pixel is level column ``column``, row ``top``."""
+        height, width = softmax.shape[:2]
+        x0, x1 = max(column, 0), min(column + width, self.width)
+        part = slice(x0 - column, x1 - column)
+        weights = self.weights[:height, :width][:, part]
+        self.total[:height, x0:x1] += softmax[:, part] * weights
+        self.norm[:height, x0:x1] += weights
+
+    def advance_to(self, row: int) -> None:
+        """Flush the rows above level row ``row`` (no tile still to come covers them) and move the band."""
+        if row <= self.top:
+            return
+        done = min(row - self.top, self.rows)
+        self._flush(done)
+        self.total[: self.rows - done] = self.total[done:].copy()
+        self.norm[: self.rows - done] = self.norm[done:].copy()
+        self.total[self.rows - done:] = 0
+        self.norm[self.rows - done:] = 0
+        self.top = row
+
+    def flush_all(self) -> None:
+        self._flush(self.rows)
+
+    def _flush(self, count: int) -> None:
+        """The argmax of the band's first ``count`` rows, upscaled to level 0 and written to the canvas."""
+        count = min(count, self.height - self.top)
+        if count <= 0:
+            return
+        norm = self.norm[:count]
+        classes = np.where(norm[..., 0] > 0, self.total[:count].argmax(axis=-1), 0).astype(np.uint8)
+        y0 = level_zero(self.top, self.downsample)
+        y1 = min(level_zero(self.top + count, self.downsample), self.canvas.height)
+        if y1 <= y0:
+            return
+        rows = _level_indices(y0, y1, self.downsample) - self.top
+        columns = np.minimum(_level_indices(0, self.canvas.width, self.downsample), self.width - 1)
+        self.canvas.write(0, y0, classes[np.ix_(np.minimum(rows, count - 1), columns)])
+
+
+def _level_indices(start: int, end: int, downsample: float) -> np.ndarray:
+    """The level pixel each level-0 pixel ``start .. end`` lies in (as ``level_origin`` maps them)."""
+    return np.floor(np.arange(start, end) / downsample + 1e-9).astype(np.int64)
+

@@ -1,0 +1,160 @@
+"""The class mask of a slide (segkit/engine/slide_infer.py): tissue tiles only, blended, at level 0."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from segkit.errors import DataError, ProjectError
+from segkit.plugins import get_registry
+from segkit.project import load_project
+from segkit.slides.grid import Tile, tile_grid
+from segkit.slides.open_slide import CheckedSlide, open_slide
+from segkit.slides.tissue import TissueMask, tissue_mask
+from segkit.engine.slide_infer import SlideResult, segment_slide
+from slide_files import pyramid_levels, synthetic_slide, write_pyramid
+from tiny_data import tiny_project, write_tiny_project
+
+#: the colour model's classes: glass, pink stroma, purple nuclei (RGB in [0, 1])
+MEANS = np.array([(245, 245, 245), (230, 170, 200), (120, 60, 160)], np.float32) / 255
+SLIDES = {"tissue_side": 64, "min_tissue_area": 0.0, "max_hole_area": 0.0, "overlap": 0.25}
+
+
+def nearest_colour(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What the colour model predicts for each pixel of a whole picture, the nearest of :data:`MEANS`, and
+    where that is decided: a pixel as near two colours (e.g. (169, 125, 169)) goes either way in float32."""
+    pixels = image.astype(np.float32)[..., None, :] / 255
+    distances = np.sort(((pixels - MEANS) ** 2).sum(axis=-1), axis=-1)
+    classes = ((pixels - MEANS) ** 2).sum(axis=-1).argmin(axis=-1).astype(np.uint8)
+    return classes, distances[..., 1] - distances[..., 0] > 1e-4
+
+
+def save_colour_model(path: Path) -> None:
+    """A 1x1 convolution whose softmax peaks at each pixel's nearest class colour (sigma 0.05)."""
+    import keras
+
+    sharpness = 1 / (2 * 0.05**2)
+    model = keras.Sequential([keras.Input((64, 64, 3)), keras.layers.Conv2D(3, 1, activation="softmax")])
+    model.layers[0].set_weights([2 * sharpness * MEANS.T[None, None], -sharpness * (MEANS**2).sum(axis=1)])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+
+
+def colour_project(folder: Path, microns_per_pixel: float | None) -> Any:
+    model = dict(tiny_project()["model"], microns_per_pixel=microns_per_pixel)
+    path = write_tiny_project(folder, model=model, slides=SLIDES)
+    save_colour_model(folder / "run" / "models" / "best_model.keras")
+    return load_project(path)
+
+
+@pytest.fixture(scope="module")
+def picture() -> np.ndarray:
+    image, _, _ = synthetic_slide(320, 256, seed=5, tile=64, margin=64)
+    return image
+
+
+@pytest.fixture(scope="module")
+def slide(tmp_path_factory: pytest.TempPathFactory, picture: np.ndarray) -> Path:
+    path = tmp_path_factory.mktemp("slide") / "case.svs"
+    write_pyramid(path, picture, style="aperio", microns_per_pixel=0.5, tile=64, levels=3)
+    return path
+
+
+def counted_reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int, int, int, int]]:
+    """Every region read from a slide from now on, as ``(level, x, y, width, height)``."""
+    reads: list[tuple[int, int, int, int, int]] = []
+    real = CheckedSlide.read_region
+
+    def counting(self: CheckedSlide, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
+        reads.append((level, x, y, width, height))
+        return real(self, level, x, y, width, height)
+
+    monkeypatch.setattr(CheckedSlide, "read_region", counting)
+    return reads
+
+
+def footprints(tiles: list[Tile], shape: tuple[int, int]) -> np.ndarray:
+    covered = np.zeros(shape, bool)
+    for tile in tiles:
+        covered[tile.y:tile.y + tile.height, tile.x:tile.x + tile.width] = True
+    return covered
+
+
+def every_tile(path: Path, level: int) -> list[Tile]:
+    """The grid's tiles were the whole slide tissue (its glass tiles included)."""
+    with open_slide(path, get_registry()) as opened:
+        width, height = opened.level_dimensions[0]
+        everywhere = TissueMask(np.ones((height, width), bool), 0, 1.0)
+        return tile_grid(opened, level, 1.0, (64, 64), SLIDES["overlap"], everywhere, source=path)
+
+
+def segmented(folder: Path, slide: Path, microns_per_pixel: float, monkeypatch: pytest.MonkeyPatch
+              ) -> tuple[SlideResult, list[Tile], np.ndarray]:
+    """The slide segmented by the colour model at ``microns_per_pixel``: the result, the tiles it read
+    (each once, checked here) and its saved mask's level 0."""
+    project = colour_project(folder / "project", microns_per_pixel)
+    out = folder / "out"
+    out.mkdir()
+    reads = counted_reads(monkeypatch)
+    result = segment_slide(project, slide, out, get_registry())
+    tile_reads = [(x, y) for level, x, y, w, h in reads if (level, w, h) == (result.level, 64, 64)]
+    assert len(tile_reads) == result.tiles == len(set(tile_reads))  # each tissue tile read once
+    read = [t for t in every_tile(slide, result.level) if (t.x, t.y) in set(tile_reads)]
+    assert len(read) == result.tiles
+    return result, read, tifffile.imread(result.mask)
+
+
+def test_level_0_of_the_mask_is_whole_image_prediction_and_glass_is_never_read(
+        tmp_path: Path, slide: Path, picture: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    result, read, saved = segmented(tmp_path, slide, 0.5, monkeypatch)
+    assert (result.level, result.scale) == (0, 1.0)
+    expected, decided = nearest_colour(picture)
+    glass = [t for t in every_tile(slide, 0) if t not in read]
+    assert glass and all((picture[t.y:t.y + 64, t.x:t.x + 64] == 255).all() for t in glass)
+    covered = footprints(read, picture.shape[:2])
+    assert saved.shape == picture.shape[:2] and saved.dtype == np.uint8
+    assert (saved[covered & decided] == expected[covered & decided]).all()
+    assert not saved[~covered].any() and decided.mean() > 0.99
+    assert set(np.unique(saved[covered])) == {0, 1, 2}  # the model is not painting one class
+    with open_slide(slide, get_registry()) as opened:
+        tissue = tissue_mask(opened, slide, method="all", min_side=64, min_tissue_area=0.0, max_hole_area=0.0)
+    assert (np.asarray(Image.open(result.tissue)) == np.where(tissue.mask, 255, 0)).all()
+
+
+def test_a_coarser_model_reads_level_1_and_its_classes_are_upscaled_to_level_0(
+        tmp_path: Path, slide: Path, picture: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    result, read, saved = segmented(tmp_path, slide, 1.0, monkeypatch)
+    assert (result.level, result.scale) == (1, 1.0)
+    level_1 = pyramid_levels(picture, 2)[1]
+    expected, decided = (np.repeat(np.repeat(a, 2, axis=0), 2, axis=1)[:256, :320] for a in nearest_colour(level_1))
+    covered = footprints(read, picture.shape[:2])
+    assert (saved[covered & decided] == expected[covered & decided]).all() and not saved[~covered].any()
+    assert set(np.unique(saved[covered])) == {0, 1, 2}
+
+
+def test_a_slide_without_a_pixel_size_is_one_line_and_writes_nothing(tmp_path: Path, picture: np.ndarray) -> None:
+    project = colour_project(tmp_path / "project", 0.5)
+    path = tmp_path / "bare.svs"
+    write_pyramid(path, picture, style="aperio", microns_per_pixel=None, tile=64, levels=3)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(DataError) as caught:
+        segment_slide(project, path, out, get_registry())
+    assert str(caught.value).startswith(f"{path}: the slide's metadata holds no pixel size (")
+    assert "\n" not in str(caught.value) and list(out.iterdir()) == []
+
+
+def test_a_model_without_a_pixel_size_is_one_line(tmp_path: Path, slide: Path) -> None:
+    project = colour_project(tmp_path / "project", None)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ProjectError) as caught:
+        segment_slide(project, slide, out, get_registry())
+    assert str(caught.value) == (f"{project.source}: model.microns_per_pixel: not set, so the level a slide is read "
+                                 "at is unknown (set it to the µm per pixel of the images the model was trained on)")
+    assert list(out.iterdir()) == []
