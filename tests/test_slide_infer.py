@@ -16,7 +16,9 @@ from segkit.project import load_project
 from segkit.slides.grid import Tile, tile_grid
 from segkit.slides.open_slide import CheckedSlide, open_slide
 from segkit.slides.tissue import TissueMask, tissue_mask
+from segkit.engine import slide_infer
 from segkit.engine.slide_infer import SlideResult, segment_slide
+from segkit.engine.sliding_window import gaussian_weights
 from slide_files import pyramid_levels, synthetic_slide, write_pyramid
 from tiny_data import tiny_project, write_tiny_project
 
@@ -158,3 +160,27 @@ def test_a_model_without_a_pixel_size_is_one_line(tmp_path: Path, slide: Path) -
     assert str(caught.value) == (f"{project.source}: model.microns_per_pixel: not set, so the level a slide is read "
                                  "at is unknown (set it to the µm per pixel of the images the model was trained on)")
     assert list(out.iterdir()) == []
+
+
+def test_overlaps_are_blended_with_gaussian_weights_as_one_whole_level_sum(
+        tmp_path: Path, slide: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each tile gets its own random softmax, so every overlap's argmax depends on the weights: the band's,
+    flushed row by row, equals summing every tile into one array the size of the level."""
+    rng = np.random.default_rng(0)
+    given: list[np.ndarray] = []
+
+    def random_softmax(model: Any, tiles: list[np.ndarray], how: Any) -> list[np.ndarray]:
+        given.extend(rng.random((len(tiles), 64, 64, 3), np.float32))
+        return given[len(given) - len(tiles):]
+
+    monkeypatch.setattr(slide_infer, "tile_softmax", random_softmax)
+    result, read, saved = segmented(tmp_path, slide, 0.5, monkeypatch)
+    assert len(given) == result.tiles and len(read) > 4
+    weights = gaussian_weights(64, 64)
+    total, norm = np.zeros((256 + 64, 320 + 64, 3), np.float32), np.zeros((256 + 64, 320 + 64, 1), np.float32)
+    for tile, softmax in zip(sorted(read, key=lambda t: (t.row, t.column)), given):
+        total[tile.y:tile.y + 64, tile.x:tile.x + 64] += softmax * weights
+        norm[tile.y:tile.y + 64, tile.x:tile.x + 64] += weights
+    overlapped = (footprints(read[0::2], saved.shape) & footprints(read[1::2], saved.shape)).sum()
+    expected = np.where(norm[..., 0] > 0, total.argmax(axis=-1), 0)[:256, :320]
+    assert overlapped > 1000 and (saved == expected).all()
