@@ -15,6 +15,7 @@ from segkit.plugins import get_registry
 from segkit.project import load_project
 from segkit.slides.grid import Tile, tile_grid
 from segkit.slides.open_slide import CheckedSlide, open_slide
+from segkit.slides.pyramid import MaskCanvas
 from segkit.slides.tissue import TissueMask, tissue_mask
 from segkit.engine import slide_infer
 from segkit.engine.slide_infer import SlideResult, segment_slide
@@ -184,3 +185,29 @@ def test_overlaps_are_blended_with_gaussian_weights_as_one_whole_level_sum(
     overlapped = (footprints(read[0::2], saved.shape) & footprints(read[1::2], saved.shape)).sum()
     expected = np.where(norm[..., 0] > 0, total.argmax(axis=-1), 0)[:256, :320]
     assert overlapped > 1000 and (saved == expected).all()
+
+
+def band_peak_bytes(folder: Path, height: int, width: int = 512) -> int:
+    """Peak bytes NumPy allocates while a ``width x height`` slide, all tissue, goes through the band."""
+    import tracemalloc
+
+    from test_slide_tissue_grid import MemorySlide
+
+    slide = CheckedSlide(MemorySlide([np.full((height, width, 3), 200, np.uint8)], 0.5), folder / "m.svs", "memory",
+                         None)
+    tissue = TissueMask(np.ones((height // 8, width // 8), bool), 0, 8.0)
+    tiles = tile_grid(slide, 0, 1.0, (64, 64), 0.25, tissue, source=slide.path)
+    setup = slide_infer._Setup(slide, (0.5, 0.5), 0, 1.0, tissue, tiles)
+    constant = np.full((64, 64, 3), 1 / 3, np.float32)
+    with MaskCanvas(folder, width, height) as canvas:
+        tracemalloc.start()
+        slide_infer._predict_into(canvas, setup, lambda pixels: [constant] * len(pixels), 8, 3)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+def test_the_bands_memory_does_not_grow_with_the_slides_height(tmp_path: Path) -> None:
+    short, tall = band_peak_bytes(tmp_path, 512), band_peak_bytes(tmp_path, 4096)
+    assert tall <= 1.1 * short, (short, tall)
+    assert short < 4 * 64 * 512 * 4 * 4 + 8 * 64 * 64 * 3 * 4  # a few bands and a batch, not a level
