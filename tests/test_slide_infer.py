@@ -223,3 +223,24 @@ def test_the_bands_memory_does_not_grow_with_the_slides_height(tmp_path: Path) -
     short, tall = band_peak_bytes(tmp_path, 512), band_peak_bytes(tmp_path, 4096)
     assert tall <= 1.1 * short, (short, tall)
     assert short < 4 * 64 * 512 * 4 * 4 + 8 * 64 * 64 * 3 * 4  # a few bands and a batch, not a level
+
+
+def test_outputs_already_there_or_a_slide_of_glass_are_one_line_and_nothing_is_replaced(
+        tmp_path: Path, slide: Path) -> None:
+    project = colour_project(tmp_path / "project", 0.5)
+    out = tmp_path / "out"
+    out.mkdir()
+    earlier = out / "case.mask.ome.tif"
+    earlier.write_bytes(b"a mask of before")
+    with pytest.raises(DataError) as caught:
+        segment_slide(project, slide, out, get_registry())
+    assert str(caught.value) == f"{earlier}: already exists (move it, choose another output folder, or overwrite it)"
+    assert earlier.read_bytes() == b"a mask of before" and sorted(out.iterdir()) == [earlier]
+    blank = tmp_path / "blank.svs"
+    write_pyramid(blank, np.full((256, 320, 3), 255, np.uint8), style="aperio", tile=64, levels=3)
+    with pytest.raises(DataError) as caught:
+        segment_slide(project, blank, out, get_registry())
+    assert str(caught.value).startswith(f"{blank}: no tissue found on level 2 (80x64 px") and "\n" not in str(caught.value)
+    assert sorted(out.iterdir()) == [earlier]
+    result = segment_slide(project, slide, out, get_registry(), overwrite=True)
+    assert tifffile.imread(result.mask).shape == (256, 320)

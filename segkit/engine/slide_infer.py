@@ -62,19 +62,18 @@ class _Setup:
 
 
 def segment_slide(project: Project, slide_path: Path, out_folder: Path, registry: Registry,
-                  microns_per_pixel: float | tuple[float, float] | None = None) -> SlideResult:
+                  microns_per_pixel: float | tuple[float, float] | None = None, overwrite: bool = False
+                  ) -> SlideResult:
     """Segment ``slide_path`` with the run's best model into ``out_folder``; ``microns_per_pixel``
-    overrides the slide's own pixel size. Everything is checked before the model loads."""
+    overrides the slide's own pixel size. Everything is checked before the model loads; an output
+    already there is replaced only with ``overwrite`` (``segkit infer``'s manifests come next)."""
     from segkit.engine.best_model import load_best_model
     from segkit.engine.components import prediction_for
     from segkit.engine.runtime import import_tensorflow
 
     target = _model_mpp(project)
-    if not out_folder.is_dir():
-        raise DataError(f"{out_folder}: no such folder (create it or choose another output folder)")
+    tissue_png, mask_path = _outputs(slide_path, out_folder, overwrite)
     with _planned(project, slide_path, registry, target, microns_per_pixel) as setup:
-        tissue_png = out_folder / f"{_stem(slide_path)}.tissue.png"
-        mask_path = out_folder / f"{_stem(slide_path)}.mask.ome.tif"
         width, height = setup.slide.level_dimensions[0]
         with MaskCanvas(out_folder, width, height) as canvas:  # reserves its space before the model loads
             write_tissue_png(tissue_png, setup.tissue.mask)
@@ -122,6 +121,18 @@ def _model_mpp(project: Project) -> float:
                            "not set, so the level a slide is read at is unknown",
                            "set it to the µm per pixel of the images the model was trained on")
     return mpp
+
+
+def _outputs(slide_path: Path, out_folder: Path, overwrite: bool) -> tuple[Path, Path]:
+    """The tissue PNG and the mask of ``slide_path`` in ``out_folder``, refused when already there."""
+    if not out_folder.is_dir():
+        raise DataError(f"{out_folder}: no such folder (create it or choose another output folder)")
+    stem = _stem(slide_path)
+    outputs = out_folder / f"{stem}.tissue.png", out_folder / f"{stem}.mask.ome.tif"
+    there = [path for path in outputs if path.exists() or path.is_symlink()]
+    if there and not overwrite:
+        raise DataError(f"{there[0]}: already exists (move it, choose another output folder, or overwrite it)")
+    return outputs
 
 
 def _stem(path: Path) -> str:
