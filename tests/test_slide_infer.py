@@ -10,7 +10,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from segkit.errors import DataError, ProjectError
+from segkit.errors import DataError, ProjectError, RunStateError
 from segkit.plugins import get_registry
 from segkit.project import load_project
 from segkit.slides.grid import Tile, tile_grid
@@ -225,7 +225,7 @@ def test_the_bands_memory_does_not_grow_with_the_slides_height(tmp_path: Path) -
     assert short < 4 * 64 * 512 * 4 * 4 + 8 * 64 * 64 * 3 * 4  # a few bands and a batch, not a level
 
 
-def test_outputs_already_there_or_a_slide_of_glass_are_one_line_and_nothing_is_replaced(
+def test_outputs_already_there_a_slide_of_glass_or_no_model_are_one_line_and_nothing_is_replaced(
         tmp_path: Path, slide: Path) -> None:
     project = colour_project(tmp_path / "project", 0.5)
     out = tmp_path / "out"
@@ -242,5 +242,10 @@ def test_outputs_already_there_or_a_slide_of_glass_are_one_line_and_nothing_is_r
         segment_slide(project, blank, out, get_registry())
     assert str(caught.value).startswith(f"{blank}: no tissue found on level 2 (80x64 px") and "\n" not in str(caught.value)
     assert sorted(out.iterdir()) == [earlier]
+    (project.output_dir / "models" / "best_model.keras").unlink()
+    with pytest.raises(RunStateError, match="no trained model yet"):
+        segment_slide(project, slide, out, get_registry(), overwrite=True)
+    assert sorted(out.iterdir()) == [earlier]
+    save_colour_model(project.output_dir / "models" / "best_model.keras")
     result = segment_slide(project, slide, out, get_registry(), overwrite=True)
     assert tifffile.imread(result.mask).shape == (256, 320)

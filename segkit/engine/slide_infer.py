@@ -76,9 +76,9 @@ def segment_slide(project: Project, slide_path: Path, out_folder: Path, registry
     with _planned(project, slide_path, registry, target, microns_per_pixel) as setup:
         width, height = setup.slide.level_dimensions[0]
         with MaskCanvas(out_folder, width, height) as canvas:  # reserves its space before the model loads
-            write_tissue_png(tissue_png, setup.tissue.mask)
             import_tensorflow()
-            model = load_best_model(project, registry)
+            model = load_best_model(project, registry)  # a missing or stale model writes nothing either
+            write_tissue_png(tissue_png, setup.tissue.mask)
             how = prediction_for(project)
             _predict_into(canvas, setup, lambda batch: tile_softmax(model, batch, how), how.batch_size,
                           project.classes.num_classes)
