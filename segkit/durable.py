@@ -12,6 +12,7 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 from segkit.errors import RunStateError
 
@@ -25,35 +26,53 @@ def temporary_for(path: Path) -> Path:
     return path.with_name(f".{path.stem}.tmp{path.suffix}")
 
 
-def disk_error(exc: BaseException, run_folder: Path) -> RunStateError | None:
-    """One line for a full or unwritable disk under ``run_folder``; None for any other error."""
+def disk_problem(exc: BaseException) -> Literal["full", "unwritable"] | None:
+    """Whether ``exc`` says the disk is full or the folder unwritable (None: some other error)."""
     if not isinstance(exc, OSError) or exc.errno not in NO_ROOM | NOT_WRITABLE:
         return None
-    if exc.errno in NO_ROOM:
-        what, todo = "the disk is full", "free space on that disk"
-    else:
-        what, todo = "it is not writable", "make it writable"
-    return RunStateError(f"{run_folder}: cannot write the run there, {what} ({exc.strerror}); {todo} or set "
-                         "project.output_dir to another folder (an interrupted run's last checkpoint is kept: "
-                         "continue it with --resume)")
+    return "full" if exc.errno in NO_ROOM else "unwritable"
 
 
-def replace_durably(path: Path, write: Callable[[Path], object], run_folder: Path) -> None:
-    """Call ``write(temporary)``, flush it to the disk and rename it onto ``path``."""
+def disk_error(exc: BaseException, run_folder: Path) -> RunStateError | None:
+    """One line for a full or unwritable disk under ``run_folder``; None for any other error."""
+    problem = disk_problem(exc)
+    if problem is None:
+        return None
+    what, todo = (("the disk is full", "free space on that disk") if problem == "full"
+                  else ("it is not writable", "make it writable"))
+    return RunStateError(f"{run_folder}: cannot write the run there, {what} ({getattr(exc, 'strerror', '')}); "
+                         f"{todo} or set project.output_dir to another folder (an interrupted run's last "
+                         "checkpoint is kept: continue it with --resume)")
+
+
+def replace_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(temporary)`` beside ``path``, then rename it onto ``path``; the temporary file is
+    removed on any failure, so ``path`` is either the old file or the whole new one."""
     temporary = temporary_for(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write(temporary)
-        _flush(temporary)
         os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def replace_durably(path: Path, write: Callable[[Path], object], run_folder: Path,
+                    disk_error_of: Callable[[BaseException], BaseException | None] | None = None) -> None:
+    """:func:`replace_atomically`, the file and its folder flushed to the disk; a full or unwritable
+    disk is one line (``disk_error_of(exc)``, by default :func:`disk_error` on ``run_folder``)."""
+    def write_flushed(temporary: Path) -> None:
+        write(temporary)
+        _flush(temporary)
+
+    try:
+        replace_atomically(path, write_flushed)
         _flush_folder(path.parent)
     except OSError as exc:
-        mapped = disk_error(exc, run_folder)
+        mapped = disk_error_of(exc) if disk_error_of is not None else disk_error(exc, run_folder)
         if mapped is None:
             raise
         raise mapped from None
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def write_text_durably(path: Path, text: str, run_folder: Path) -> None:

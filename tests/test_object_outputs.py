@@ -18,12 +18,12 @@ from skimage.color import rgb2hed
 from skimage.measure import label, regionprops_table
 
 from segkit.classes import ClassInfo, ClassTable
+from segkit.durable import replace_atomically
 from segkit.objects.geojson_out import measurements, write_detections
 from segkit.objects.measure import (
     nucleus_columns,
     nucleus_table,
     summary_row,
-    write_replacing,
     write_summary,
     write_table,
 )
@@ -198,7 +198,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> 
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        write_replacing(target, half_then_fail)
+        replace_atomically(target, half_then_fail)
     assert target.read_text(encoding="utf-8") == "old\n" and [p.name for p in tmp_path.iterdir()] == ["summary.csv"]
 
 

@@ -25,7 +25,7 @@ from typing import IO, Any
 import numpy as np
 
 from segkit.classes import ClassInfo, ClassTable
-from segkit.objects.measure import write_replacing
+from segkit.durable import replace_atomically
 from segkit.specs import Instances
 
 #: QuPath's object types (``objectType``): a detection is a result, an annotation is editable
@@ -68,7 +68,7 @@ def write_features(path: Path, geometries: Sequence[Any], ids: Sequence[str],
                 handle.write(("\n" if index == 0 else ",\n") + _feature_text(geometry, feature_id, found))
             handle.write("\n]}\n")
 
-    write_replacing(path, write)
+    replace_atomically(path, write)
     return len(ids)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from segkit.classes import IGNORE_INDEX
 from segkit.data.images import reading
+from segkit.durable import replace_atomically
 from segkit.data.names import shown_path
 from segkit.errors import DataError
 from segkit.text import visible
@@ -136,10 +137,7 @@ def write_instance_labels(path: Path, labels: np.ndarray) -> None:
     if top > np.iinfo(np.uint32).max:
         raise ValueError(f"instance ids must fit 32 bits, got {top}")
     stored = ids.astype(np.uint16 if top < 2**16 else np.uint32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tifffile.imwrite(tmp, stored, compression="zlib")
-    tmp.replace(path)
+    replace_atomically(path, lambda temporary: tifffile.imwrite(temporary, stored, compression="zlib"))
 
 
 def truth_objects(mask: np.ndarray, instances: np.ndarray | None, num_classes: int) -> tuple[np.ndarray, np.ndarray]:

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from segkit.classes import ClassTable
-from segkit.durable import temporary_for
+from segkit.durable import replace_atomically
 from segkit.specs import Instances
 
 #: the size measurements in the table's order: regionprops_table's name, the column's name before
@@ -146,7 +145,7 @@ def write_summary(path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequen
         if not rows:
             raise ValueError("a summary without rows needs its columns")
         columns = list(rows[0])
-    write_replacing(path, lambda temporary: _write_csv(temporary, rows, columns))
+    replace_atomically(path, lambda temporary: _write_csv(temporary, rows, columns))
 
 
 def write_table(stem_path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> list[Path]:
@@ -155,7 +154,7 @@ def write_table(stem_path: Path, rows: Sequence[Mapping[str, Any]], columns: Seq
     Each is written beside its place and renamed onto it, so a reader never sees half a table.
     """
     csv_path = stem_path.with_name(f"{stem_path.name}.csv")
-    write_replacing(csv_path, lambda temporary: _write_csv(temporary, rows, columns))
+    replace_atomically(csv_path, lambda temporary: _write_csv(temporary, rows, columns))
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -164,7 +163,7 @@ def write_table(stem_path: Path, rows: Sequence[Mapping[str, Any]], columns: Seq
     parquet_path = stem_path.with_name(f"{stem_path.name}.parquet")
     table = pa.Table.from_pydict({name: [row[name] for row in rows] for name in columns},
                                  schema=_arrow_schema(pa, rows, columns))
-    write_replacing(parquet_path, lambda temporary: pq.write_table(table, temporary))
+    replace_atomically(parquet_path, lambda temporary: pq.write_table(table, temporary))
     return [csv_path, parquet_path]
 
 
@@ -187,15 +186,3 @@ def _write_csv(path: Path, rows: Iterable[Mapping[str, Any]], columns: Sequence[
         writer = csv.DictWriter(handle, fieldnames=list(columns), lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-
-
-def write_replacing(path: Path, write: Callable[[Path], object]) -> None:
-    """``write(temporary)`` beside ``path``, then rename it onto ``path``; the temporary file is
-    removed on any failure, so ``path`` is either the old file or the whole new one."""
-    temporary = temporary_for(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)

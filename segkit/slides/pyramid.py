@@ -46,7 +46,7 @@ import numpy as np
 import numpy.typing as npt
 
 from segkit.classes import ClassTable
-from segkit.durable import NO_ROOM, NOT_WRITABLE, replace_durably
+from segkit.durable import disk_problem, replace_durably
 from segkit.errors import DataError
 
 #: names the OME-TIFF convention gives such files (Bio-Formats picks its OME reader by them)
@@ -135,7 +135,7 @@ class MaskCanvas:
                 chain.append(chain[-1].halved())
             replace_durably(final_path,
                             lambda temporary: _write_pyramid(temporary, chain, tile, microns_per_pixel, palette),
-                            final_path.parent)
+                            final_path.parent, lambda exc: _disk_error(exc, final_path.parent))
         finally:
             for canvas in chain[1:]:
                 canvas.close()
@@ -294,14 +294,15 @@ def _scratch_file(folder: Path, size: int) -> IO[bytes]:
     return os.fdopen(descriptor, "r+b")
 
 
-def _disk_error(exc: OSError, folder: Path) -> BaseException:
+def _disk_error(exc: BaseException, folder: Path) -> BaseException:
     """One line for a full or unwritable output folder; ``exc`` itself for any other error.
 
     durable.disk_error's line is about a run folder (``--resume``, ``project.output_dir``); this is
-    the same test worded for a slide's outputs.
+    the same test (durable.disk_problem) worded for a slide's outputs.
     """
-    if exc.errno not in NO_ROOM | NOT_WRITABLE:
+    problem = disk_problem(exc)
+    if problem is None:
         return exc
-    what, todo = ("the disk is full", "free space") if exc.errno in NO_ROOM else ("it is not writable", "make it writable")
-    return DataError(f"{folder}: cannot write the slide mask there, {what} ({exc.strerror}); {todo} or choose "
-                     "another output folder")
+    what, todo = ("the disk is full", "free space") if problem == "full" else ("it is not writable", "make it writable")
+    return DataError(f"{folder}: cannot write the slide mask there, {what} ({getattr(exc, 'strerror', '')}); {todo} "
+                     "or choose another output folder")
