@@ -39,7 +39,9 @@ def resize_probabilities(probabilities: np.ndarray, height: int, width: int) -> 
     return _compiled()[1](np.asarray(probabilities, np.float32), height, width).numpy()
 
 
-def _resized(model: Any, images: Sequence[np.ndarray], how: Prediction) -> list[np.ndarray]:
+def resized_softmax(model: Any, images: Sequence[np.ndarray], how: Prediction) -> list[np.ndarray]:
+    """Softmax of each image resized to the model's input, resized back to the image's size
+    (the images of ``segkit infer`` in resize mode, the tiles of a slide)."""
     inputs = np.stack([to_input(image, how.height, how.width) for image in images])
     outputs = [np.asarray(model.predict_on_batch(inputs[i : i + how.batch_size]))
                for i in range(0, len(inputs), how.batch_size)]
@@ -48,7 +50,9 @@ def _resized(model: Any, images: Sequence[np.ndarray], how: Prediction) -> list[
         flipped = [np.asarray(model.predict_on_batch(inputs[i : i + how.batch_size, :, ::-1]))[:, :, ::-1]
                    for i in range(0, len(inputs), how.batch_size)]
         probabilities = (probabilities + np.concatenate(flipped)) / 2
-    return [resize_probabilities(p, image.shape[0], image.shape[1]) for p, image in zip(probabilities, images)]
+    # an image already at the model's size needs no resize (bilinear to the same size is the identity)
+    return [p if p.shape[:2] == image.shape[:2] else resize_probabilities(p, image.shape[0], image.shape[1])
+            for p, image in zip(probabilities, images)]
 
 
 def probabilities(model: Any, images: Sequence[np.ndarray], how: Prediction) -> list[np.ndarray]:
@@ -58,7 +62,7 @@ def probabilities(model: Any, images: Sequence[np.ndarray], how: Prediction) -> 
     if how.mode == "tile":
         return [predict_full(model, image, (how.height, how.width), overlap=how.overlap,
                              batch_size=how.batch_size, tta=how.tta) for image in images]
-    return _resized(model, images, how)
+    return resized_softmax(model, images, how)
 
 
 def segment(model: Any, images: Sequence[np.ndarray], how: Prediction) -> list[np.ndarray]:

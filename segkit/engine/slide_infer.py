@@ -143,15 +143,11 @@ def _stem(path: Path) -> str:
 
 
 def tile_softmax(model: Any, tiles: Sequence[np.ndarray], how: Prediction) -> list[np.ndarray]:
-    """Softmax ``(read_height, read_width, K)`` of each tile, through the model at its input size."""
-    from segkit.engine.predict import resize_probabilities, to_input
+    """Softmax ``(read_height, read_width, K)`` of each tile, through the model at its input size,
+    exactly as ``segkit infer`` predicts a resized image."""
+    from segkit.engine.predict import resized_softmax
 
-    inputs = np.stack([to_input(tile, how.height, how.width) for tile in tiles])
-    softmax = np.asarray(model.predict_on_batch(inputs))
-    if how.tta:
-        softmax = (softmax + np.asarray(model.predict_on_batch(inputs[:, :, ::-1]))[:, :, ::-1]) / 2
-    return [p if p.shape[:2] == t.shape[:2] else resize_probabilities(p, t.shape[0], t.shape[1])
-            for p, t in zip(softmax, tiles)]
+    return resized_softmax(model, tiles, how)
 
 
 def _batches(tiles: list[Tile], size: int) -> list[list[Tile]]:
