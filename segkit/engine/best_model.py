@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -60,3 +61,14 @@ def _check_shape(model: Any, project: Project, path: Path) -> None:
             f"{path}: model takes {got_in} and predicts {got_out} classes, but the project says {expected_in} "
             f"and {project.classes.num_classes} classes; train again (--overwrite) or fix the project"
         )
+
+
+def model_file_digest(project: Project) -> str:
+    """SHA-256 of the run's best-model file: what a slide's record names, so that a slide made by
+    another model (retrained, or another run) is never taken for done. Read without TensorFlow."""
+    path = project.output_dir / BEST_MODEL
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()

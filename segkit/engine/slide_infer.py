@@ -15,12 +15,14 @@ Pixels no tile covers (glass) are class 0.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
 from typing import Any
+
+import time
 
 import numpy as np
 
@@ -30,23 +32,54 @@ from segkit.plugins import Registry
 from segkit.project import Project
 from segkit.slides.grid import Tile, choose_level, level_zero, tile_grid
 from segkit.slides.open_slide import CheckedSlide, level_origin, open_slide, require_microns_per_pixel
-from segkit.slides.pyramid import OME_SUFFIXES, MaskCanvas
+from segkit.slides.outputs import SlideOutputs, slide_outputs, write_slide_record
+from segkit.slides.pyramid import MaskCanvas
 from segkit.slides.tissue import TissueMask, tissue_mask, write_tissue_png
 
 #: how to set the pixel size of a slide whose file has none (the override open_slide takes)
 SLIDE_MPP_HINT = "pass the scanner's µm per pixel as the slide's pixel size override"
 
 
+#: a slide's progress, called after each batch: (tiles done, tiles in all)
+Progress = Callable[[int, int], None]
+
+
 @dataclass(frozen=True)
 class SlideResult:
-    """What :func:`segment_slide` wrote and how: the files, the level read, the tiles predicted."""
+    """What :func:`segment_slide` wrote and how: the files, the level read, the tiles predicted.
 
-    mask: Path
-    tissue: Path
+    ``tiles_resumed`` counts tiles an interrupted earlier call had already done; ``nuclei`` and
+    ``nuclei_per_class`` are 0 and empty without ``[instances]``.
+    """
+
+    outputs: SlideOutputs
     level: int
     scale: float
     tiles: int
     tissue_mm2: float
+    seconds: float
+    region: tuple[int, int, int, int] | None = None
+    tiles_resumed: int = 0
+    nuclei: int = 0
+    nuclei_per_class: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def mask(self) -> Path:
+        return self.outputs.mask
+
+    @property
+    def tissue(self) -> Path:
+        return self.outputs.tissue
+
+    def summary_row(self, slide: Path) -> dict[str, object]:
+        """The slide's row of a summary table (``segkit infer``'s slides.csv, a cohort's summary)."""
+        per_mm2 = self.nuclei / self.tissue_mm2 if self.tissue_mm2 > 0 else float("nan")
+        region = "" if self.region is None else ",".join(str(v) for v in self.region)
+        return {"slide": str(slide), "region": region, "level": self.level, "scale": round(self.scale, 6),
+                "tiles": self.tiles, "tiles_resumed": self.tiles_resumed, "tissue_mm2": round(self.tissue_mm2, 6),
+                "nuclei": self.nuclei, **{f"nuclei_{name}": count for name, count in self.nuclei_per_class.items()},
+                "nuclei_per_mm2": round(per_mm2, 3), "seconds": round(self.seconds, 3),
+                "mask": self.outputs.mask.name}
 
 
 @dataclass(frozen=True)
@@ -62,36 +95,47 @@ class _Setup:
 
 
 def segment_slide(project: Project, slide_path: Path, out_folder: Path, registry: Registry,
-                  microns_per_pixel: float | tuple[float, float] | None = None, overwrite: bool = False
-                  ) -> SlideResult:
+                  microns_per_pixel: float | tuple[float, float] | None = None, overwrite: bool = False, *,
+                  region: tuple[int, int, int, int] | None = None, model: Any | None = None,
+                  model_digest: str | None = None, progress: Progress | None = None) -> SlideResult:
     """Segment ``slide_path`` with the run's best model into ``out_folder``; ``microns_per_pixel``
-    overrides the slide's own pixel size. Everything is checked before the model loads; an output
-    already there is replaced only with ``overwrite`` (``segkit infer``'s manifests come next)."""
-    from segkit.engine.best_model import load_best_model
+    overrides the slide's own pixel size, ``region`` (level-0 ``x, y, width, height``) limits it to
+    a part of the slide. ``model`` is the loaded best model (a cohort worker loads it once; loaded
+    here when None) and ``model_digest`` its :func:`~segkit.engine.best_model.model_file_digest`.
+
+    Everything is checked before the model loads; an output already there is replaced only with
+    ``overwrite`` (``segkit infer`` decides that from its manifests). The slide record
+    (:func:`~segkit.slides.outputs.write_slide_record`) is written last."""
+    from segkit.engine.best_model import load_best_model, model_file_digest
     from segkit.engine.components import prediction_for
     from segkit.engine.runtime import import_tensorflow
 
+    started = time.monotonic()
     target = _model_mpp(project)
-    tissue_png, mask_path = _outputs(slide_path, out_folder, overwrite)
-    with _planned(project, slide_path, registry, target, microns_per_pixel) as setup:
+    outputs = _outputs(slide_path, out_folder, overwrite)
+    with _planned(project, slide_path, registry, target, microns_per_pixel, region) as setup:
         width, height = setup.slide.level_dimensions[0]
         with MaskCanvas(out_folder, width, height) as canvas:  # reserves its space before the model loads
-            import_tensorflow()
-            model = load_best_model(project, registry)  # a missing or stale model writes nothing either
-            write_tissue_png(tissue_png, setup.tissue.mask)
+            if model is None:
+                import_tensorflow()
+                model = load_best_model(project, registry)  # a missing or stale model writes nothing either
+            digest = model_digest or model_file_digest(project)
+            write_tissue_png(outputs.tissue, setup.tissue.mask)
             how = prediction_for(project)
             _predict_into(canvas, setup, lambda batch: tile_softmax(model, batch, how), how.batch_size,
-                          project.classes.num_classes)
-            canvas.save_pyramid(mask_path, microns_per_pixel=(setup.mpp[0] + setup.mpp[1]) / 2)
-    return SlideResult(mask_path, tissue_png, setup.level, setup.scale, len(setup.tiles),
-                       setup.tissue.area_mm2(setup.mpp))
+                          project.classes.num_classes, progress)
+            canvas.save_pyramid(outputs.mask, microns_per_pixel=(setup.mpp[0] + setup.mpp[1]) / 2)
+    result = SlideResult(outputs, setup.level, setup.scale, len(setup.tiles), setup.tissue.area_mm2(setup.mpp),
+                         time.monotonic() - started, region)
+    write_slide_record(outputs, result.summary_row(slide_path), digest)
+    return result
 
 
 class _planned:
     """The slide opened, its level chosen and its tissue tiles listed; closes the slide on exit."""
 
     def __init__(self, project: Project, path: Path, registry: Registry, target: float,
-                 override: float | tuple[float, float] | None) -> None:
+                 override: float | tuple[float, float] | None, region: tuple[int, int, int, int] | None) -> None:
         slide = open_slide(path, registry, microns_per_pixel=override)
         try:
             mpp = require_microns_per_pixel(slide, path, SLIDE_MPP_HINT)
@@ -101,7 +145,7 @@ class _planned:
                                  min_side=section.tissue_side, min_tissue_area=section.min_tissue_area,
                                  max_hole_area=section.max_hole_area)
             tiles = tile_grid(slide, level, scale, (project.model.image_width, project.model.image_height),
-                              section.overlap, tissue, source=path)
+                              section.overlap, tissue, region, source=path)
         except BaseException:
             slide.close()
             raise
@@ -123,23 +167,15 @@ def _model_mpp(project: Project) -> float:
     return mpp
 
 
-def _outputs(slide_path: Path, out_folder: Path, overwrite: bool) -> tuple[Path, Path]:
-    """The tissue PNG and the mask of ``slide_path`` in ``out_folder``, refused when already there."""
+def _outputs(slide_path: Path, out_folder: Path, overwrite: bool) -> SlideOutputs:
+    """The outputs of ``slide_path`` in ``out_folder``, refused when already there."""
     if not out_folder.is_dir():
         raise DataError(f"{out_folder}: no such folder (create it or choose another output folder)")
-    stem = _stem(slide_path)
-    outputs = out_folder / f"{stem}.tissue.png", out_folder / f"{stem}.mask.ome.tif"
-    there = [path for path in outputs if path.exists() or path.is_symlink()]
+    outputs = slide_outputs(slide_path, out_folder)
+    there = [path for path in outputs.every() if path.exists() or path.is_symlink()]
     if there and not overwrite:
         raise DataError(f"{there[0]}: already exists (move it, choose another output folder, or overwrite it)")
     return outputs
-
-
-def _stem(path: Path) -> str:
-    """``slide`` of ``slide.svs`` and of ``slide.ome.tif`` alike."""
-    lower = path.name.lower()
-    suffix = next((s for s in OME_SUFFIXES if lower.endswith(s)), path.suffix)
-    return path.name[: len(path.name) - len(suffix)]
 
 
 def tile_softmax(model: Any, tiles: Sequence[np.ndarray], how: Prediction) -> list[np.ndarray]:
@@ -173,15 +209,19 @@ def _read_ahead(slide: CheckedSlide, batches: list[list[Tile]]) -> Iterator[tupl
 
 
 def _predict_into(canvas: MaskCanvas, setup: _Setup, predict: Callable[[list[np.ndarray]], list[np.ndarray]],
-                  batch_size: int, classes: int) -> None:
+                  batch_size: int, classes: int, progress: Progress | None = None) -> None:
     """Every tissue tile predicted, blended in the band and flushed into ``canvas`` row by row."""
     slide, level = setup.slide, setup.level
     downsample = slide.level_downsamples[level]
     band = _Band(canvas, slide.level_dimensions[level], downsample, setup.tiles, classes)
+    done = 0
     for batch, pixels in _read_ahead(slide, _batches(setup.tiles, batch_size)):
         band.advance_to(level_origin(batch[0].y, downsample))
         for tile, softmax in zip(batch, predict(pixels)):
             band.add(level_origin(tile.x, downsample), softmax)
+            done += 1
+        if progress is not None:
+            progress(done, len(setup.tiles))
     band.flush_all()
 
 

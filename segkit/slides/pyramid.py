@@ -48,9 +48,8 @@ import numpy.typing as npt
 from segkit.classes import ClassTable
 from segkit.durable import disk_problem, replace_durably
 from segkit.errors import DataError
+from segkit.slides.outputs import OME_SUFFIXES
 
-#: names the OME-TIFF convention gives such files (Bio-Formats picks its OME reader by them)
-OME_SUFFIXES = (".ome.tif", ".ome.tiff")
 #: output pixels per side of the blocks a level is subsampled in (a block reads 2x that from the level above)
 HALVING_BLOCK = 512
 #: encoded tiles tifffile may hold at once (it buffers them for its encoder threads)
