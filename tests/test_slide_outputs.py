@@ -57,3 +57,26 @@ def test_fold_folders(tmp_path: Path) -> None:
     (tmp_path / "fold_1").mkdir()  # not trained yet
     (tmp_path / "fold_x").mkdir()
     assert trained_folds(tmp_path) == [0, 2, 10] and trained_folds(tmp_path / "none") == []
+
+
+def test_which_files_are_slides(tmp_path: Path) -> None:
+    import numpy as np
+    import tifffile
+    from PIL import Image
+
+    from segkit.plugins import get_registry
+    from segkit.slides.listing import is_slide, list_slides
+    from slide_files import write_pyramid
+
+    picture = np.full((512, 512, 3), 200, np.uint8)
+    write_pyramid(tmp_path / "aperio.svs", picture, style="aperio", tile=128, levels=3)
+    write_pyramid(tmp_path / "scan.tif", picture, style="aperio", tile=128, levels=3)
+    write_pyramid(tmp_path / "ome.ome.tif", picture, style="ome", tile=128, levels=2)
+    tifffile.imwrite(tmp_path / "flat.tif", picture)  # an image, read whole
+    tifffile.imwrite(tmp_path / "tiled-one-level.tif", picture, tile=(128, 128))
+    Image.fromarray(picture).save(tmp_path / "tile.png")
+    (tmp_path / "notes.txt").write_text("no slide")
+    (tmp_path / "fake.tif").write_bytes(b"II*\0 truncated")
+    registry = get_registry()
+    assert [p.name for p in list_slides(tmp_path, registry)] == ["aperio.svs", "ome.ome.tif", "scan.tif"]
+    assert not is_slide(tmp_path / "missing.svs", registry)
