@@ -26,9 +26,7 @@ def load_best_model(project: Project, registry: Registry | None = None) -> Any:
     (``register_keras_serializable``) live in a module its plugin imports only when building is
     built once, to register them, and the file loaded again.
     """
-    path = project.output_dir / BEST_MODEL
-    if not path.exists():
-        raise RunStateError(f"{path}: no trained model yet; run `segkit train {project.source}` first")
+    path = _trained_model_path(project)
     if not zipfile.is_zipfile(path):  # Keras would say "File not found" about a half-copied file
         raise RunStateError(f"{path}: is not a complete .keras file (damaged or half-copied); copy it again "
                             "or train again with --overwrite")
@@ -45,6 +43,13 @@ def load_best_model(project: Project, registry: Registry | None = None) -> Any:
     _check_shape(model, project, path)
     check_trained_with(project)  # the CLI asked before TensorFlow; callers of the API are asked here
     return model
+
+
+def _trained_model_path(project: Project) -> Path:
+    path = project.output_dir / BEST_MODEL
+    if not path.exists():
+        raise RunStateError(f"{path}: no trained model yet; run `segkit train {project.source}` first")
+    return path
 
 
 def _load_keras(path: Path) -> Any:
@@ -66,7 +71,7 @@ def _check_shape(model: Any, project: Project, path: Path) -> None:
 def model_file_digest(project: Project) -> str:
     """SHA-256 of the run's best-model file: what a slide's record names, so that a slide made by
     another model (retrained, or another run) is never taken for done. Read without TensorFlow."""
-    path = project.output_dir / BEST_MODEL
+    path = _trained_model_path(project)
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(2**20), b""):

@@ -27,6 +27,7 @@ import time
 import numpy as np
 
 from segkit.engine.prediction import Prediction
+from segkit.engine.slide_resume import SlideCheckpoints, partial_folder, resume_key
 from segkit.errors import DataError, ProjectError
 from segkit.plugins import Registry
 from segkit.project import Project
@@ -104,8 +105,11 @@ def segment_slide(project: Project, slide_path: Path, out_folder: Path, registry
     here when None) and ``model_digest`` its :func:`~segkit.engine.best_model.model_file_digest`.
 
     Everything is checked before the model loads; an output already there is replaced only with
-    ``overwrite`` (``segkit infer`` decides that from its manifests). The slide record
-    (:func:`~segkit.slides.outputs.write_slide_record`) is written last."""
+    ``overwrite`` (``segkit infer`` decides that from its manifests). Nothing is written under a
+    final name before the mask is complete; the slide record
+    (:func:`~segkit.slides.outputs.write_slide_record`) is written last. An interrupted call leaves a
+    checkpoint that the next call for the same slide and model resumes
+    (:mod:`segkit.engine.slide_resume`): tiles already done are not predicted again."""
     from segkit.engine.best_model import load_best_model, model_file_digest
     from segkit.engine.components import prediction_for
     from segkit.engine.runtime import import_tensorflow
@@ -113,21 +117,29 @@ def segment_slide(project: Project, slide_path: Path, out_folder: Path, registry
     started = time.monotonic()
     target = _model_mpp(project)
     outputs = _outputs(slide_path, out_folder, overwrite)
+    how = prediction_for(project)
     with _planned(project, slide_path, registry, target, microns_per_pixel, region) as setup:
-        width, height = setup.slide.level_dimensions[0]
-        with MaskCanvas(out_folder, width, height) as canvas:  # reserves its space before the model loads
-            if model is None:
-                import_tensorflow()
-                model = load_best_model(project, registry)  # a missing or stale model writes nothing either
-            digest = model_digest or model_file_digest(project)
+        digest = model_digest or model_file_digest(project)
+        key = resume_key(slide_path, digest, setup.level, setup.scale, setup.tiles, repr(how))
+        checkpoints = SlideCheckpoints(partial_folder(outputs), key)
+        try:
+            width, height = setup.slide.level_dimensions[0]
+            # the canvas reserves its space before the model loads: a full disk costs nothing
+            with MaskCanvas(out_folder, width, height, keep_at=checkpoints.canvas) as canvas:
+                if model is None:
+                    import_tensorflow()
+                    model = load_best_model(project, registry)
+                _predict_into(canvas, setup, lambda batch: tile_softmax(model, batch, how), how.batch_size,
+                              project.classes.num_classes, progress, checkpoints)
+                canvas.save_pyramid(outputs.mask, microns_per_pixel=(setup.mpp[0] + setup.mpp[1]) / 2)
             write_tissue_png(outputs.tissue, setup.tissue.mask)
-            how = prediction_for(project)
-            _predict_into(canvas, setup, lambda batch: tile_softmax(model, batch, how), how.batch_size,
-                          project.classes.num_classes, progress)
-            canvas.save_pyramid(outputs.mask, microns_per_pixel=(setup.mpp[0] + setup.mpp[1]) / 2)
+        except BaseException:
+            checkpoints.failed()
+            raise
     result = SlideResult(outputs, setup.level, setup.scale, len(setup.tiles), setup.tissue.area_mm2(setup.mpp),
-                         time.monotonic() - started, region)
+                         time.monotonic() - started, region, checkpoints.tiles_resumed)
     write_slide_record(outputs, result.summary_row(slide_path), digest)
+    checkpoints.finished()
     return result
 
 
@@ -209,17 +221,24 @@ def _read_ahead(slide: CheckedSlide, batches: list[list[Tile]]) -> Iterator[tupl
 
 
 def _predict_into(canvas: MaskCanvas, setup: _Setup, predict: Callable[[list[np.ndarray]], list[np.ndarray]],
-                  batch_size: int, classes: int, progress: Progress | None = None) -> None:
-    """Every tissue tile predicted, blended in the band and flushed into ``canvas`` row by row."""
+                  batch_size: int, classes: int, progress: Progress | None = None,
+                  checkpoints: SlideCheckpoints | None = None) -> None:
+    """Every tissue tile predicted, blended in the band and flushed into ``canvas`` row by row; with
+    ``checkpoints``, the tiles a checkpoint holds are skipped and new checkpoints saved as due."""
     slide, level = setup.slide, setup.level
     downsample = slide.level_downsamples[level]
     band = _Band(canvas, slide.level_dimensions[level], downsample, setup.tiles, classes)
     done = 0
-    for batch, pixels in _read_ahead(slide, _batches(setup.tiles, batch_size)):
+    if checkpoints is not None and checkpoints.tiles_resumed:
+        band.load_state(checkpoints.state_folder())
+        done = checkpoints.tiles_resumed
+    for batch, pixels in _read_ahead(slide, _batches(setup.tiles[done:], batch_size)):
         band.advance_to(level_origin(batch[0].y, downsample))
         for tile, softmax in zip(batch, predict(pixels)):
             band.add(level_origin(tile.x, downsample), softmax)
-            done += 1
+        done += len(batch)
+        if checkpoints is not None and checkpoints.due():
+            checkpoints.save(done, canvas.sync, band.save_state)
         if progress is not None:
             progress(done, len(setup.tiles))
     band.flush_all()
@@ -264,6 +283,15 @@ class _Band:
 
     def flush_all(self) -> None:
         self._flush(self.rows)
+
+    def save_state(self, folder: Path) -> None:
+        """The band's pending sums and place, for a checkpoint (:mod:`segkit.engine.slide_resume`)."""
+        np.savez(folder / "band.npz", total=self.total, norm=self.norm, top=np.int64(self.top))
+
+    def load_state(self, folder: Path) -> None:
+        with np.load(folder / "band.npz") as state:
+            self.total[...], self.norm[...] = state["total"], state["norm"]
+            self.top = int(state["top"])
 
     def _flush(self, count: int) -> None:
         """The argmax of the band's first ``count`` rows, upscaled to level 0 and written to the canvas."""

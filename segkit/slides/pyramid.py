@@ -67,9 +67,14 @@ class MaskCanvas:
     ``beside`` is the output file (or its folder): the scratch file is made in that folder, so a
     full disk shows before any prediction is made, and the final rename stays on one filesystem.
     Pixels never written hold 0. Use as a context manager, or call :meth:`close`.
+
+    ``keep_at`` names the scratch file instead (for a slide that may be resumed): it is opened as
+    it is when it already holds ``width x height`` pixels, else made (reserved) there, and it stays
+    after :meth:`close` (its owner removes it).
     """
 
-    def __init__(self, beside: Path, width: int, height: int, dtype: npt.DTypeLike = np.uint8) -> None:
+    def __init__(self, beside: Path, width: int, height: int, dtype: npt.DTypeLike = np.uint8, *,
+                 keep_at: Path | None = None) -> None:
         self.dtype = np.dtype(dtype)
         if self.dtype.kind != "u":
             raise ValueError(f"a class mask holds unsigned integers, not {self.dtype}")
@@ -77,7 +82,8 @@ class MaskCanvas:
             raise ValueError(f"a canvas of {width} x {height} pixels holds nothing")
         self.width, self.height = width, height
         self.folder = beside if beside.is_dir() else beside.parent
-        self._file = _scratch_file(self.folder, width * height * self.dtype.itemsize)
+        size = width * height * self.dtype.itemsize
+        self._file = _scratch_file(self.folder, size) if keep_at is None else _kept_scratch_file(keep_at, size)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -142,6 +148,10 @@ class MaskCanvas:
 
     def close(self) -> None:
         self._file.close()
+
+    def sync(self) -> None:
+        """Make every pixel written so far durable (a resumable slide's checkpoint relies on it)."""
+        os.fsync(self._file.fileno())
 
     def __enter__(self) -> MaskCanvas:
         return self
@@ -291,6 +301,22 @@ def _scratch_file(folder: Path, size: int) -> IO[bytes]:
         os.close(descriptor)
         raise _disk_error(exc, folder) from None
     return os.fdopen(descriptor, "r+b")
+
+
+def _kept_scratch_file(path: Path, size: int) -> IO[bytes]:
+    """The named scratch file at ``path``: opened when it holds ``size`` bytes, else made and reserved."""
+    try:
+        if path.is_file() and path.stat().st_size == size:
+            return path.open("r+b")
+        with path.open("wb") as handle:
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(handle.fileno(), 0, size)
+            else:
+                os.ftruncate(handle.fileno(), size)
+        return path.open("r+b")
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise _disk_error(exc, path.parent) from None
 
 
 def _disk_error(exc: BaseException, folder: Path) -> BaseException:
