@@ -6,7 +6,7 @@ import csv
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pytest
@@ -224,3 +224,56 @@ def test_a_tile_that_does_not_decode_stops_the_slide_and_leaves_no_output_of_it(
     assert line.startswith(f"error: {slide}: level 0, region x="), line
     assert "a tile cannot be decoded, the file is truncated or corrupt (" in line
     assert snapshot(out).keys() == {MANIFEST, "keep.txt"}  # no tissue PNG, mask, record, scratch or temporary
+
+
+#: segkit infer in a fresh process whose slide bar, after the first batch of a slide, says so on stderr and
+#: waits: the test then sends SIGTERM, so the signal lands mid-slide on any machine
+PAUSED_AFTER_FIRST_BATCH = """
+import sys, time
+from segkit.report import slide_progress
+real = slide_progress.SlideBars.update
+def update(self, slide, done, total):
+    real(self, slide, done, total)
+    if done < total:
+        print("mid-slide", file=sys.stderr, flush=True)
+        time.sleep(120)
+slide_progress.SlideBars.update = update
+from segkit.cli.main import main
+sys.argv[0] = "segkit"
+main()
+"""
+
+
+def _lines_until(stream: IO[str], marker: str) -> list[str]:
+    """The lines of ``stream`` up to the first that is ``marker``, or to its end."""
+    lines: list[str] = []
+    for line in iter(stream.readline, ""):
+        lines.append(line)
+        if line == f"{marker}\n":
+            break
+    return lines
+
+
+def test_sigterm_mid_slide_leaves_no_output_of_it_and_a_rerun_completes(
+        project: Any, inputs: Path, tmp_path: Path, direct: tuple[SlideResult, np.ndarray]) -> None:
+    import signal
+
+    from segkit_process import start_python
+
+    slide, out = inputs / "case.svs", tmp_path / "masks"
+    running = start_python(PAUSED_AFTER_FIRST_BATCH, ["infer", project.source, slide, "--out", out],
+                           stderr_apart=True)
+    try:
+        assert running.stderr is not None
+        before = _lines_until(running.stderr, "mid-slide")
+    finally:
+        running.send_signal(signal.SIGTERM)
+        stdout, stderr = running.communicate(timeout=120)
+    assert before[-1] == "mid-slide\n", (before, stdout, stderr)
+    assert running.returncode == 143, (stdout, stderr)
+    assert f"interrupted by SIGTERM while segmenting '{slide}'; 0 of 1 slide(s) were finished" in stdout, stdout
+    assert "Traceback" not in stdout + stderr, stderr
+    assert snapshot(out).keys() == {MANIFEST}  # no tissue PNG, mask, record, scratch or temporary under any name
+    again = invoke("infer", project.source, slide, "--out", out, "--quiet")
+    assert again.exit_code == 0, again.output
+    np.testing.assert_array_equal(tifffile.imread(out / "case.mask.ome.tif"), direct[1])
