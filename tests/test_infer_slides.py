@@ -213,9 +213,23 @@ def test_a_slide_of_glass_a_model_without_a_pixel_size_and_a_full_disk_are_one_l
     assert not out.exists() and not (tmp_path / "masks_overlay").exists()
 
 
-def test_a_tile_that_does_not_decode_stops_the_slide_and_leaves_no_output_of_it(
+def test_an_image_and_a_slide_of_one_stem_are_refused(project: Any, inputs: Path, tmp_path: Path) -> None:
+    image = tmp_path / "case.png"
+    shutil.copy(inputs / "blob.png", image)
+    line = single_error_line(invoke("infer", project.source, image, inputs / "case.svs", "--out", tmp_path / "masks"))
+    assert line == (f"error: '{image}' and '{inputs / 'case.svs'}': an image and a slide of one stem, 'case'; rename "
+                    "one, or segment them into separate output folders")
+    assert not (tmp_path / "masks").exists()
+
+
+def test_a_truncated_slide_or_a_tile_that_does_not_decode_is_one_line_and_leaves_no_output_of_it(
         project: Any, inputs: Path, tmp_path: Path) -> None:
     slide = inputs / "case.svs"
+    cut = tmp_path / "cut.svs"
+    cut.write_bytes(slide.read_bytes()[:-2000])  # the end of the last level's tiles is gone
+    line = single_error_line(invoke("infer", project.source, cut, "--out", tmp_path / "masks"))
+    assert line.startswith(f"error: {cut}: not a slide any installed reader opens (") and "truncated" in line, line
+    assert not (tmp_path / "masks").exists()
     spoil_tile(slide, 0, tile_index=7)  # level 0, row 1 (tiles of 64: 5 a row), within the tissue
     out = tmp_path / "masks"
     out.mkdir()

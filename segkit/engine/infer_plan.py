@@ -223,6 +223,7 @@ def _outputs(images: list[Path], slides: Sequence[PlannedSlide], masks: Path, ov
                 what = "the mask " if name.endswith(".png") and other in images and source in images else ""
                 raise DataError(f"{quoted(other)} and {quoted(source)}: both would write {what}{quoted(name)}; "
                                 "segment them into separate output folders")
+    _refuse_shared_stems(images, [slide.path for slide in slides])
     masks_names = tuple(f"{image.stem}.png" for image in images)
     slide_names = tuple(name for name in writers if name not in masks_names)
     tables = (SUMMARY_NAME, *([SUMMARY_NAME.replace(".csv", ".parquet")] if _parquet_available() else []))
@@ -238,6 +239,17 @@ def _outputs(images: list[Path], slides: Sequence[PlannedSlide], masks: Path, ov
                             f"of every image; rename the image or segment it on its own into another output folder")
         outputs[objects.folder] = (*per_image, OBJECT_SUMMARY)
     return outputs
+
+
+def _refuse_shared_stems(images: list[Path], slides: list[Path]) -> None:
+    """An image and a slide of one stem write ``a.png`` beside ``a.mask.ome.tif``: two results told
+    apart by their suffixes alone, and a table or a viewer keyed by stem would take one for the other."""
+    stems = {image.stem: image for image in images}
+    for slide in slides:
+        image = stems.get(slide_stem(slide))
+        if image is not None:
+            raise DataError(f"{quoted(image)} and {quoted(slide)}: an image and a slide of one stem, "
+                            f"{quoted(slide_stem(slide))}; rename one, or segment them into separate output folders")
 
 
 def _refuse_input_folders(outputs: list[Path], folders: list[Path], key: str) -> None:
