@@ -96,7 +96,11 @@ def test_a_rerun_skips_the_finished_slide_without_the_model_and_a_changed_model_
         project: Any, inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "masks"
     slide = inputs / "case.svs"
-    assert invoke("infer", project.source, slide, "--out", out, "--quiet").exit_code == 0
+    first = invoke("infer", project.source, slide, "--out", out)
+    assert first.exit_code == 0, first.output
+    bars = [line for line in first.output.splitlines() if line.startswith("case.svs ")]
+    tiles = int(table(out / "slides.csv")[0]["tiles"])
+    assert len(bars) == 1 and f" {tiles}/{tiles} tiles " in bars[0] and " left " in bars[0], first.output
     record, first_table = out / "case.slide.json", table(out / "slides.csv")
     made = record.stat().st_mtime_ns, record.read_bytes()
 

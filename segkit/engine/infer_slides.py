@@ -77,7 +77,7 @@ def segment_slides(project: Project, plan: InferPlan, model: Any, progress: Slid
     segmented = 0
     for slide in plan.slides:
         if slide.done_row is not None:
-            rows.append(slide.done_row)
+            rows.append({**slide.done_row, "slide": str(slide.path)})  # where it is now, if it was moved
             continue
         report = None if progress is None else _reporting(progress, slide.path)
         try:
