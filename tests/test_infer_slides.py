@@ -295,3 +295,34 @@ def test_sigterm_mid_slide_leaves_no_output_of_it_and_a_rerun_completes(
     again = invoke("infer", project.source, slide, "--out", out, "--quiet")
     assert again.exit_code == 0, again.output
     np.testing.assert_array_equal(tifffile.imread(out / "case.mask.ome.tif"), direct[1])
+
+
+def test_a_second_signal_during_the_cleanup_of_an_interrupted_slide_waits_for_its_end(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import signal
+    import time
+
+    from segkit.engine import infer_slides
+    from segkit.engine.infer_slides import InferInterrupted, interrupts_raised
+    from segkit.slides.outputs import slide_outputs
+
+    outputs = slide_outputs(tmp_path / "case.svs", tmp_path)
+    removed: list[str] = []
+    real_unlink = Path.unlink
+
+    def unlink_and_press_ctrl_c(self: Path, missing_ok: bool = False) -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # handled at the next bytecode: inside the cleanup
+        removed.append(self.name)
+        real_unlink(self, missing_ok=missing_ok)
+
+    with pytest.raises(InferInterrupted) as caught, interrupts_raised():
+        with infer_slides._whole_or_nothing(outputs):
+            outputs.tissue.write_bytes(b"written before the first tile")
+            outputs.mask.write_bytes(b"half")
+            monkeypatch.setattr(Path, "unlink", unlink_and_press_ctrl_c)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(30)  # interrupted at once
+    monkeypatch.undo()
+    assert caught.value.signal_name == "SIGTERM"  # the first request; the second one waited and was the same
+    assert removed == ["case.tissue.png", "case.mask.ome.tif", "case.slide.json"] and list(tmp_path.iterdir()) == []

@@ -51,6 +51,36 @@ class SlidesDone:
     nuclei: int
 
 
+class _Interrupts:
+    """Raises :class:`InferInterrupted` for a stop signal, except while a cleanup is :meth:`held_back`:
+    a second Ctrl-C there would stop the removal of a failed slide's outputs half-way."""
+
+    def __init__(self) -> None:
+        self.holding = False
+        self.held = ""
+
+    def handle(self, name: str) -> None:
+        if self.holding:
+            self.held = self.held or name
+            return
+        raise InferInterrupted(name)
+
+    @contextmanager
+    def held_back(self, raise_after: bool = True) -> Iterator[None]:
+        """The block runs to its end; a signal that came meanwhile is raised after it (``raise_after``)."""
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+        held, self.held = self.held, ""
+        if held and raise_after:
+            raise InferInterrupted(held)
+
+
+_INTERRUPTS = _Interrupts()
+
+
 @contextmanager
 def interrupts_raised() -> Iterator[None]:
     """SIGINT and SIGTERM raise :class:`InferInterrupted` in the main thread while the block runs
@@ -58,11 +88,7 @@ def interrupts_raised() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def handle(name: str) -> None:
-        raise InferInterrupted(name)
-
-    with stop_signals_handled(handle):
+    with stop_signals_handled(_INTERRUPTS.handle):
         yield
 
 
@@ -107,10 +133,12 @@ def _whole_or_nothing(outputs: SlideOutputs) -> Iterator[None]:
     before = {path: _identity(path) for path in outputs.every()}
     try:
         yield
-    except BaseException:
-        changed = [path for path in outputs.every() if _identity(path) != before[path]]
-        for path in [*changed, *([outputs.record] if changed else [])]:
-            path.unlink(missing_ok=True)
+    except BaseException as failure:
+        # a signal during an interruption's own cleanup is the same request to stop, already on its way
+        with _INTERRUPTS.held_back(raise_after=not isinstance(failure, InferInterrupted)):
+            changed = [path for path in outputs.every() if _identity(path) != before[path]]
+            for path in [*changed, *([outputs.record] if changed else [])]:
+                path.unlink(missing_ok=True)
         raise
 
 
