@@ -98,9 +98,10 @@ class AugmentSection:
 
 @dataclass(frozen=True, kw_only=True)
 class InferSection:
-    images: Path | None = setting("path", None, "folder of images to segment (checked when `segkit infer` runs)")
+    images: Path | None = setting("path", None, "folder of images (and slides) to segment (checked when `segkit "
+                                        "infer` runs)")
     #: filled in as <output_dir>/infer when not given
-    output: Path = setting("path", None, "folder for the masks (default <output_dir>/infer)")
+    output: Path = setting("path", None, "folder for the masks and slide outputs (default <output_dir>/infer)")
     overlap: float = setting("float", 0.5, "overlap of sliding windows on images larger than the model input",
                              minimum=0, maximum=0.9)
     tta: bool = setting("bool", False, "average the softmax over flipped copies (test-time augmentation)")

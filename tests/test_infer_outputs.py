@@ -93,12 +93,13 @@ def test_infer_replaces_its_own_earlier_masks_without_overwrite(trained: Path, i
 
 
 @pytest.mark.parametrize(("name", "problem"), [("missing.png", "does not exist"),
-                                                ("notes.txt", "is not an image (.png .jpg .jpeg .tif .tiff .bmp)")])
+                                                ("notes.txt", "is not an image (.png .jpg .jpeg .tif .tiff .bmp) or a slide an "
+                                                 "installed reader opens")])
 def test_a_bad_path_argument_is_one_quoted_line(trained: Path, images: Path, tmp_path: Path, name: str,
                                                 problem: str) -> None:
     (images / "notes.txt").write_text("not an image")
     line = single_error_line(invoke("infer", trained, images / "odd_0.png", images / name, "--out", tmp_path / "o"))
-    assert line == f"error: '{images / name}': {problem}; give image files or folders of images"
+    assert line == f"error: '{images / name}': {problem}; give image or slide files or folders of them"
     assert not (tmp_path / "o").exists()
 
 

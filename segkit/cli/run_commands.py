@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from segkit.cli.options import DebugOpt, ProjectArg, QuietOpt, SetOpt, apply_debug
 from segkit.data.images import image_size
+from segkit.data.names import quoted
 from segkit.errors import ExitCode
 from segkit.plugins import get_registry
 from segkit.project import Project, load_project
@@ -18,6 +20,11 @@ from segkit.run_folder import EVALUATION, EVALUATION_PER_IMAGE
 from segkit.run_lock import run_folder_lock
 from segkit.specs import CheckedSource
 from segkit.run_record import check_trained_with, resume_command
+from segkit.slides.summary import SUMMARY_NAME
+
+if TYPE_CHECKING:
+    from segkit.engine.infer import InferResult
+    from segkit.engine.infer_slides import InferInterrupted, SlideProgress
 
 
 def _load(project: ProjectArg, overrides: list[str] | None, debug: bool) -> Project:
@@ -107,31 +114,76 @@ def evaluate(project: ProjectArg, set_: SetOpt = None, quiet: QuietOpt = False, 
 def infer(
     project: ProjectArg,
     images: Annotated[Optional[list[Path]], typer.Argument(
-        help="image files or folders of images to segment (default: \\[infer] images)", show_default=False)] = None,
-    out: Annotated[Optional[Path], typer.Option(
-        "--out", "-o", help="folder for the masks (default: \\[infer] output); overlays (and objects) go beside it",
+        help="image or slide files, or folders of them, to segment (default: \\[infer] images)",
         show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="folder for the masks and slide outputs (default: \\[infer] output); overlays (and "
+        "objects) of images go beside it", show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="replace files in the output folders that segkit did not write")] = False,
+    region: Annotated[Optional[str], typer.Option(
+        "--region", help="segment only this part of the one slide given: x,y,w,h in level-0 pixels",
+        show_default=False)] = None,
+    microns_per_pixel: Annotated[Optional[float], typer.Option(
+        "--microns-per-pixel", help="the slides' pixel size in µm, replacing their metadata's (for slides whose "
+        "files hold none)", show_default=False)] = None,
     set_: SetOpt = None, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
-    """Segment images at their original size; writes a mask and an overlay per image (and its nuclei
-    into <out>_objects/ when the project has \\[instances])."""
+    """Segment images at their original size and whole slides in tiles; writes a mask and an overlay per
+    image (and its nuclei into <out>_objects/ when the project has \\[instances]), and per slide a tissue
+    PNG, a pyramidal OME-TIFF mask and a record, with slides.csv."""
     from segkit.engine.infer import infer as run_inference
-    from segkit.data.names import quoted
     from segkit.engine.infer_plan import plan_infer
+    from segkit.engine.infer_slides import InferInterrupted
+    from segkit.engine.slide_plan import SlideOptions, parse_region
 
     loaded = check_trained_with(_load(project, set_, debug))
-    plan = plan_infer(loaded, images or [], out, overwrite)  # every check before TensorFlow and any write
+    options = SlideOptions(microns_per_pixel, parse_region(region) if region is not None else None)
+    # every check before TensorFlow and any write
+    plan = plan_infer(loaded, images or [], out, overwrite, slide_options=options)
     print_notes(plan.notes, quiet)
-    with run_folder_lock(loaded.output_dir, "infer", _note_line, required=False):
-        result = run_inference(loaded, plan)
+    try:
+        with run_folder_lock(loaded.output_dir, "infer", _note_line, required=False):
+            result = _run_with_bars(lambda progress: run_inference(loaded, plan, progress),
+                                    quiet or all(slide.done for slide in plan.slides))
+    except InferInterrupted as interrupted:
+        console.print(_interrupted_line(interrupted, len(plan.slides)), markup=False, soft_wrap=True)
+        raise typer.Exit(ExitCode.INTERRUPTED if interrupted.signal_name == "SIGINT" else ExitCode.TERMINATED) from None
+    _print_infer_result(result)
+
+
+def _run_with_bars(run: Callable[[SlideProgress | None], InferResult], without: bool) -> InferResult:
+    """``run`` given the slide bars' callback, or none ``without`` bars (``--quiet``, or no slide to segment)."""
+    from segkit.report.slide_progress import SlideBars
+
+    if without:
+        return run(None)
+    with SlideBars(console) as bars:
+        return run(bars.update)
+
+
+def _interrupted_line(interrupted: InferInterrupted, slides: int) -> str:
+    where = f" while segmenting {quoted(interrupted.slide)}" if interrupted.slide is not None else ""
+    kept = (f"; {interrupted.slides_done} of {slides} slide(s) were finished and are kept, the unfinished one's "
+            "outputs were removed" if interrupted.slide is not None else "")
+    return (f"interrupted by {interrupted.signal_name}{where}{kept}; no output is left half-written: run the same "
+            "command again to continue (finished slides are skipped)")
+
+
+def _print_infer_result(result: InferResult) -> None:
     if result.replaced:
         console.print(f"replaced {len(result.replaced)} file(s) segkit had not written (--overwrite): "
                       + ", ".join(quoted(path) for path in result.replaced), markup=False, soft_wrap=True)
-    objects = f"; {result.nuclei} nuclei → {result.objects}" if result.objects is not None else ""
-    console.print(f"{result.count} masks → {result.masks}; overlays → {result.overlays}{objects}", markup=False,
-                  soft_wrap=True)
+    if result.count or result.slides is None:
+        objects = f"; {result.nuclei} nuclei → {result.objects}" if result.objects is not None else ""
+        console.print(f"{result.count} masks → {result.masks}; overlays → {result.overlays}{objects}", markup=False,
+                      soft_wrap=True)
+    if result.slides is not None:
+        slides = result.slides
+        skipped = f" ({slides.skipped} already done, skipped)" if slides.skipped else ""
+        nuclei = f", {slides.nuclei} nuclei" if slides.nuclei else ""
+        console.print(f"{len(slides.rows)} slide(s){skipped} → {result.masks}{nuclei}; table → "
+                      f"{result.masks / SUMMARY_NAME}", markup=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

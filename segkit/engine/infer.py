@@ -1,14 +1,16 @@
 """``segkit infer``: a colourised mask at each image's own size, a blended overlay, and with
-``[instances]`` the nuclei as objects (:mod:`segkit.engine.infer_objects`)."""
+``[instances]`` the nuclei as objects (:mod:`segkit.engine.infer_objects`); slides go through the
+slide engine (:mod:`segkit.engine.infer_slides`)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -18,6 +20,7 @@ from segkit.engine.best_model import load_best_model
 from segkit.engine.components import prediction_for
 from segkit.engine.infer_objects import NucleusWriter
 from segkit.engine.infer_plan import InferPlan, plan_infer, record
+from segkit.engine.infer_slides import SlideProgress, SlidesDone, interrupts_raised, segment_slides
 from segkit.engine.predict import probabilities, segment
 from segkit.engine.runtime import import_tensorflow
 from segkit.project import Project
@@ -35,17 +38,34 @@ class InferResult:
     #: the objects folder and the nuclei written there; None and 0 without ``[instances]``
     objects: Path | None = None
     nuclei: int = 0
+    #: the slides' rows of slides.csv and counts; None when the call had no slides
+    slides: SlidesDone | None = None
 
 
-def infer(project: Project, plan: InferPlan | None = None) -> InferResult:
+def infer(project: Project, plan: InferPlan | None = None,
+          slide_progress: SlideProgress | None = None) -> InferResult:
     """Segment the images of ``plan`` (default: :func:`plan_infer` of the project, ``[infer] images``
     into ``[infer] output``) into its mask folder, the overlay folder beside it and, where the plan
-    has objects, the objects folder."""
+    has objects, the objects folder; then its slides into the mask folder. The model loads only
+    when something is left to segment (a rerun after a finished call loads none). SIGINT and
+    SIGTERM raise :class:`~segkit.engine.infer_slides.InferInterrupted`."""
     plan = plan or plan_infer(project)
-    files, output, overlays = plan.images, plan.masks, plan.overlays
-    import_tensorflow()
-    model = load_best_model(project)
+    model = None
+    if plan.images or any(not slide.done for slide in plan.slides):
+        import_tensorflow()
+        model = load_best_model(project)
     record(plan)
+    with interrupts_raised():
+        images = _infer_images(project, plan, model) if plan.images else InferResult(0, plan.masks, plan.overlays,
+                                                                                      plan.replaced)
+        if not plan.slides:
+            return images
+        return dataclasses.replace(images, slides=segment_slides(project, plan, model, slide_progress))
+
+
+def _infer_images(project: Project, plan: InferPlan, model: Any) -> InferResult:
+    """The images of ``plan``: masks, overlays and, where the plan has objects, their nuclei."""
+    files, output, overlays = plan.images, plan.masks, plan.overlays
     how = prediction_for(project)
     chunks = [files[start : start + how.batch_size] for start in range(0, len(files), how.batch_size)]
     channels = project.model.image_channels

@@ -4,7 +4,9 @@ Masks never replace the images they come from, and never a file segkit did not w
 folder keeps a small manifest (:data:`MANIFEST`) of the names infer wrote there, so a rerun replaces
 its own masks freely while a user's file of the same name needs ``--overwrite``. A project with
 ``[instances]`` adds a third folder, the objects (:func:`objects_folder`), planned and checked the same
-way, its instancer built here so that a bad key fails before the model loads.
+way, its instancer built here so that a bad key fails before the model loads. Slides among the
+inputs (:func:`segkit.slides.listing.is_slide`) are checked by :mod:`segkit.engine.slide_plan` and
+write into the masks folder, listed in its manifest like masks, with the call's ``slides.csv``.
 """
 
 from __future__ import annotations
@@ -18,17 +20,23 @@ from typing import Any
 
 from segkit.data.images import image_size, is_image_name
 from segkit.data.names import quoted
-from segkit.data.pairing import list_images
+from segkit.data.pairing import check_stems, file_stem, scan_image_folder
 from segkit.engine.components import build_instancer
+from segkit.engine.slide_plan import NO_SLIDE_OPTIONS, PlannedSlide, SlideOptions, plan_slides
 from segkit.errors import DataError, ProjectError
 from segkit.manifests import listed_names
 from segkit.plugins import Registry, get_registry
 from segkit.project import Project
+from segkit.slides.listing import is_slide
+from segkit.slides.outputs import slide_stem
+from segkit.slides.summary import SUMMARY_NAME
 from segkit.specs import Instances
 from segkit.toml_io import write_atomic
 
 MANIFEST = ".segkit-outputs.json"
 IMAGE_KINDS = ".png .jpg .jpeg .tif .tiff .bmp"
+#: what a file given to infer may be besides an image
+SLIDE_KINDS = "or a slide an installed reader opens"
 SQUASH_FACTOR = 2  # images this much larger than the model input lose their detail when resized
 #: the objects folder's one table for the whole call: a row per image
 OBJECT_SUMMARY = "summary.csv"
@@ -59,8 +67,8 @@ class ObjectPlan:
 
 @dataclass(frozen=True)
 class InferPlan:
-    """The images to segment, the folders the masks, overlays (and objects) go to, and the files of
-    others that ``--overwrite`` allowed to be replaced."""
+    """The images and slides to segment, the folders the masks, overlays (and objects) go to, and the
+    files of others that ``--overwrite`` allowed to be replaced."""
 
     images: list[Path]
     masks: Path
@@ -71,6 +79,13 @@ class InferPlan:
     objects: ObjectPlan | None = None
     #: every name infer writes, per folder (what :func:`record` lists in each manifest)
     outputs: Mapping[Path, tuple[str, ...]] = field(default_factory=dict)
+    #: the slides, in argument order; their outputs go into ``masks``
+    slides: tuple[PlannedSlide, ...] = ()
+    slide_options: SlideOptions = NO_SLIDE_OPTIONS
+
+    @property
+    def slide_table(self) -> Path:
+        return self.masks / SUMMARY_NAME
 
 
 def overlay_folder(output: Path) -> Path:
@@ -82,19 +97,26 @@ def objects_folder(output: Path) -> Path:
 
 
 def plan_infer(project: Project, paths: Sequence[Path] = (), out: Path | None = None,
-               overwrite: bool = False, registry: Registry | None = None) -> InferPlan:
-    """Images from ``paths`` (files or folders) or else ``[infer] images``, into ``out`` or else
-    ``[infer] output``; the instancer is built, every header read and every output name checked here."""
+               overwrite: bool = False, registry: Registry | None = None,
+               slide_options: SlideOptions = NO_SLIDE_OPTIONS) -> InferPlan:
+    """Images and slides from ``paths`` (files or folders) or else ``[infer] images``, into ``out`` or
+    else ``[infer] output``; the instancer is built, every header read, every slide checked and every
+    output name checked here."""
+    registry = registry or get_registry()
     masks = (out if out is not None else project.infer.output).absolute()
-    objects = plan_objects(project, objects_folder(masks), registry or get_registry())
-    folders, images = _from_arguments(paths) if paths else _from_project(project)
+    folders, images, slide_paths = _from_arguments(paths, registry) if paths else _from_project(project, registry)
+    # objects and overlays are of images: a call of slides only writes neither folder
+    objects = plan_objects(project, objects_folder(masks), registry)
+    objects = objects if images else None
     sizes = [(path, image_size(path, verify=True)) for path in images]
+    slides = plan_slides(project, slide_paths, masks, registry, slide_options)
     overlays = overlay_folder(masks)
     key = "--out" if out is not None else f"{project.source}: infer.output"
-    _refuse_input_folders([masks, overlays, *([objects.folder] if objects else [])], folders, key)
-    outputs = _outputs(images, masks, overlays, objects)
+    _refuse_input_folders([masks, *([overlays] if images else []), *([objects.folder] if objects else [])],
+                          folders, key)
+    outputs = _outputs(images, slides, masks, overlays, objects)
     targets = [folder / name for folder, names in outputs.items() for name in names]
-    _refuse_replacing_inputs(targets, images)
+    _refuse_replacing_inputs(targets, [*images, *slide_paths])
     foreign = _foreign(targets, {folder: written_before(folder) for folder in outputs})
     if foreign and not overwrite:
         names = ", ".join(quoted(p.name) for p in foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5
@@ -102,8 +124,10 @@ def plan_infer(project: Project, paths: Sequence[Path] = (), out: Path | None = 
         what = "objects" if objects is not None and foreign[0].parent == objects.folder else "masks"
         raise DataError(f"{quoted(foreign[0].parent)}: {what} would replace {len(foreign)} file(s) segkit did not "
                         f"write ({names}); move them, choose another output folder, or pass --overwrite")
-    note = squash_note(project, sizes)
-    return InferPlan(images, masks, overlays, foreign, (note,) if note else (), objects, outputs)
+    notes = [squash_note(project, sizes), *(f"{quoted(slide.path)}: already segmented by this model; skipped"
+                                            for slide in slides if slide.done)]
+    return InferPlan(images, masks, overlays, foreign, tuple(note for note in notes if note), objects, outputs,
+                     tuple(slides), slide_options)
 
 
 def plan_objects(project: Project, folder: Path, registry: Registry) -> ObjectPlan | None:
@@ -122,8 +146,8 @@ def _parquet_available() -> bool:
     return importlib.util.find_spec("pyarrow") is not None
 
 
-def _from_project(project: Project) -> tuple[list[Path], list[Path]]:
-    """The ``[infer] images`` folder and its images; errors name the key."""
+def _from_project(project: Project, registry: Registry) -> tuple[list[Path], list[Path], list[Path]]:
+    """The ``[infer] images`` folder, its images and its slides; errors name the key."""
     folder = project.infer.images
     key, source = "infer.images", str(project.source)
     if folder is None:
@@ -131,30 +155,46 @@ def _from_project(project: Project) -> tuple[list[Path], list[Path]]:
     if not folder.is_dir():
         what = f"{folder} is a file, not a folder" if folder.exists() else f"folder {folder} does not exist"
         raise ProjectError(source, key, what, "point it at the folder of images to segment")
-    files = list_images(folder)
-    if not files:
-        raise ProjectError(source, key, f"{folder} holds no images ({IMAGE_KINDS})",
+    images, slides = _listed(folder, registry)
+    if not images and not slides:
+        raise ProjectError(source, key, f"{folder} holds no images ({IMAGE_KINDS}) and no slides",
                            "point it at the folder of images to segment")
-    return [folder], files
+    return [folder], images, slides
 
 
-def _from_arguments(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
-    """Image files as given and the images directly in each folder given, in argument order."""
+def _from_arguments(paths: Sequence[Path], registry: Registry) -> tuple[list[Path], list[Path], list[Path]]:
+    """Image and slide files as given and those directly in each folder given, in argument order."""
     folders: list[Path] = []
     images: list[Path] = []
+    slides: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found = list_images(path)
-            if not found:
-                raise DataError(f"{quoted(path)}: holds no images ({IMAGE_KINDS}); give image files or a folder of them")
+            found, found_slides = _listed(path, registry)
+            if not found and not found_slides:
+                raise DataError(f"{quoted(path)}: holds no images ({IMAGE_KINDS}) and no slides; give image or "
+                                "slide files or a folder of them")
             folders.append(path)
             images.extend(found)
+            slides.extend(found_slides)
+        elif path.is_file() and is_slide(path, registry):
+            slides.append(path)
         elif path.is_file() and is_image_name(path):
             images.append(path)
         else:
-            what = "does not exist" if not path.exists() else f"is not an image ({IMAGE_KINDS})"
-            raise DataError(f"{quoted(path)}: {what}; give image files or folders of images")
-    return folders, images
+            what = "does not exist" if not path.exists() else f"is not an image ({IMAGE_KINDS}) {SLIDE_KINDS}"
+            raise DataError(f"{quoted(path)}: {what}; give image or slide files or folders of them")
+    return folders, images, slides
+
+
+def _listed(folder: Path, registry: Registry) -> tuple[list[Path], list[Path]]:
+    """The images and the slides directly in ``folder`` (a pyramidal TIFF is a slide), by name; a
+    rejected entry or a stem shared by two of them is an error."""
+    listing = scan_image_folder(folder, named=lambda entry: is_image_name(entry) or is_slide(entry, registry))
+    if listing.rejected:
+        raise listing.rejected[0].error()
+    slides = [path for path in listing.files if is_slide(path, registry)]
+    check_stems(listing, lambda path: slide_stem(path) if path in slides else file_stem(path))
+    return [path for path in listing.files if path not in slides], slides
 
 
 def squash_note(project: Project, sizes: Sequence[tuple[Path, tuple[int, int]]]) -> str | None:
@@ -170,26 +210,46 @@ def squash_note(project: Project, sizes: Sequence[tuple[Path, tuple[int, int]]])
             "train with [augment] crop = true to segment them at full resolution")
 
 
-def _outputs(images: list[Path], masks: Path, overlays: Path,
+def _outputs(images: list[Path], slides: Sequence[PlannedSlide], masks: Path, overlays: Path,
              objects: ObjectPlan | None) -> dict[Path, tuple[str, ...]]:
-    """Every name infer writes, per folder, refusing two images that would write the same mask
-    and an image whose nucleus table would be the objects' summary."""
-    seen: dict[str, Path] = {}
-    for image in images:
-        other = seen.setdefault(image.stem, image)
-        if other != image:
-            raise DataError(f"{quoted(other)} and {quoted(image)}: both would write the mask "
-                            f"{quoted(image.stem + '.png')}; segment them into separate output folders")
-    masks_names = tuple(f"{stem}.png" for stem in seen)
-    outputs = {masks: masks_names, overlays: masks_names}
+    """Every name infer writes, per folder, refusing two inputs that would write the same file and
+    an image whose nucleus table would be the objects' summary."""
+    writers: dict[str, Path] = {}
+    for source, names in [*((image, [f"{image.stem}.png"]) for image in images),
+                          *((slide.path, [path.name for path in slide.outputs.every()]) for slide in slides)]:
+        for name in names:
+            other = writers.setdefault(name, source)
+            if other != source:
+                what = "the mask " if name.endswith(".png") and other in images and source in images else ""
+                raise DataError(f"{quoted(other)} and {quoted(source)}: both would write {what}{quoted(name)}; "
+                                "segment them into separate output folders")
+    _refuse_shared_stems(images, [slide.path for slide in slides])
+    masks_names = tuple(f"{image.stem}.png" for image in images)
+    slide_names = tuple(name for name in writers if name not in masks_names)
+    tables = (SUMMARY_NAME, *([SUMMARY_NAME.replace(".csv", ".parquet")] if _parquet_available() else []))
+    outputs = {masks: masks_names + slide_names + (tables if slides else ())}
+    if images:
+        outputs[overlays] = masks_names
     if objects is not None:
-        per_image = [name for stem in seen for name in objects.names(stem)]
+        stems = [image.stem for image in images]
+        per_image = [name for stem in stems for name in objects.names(stem)]
         if OBJECT_SUMMARY in per_image:
-            image = seen[OBJECT_SUMMARY.removesuffix(".csv")]
+            image = images[stems.index(OBJECT_SUMMARY.removesuffix(".csv"))]
             raise DataError(f"{quoted(image)}: its nucleus table would be the objects folder's {OBJECT_SUMMARY} "
                             f"of every image; rename the image or segment it on its own into another output folder")
         outputs[objects.folder] = (*per_image, OBJECT_SUMMARY)
     return outputs
+
+
+def _refuse_shared_stems(images: list[Path], slides: list[Path]) -> None:
+    """An image and a slide of one stem write ``a.png`` beside ``a.mask.ome.tif``: two results told
+    apart by their suffixes alone, and a table or a viewer keyed by stem would take one for the other."""
+    stems = {image.stem: image for image in images}
+    for slide in slides:
+        image = stems.get(slide_stem(slide))
+        if image is not None:
+            raise DataError(f"{quoted(image)} and {quoted(slide)}: an image and a slide of one stem, "
+                            f"{quoted(slide_stem(slide))}; rename one, or segment them into separate output folders")
 
 
 def _refuse_input_folders(outputs: list[Path], folders: list[Path], key: str) -> None:

@@ -32,6 +32,7 @@ from segkit.run_folder import (
     checkpoint_name,
 )
 from segkit.run_state import checkpoint_path, completed_epochs
+from segkit.stop_signals import stop_signals_handled
 
 #: test-only: ``SIGNAL:EPOCH`` sends SIGNAL to this process at the first step after epoch EPOCH
 #: is committed, so the resume tests interrupt at the same point on any machine
@@ -59,15 +60,11 @@ class InterruptFlag:
 @contextmanager
 def interrupts_caught(flag: InterruptFlag) -> Iterator[None]:
     """SIGINT and SIGTERM set ``flag`` instead of killing the process mid-write."""
-    def handle(number: int, frame: Any) -> None:
-        flag.signal_name = signal.Signals(number).name
+    def handle(name: str) -> None:
+        flag.signal_name = name
 
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with stop_signals_handled(handle):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def save_model(model: Any, path: Path, run_folder: Path) -> None:
