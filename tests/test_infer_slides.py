@@ -326,3 +326,34 @@ def test_a_second_signal_during_the_cleanup_of_an_interrupted_slide_waits_for_it
     monkeypatch.undo()
     assert caught.value.signal_name == "SIGTERM"  # the first request; the second one waited and was the same
     assert removed == ["case.tissue.png", "case.mask.ome.tif", "case.slide.json"] and list(tmp_path.iterdir()) == []
+
+
+def test_sigterm_after_a_checkpoint_keeps_it_and_the_rerun_predicts_only_the_tiles_left(
+        project: Any, inputs: Path, tmp_path: Path, direct: tuple[SlideResult, np.ndarray]) -> None:
+    import csv
+    import signal
+
+    from segkit_process import start_python
+
+    slide, out = inputs / "case.svs", tmp_path / "masks"
+    checkpoint_every_batch = "from segkit.engine import slide_resume\nslide_resume.CHECKPOINT_SECONDS = 0.0\n"
+    running = start_python(checkpoint_every_batch + PAUSED_AFTER_FIRST_BATCH,
+                           ["infer", project.source, slide, "--out", out], stderr_apart=True)
+    try:
+        assert running.stderr is not None
+        _lines_until(running.stderr, "mid-slide")
+    finally:
+        running.send_signal(signal.SIGTERM)
+        stdout, stderr = running.communicate(timeout=120)
+    assert running.returncode == 143, (stdout, stderr)
+    assert "the unfinished one keeps its last checkpoint" in stdout, stdout
+    partial = ".case.segkit-partial"
+    assert snapshot(out).keys() == {MANIFEST, f"{partial}/journal.json", f"{partial}/mask.canvas",
+                                    f"{partial}/state-1/band.npz"}  # nothing under a final name
+    again = invoke("infer", project.source, slide, "--out", out, "--quiet")
+    assert again.exit_code == 0, again.output
+    with (out / "slides.csv").open() as table:
+        row = next(csv.DictReader(table))
+    assert 0 < int(row["tiles_resumed"]) < int(row["tiles"]) == direct[0].tiles
+    np.testing.assert_array_equal(tifffile.imread(out / "case.mask.ome.tif"), direct[1])
+    assert not (out / ".case.segkit-partial").exists()

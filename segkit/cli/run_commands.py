@@ -164,10 +164,10 @@ def _run_with_bars(run: Callable[[SlideProgress | None], InferResult], without: 
 
 def _interrupted_line(interrupted: InferInterrupted, slides: int) -> str:
     where = f" while segmenting {quoted(interrupted.slide)}" if interrupted.slide is not None else ""
-    kept = (f"; {interrupted.slides_done} of {slides} slide(s) were finished and are kept, the unfinished one's "
-            "outputs were removed" if interrupted.slide is not None else "")
+    kept = (f"; {interrupted.slides_done} of {slides} slide(s) were finished and are kept, the unfinished one "
+            "keeps its last checkpoint" if interrupted.slide is not None else "")
     return (f"interrupted by {interrupted.signal_name}{where}{kept}; no output is left half-written: run the same "
-            "command again to continue (finished slides are skipped)")
+            "command again to continue (finished slides are skipped, the unfinished one resumes)")
 
 
 def _print_infer_result(result: InferResult) -> None:

@@ -1,7 +1,7 @@
 """The slides of a ``segkit infer`` call: each through the slide engine, then the call's ``slides.csv``.
 
 A slide's outputs are whole or absent: when its segmentation fails or is interrupted, every output
-of that slide this call had written (the tissue PNG is written before the first tile) is removed,
+of that slide this call had written or replaced is removed,
 and so is its record when anything it vouched for was replaced, so a rerun redoes the slide rather
 than taking a mixture for done. SIGTERM is made to behave like Ctrl-C (:func:`interrupts_raised`):
 the exception unwinds every context manager, so the mask's scratch file and any temporary file are
