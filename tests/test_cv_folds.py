@@ -203,3 +203,24 @@ def test_a_plan_that_no_longer_matches_the_data_is_one_line(tmp_path: Path) -> N
                     "fold again with --overwrite)")
     line = _refused(project, "train", project, "--folds", 3, "--resume")
     assert "the fold plan was made with folds = 2 (project: 3)" in line
+
+
+def test_stats_warns_of_near_duplicates_in_different_folds(tmp_path: Path) -> None:
+    project = _cv_project(tmp_path, folds=2)
+    images = tmp_path / "data" / "pool" / "images"
+    groups = {f"core{c}_{i}": f"core{c}" for c in CORES for i in range(2)}
+    plan = make_plan({**SETTINGS, "folds": 2, "group_regex": "^(core[A-F])_", "seed": 7}, groups,
+                     dict.fromkeys(groups, 0))
+    fold_a = next(k for k, fold in enumerate(plan.folds) if "coreA_0" in fold["test"])
+    other = next(stem for stem in plan.folds[1 - fold_a]["test"])
+    flipped = np.asarray(Image.open(images / "coreA_0.png"))[:, ::-1]
+    Image.fromarray(np.ascontiguousarray(flipped)).save(images / f"{other}.png")  # a copy of coreA_0, mirrored
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / FOLD_PLAN).write_text(plan.to_json())
+    result = invoke("stats", project)
+    assert result.exit_code == 0, result.output
+    first, second = sorted([("coreA_0", fold_a), (other, 1 - fold_a)], key=lambda member: (member[1], member[0]))
+    expected = (f"note: near-duplicates in different folds of the cross-validation: {first[0]} (fold {first[1]}), "
+                f"{second[0]} (fold {second[1]}); a fold then scores copies of what it trained on (give them one "
+                "group: [cv] group_by)")
+    assert expected in result.output.splitlines(), result.output

@@ -155,9 +155,11 @@ def plan_mismatch(plan: FoldPlan, settings: Mapping[str, Any], groups: Mapping[s
     return None
 
 
-def current_groups(project: Project, source: DatasetSource) -> dict[str, str]:
-    """Stem -> group of the project's data as it is now."""
-    return image_groups(project, source, pooled_pairs(source))
+def new_plan(project: Project, source: DatasetSource, pool: Mapping[str, Any], groups: Mapping[str, str]) -> FoldPlan:
+    """The plan the project's ``[cv]`` makes of the data as it is now (nothing written)."""
+    strata = majority_classes(source, pool, project.classes.num_classes) if project.cv.stratify else dict.fromkeys(
+        pool, 0)
+    return make_plan(plan_settings(project), groups, strata)
 
 
 def prepared_plan(project: Project, source: DatasetSource, *, replace: bool) -> FoldPlan:
@@ -165,20 +167,17 @@ def prepared_plan(project: Project, source: DatasetSource, *, replace: bool) -> 
 
     A written plan that does not match is refused unless ``replace`` (``--overwrite`` of every fold).
     """
-    settings = plan_settings(project)
     pool = pooled_pairs(source)
     groups = image_groups(project, source, pool)
     written = read_plan(project.output_dir)
     if written is not None:
-        problem = plan_mismatch(written, settings, groups)
+        problem = plan_mismatch(written, plan_settings(project), groups)
         if problem is None:
             return written
         if not replace:
             raise RunStateError(f"{project.output_dir / FOLD_PLAN}: the fold plan {problem}; the trained folds "
                                 "were kept (put the data and [cv] back, or train every fold again with --overwrite)")
-    strata = majority_classes(source, pool, project.classes.num_classes) if project.cv.stratify else {
-        stem: 0 for stem in pool}
-    plan = make_plan(settings, groups, strata)
+    plan = new_plan(project, source, pool, groups)
     # under the folder's lock: folds started side by side (--fold N) share one temporary name
     with run_folder_lock(project.output_dir, "train", lambda text: None):
         write_atomic(project.output_dir / FOLD_PLAN, plan.to_json())
