@@ -224,3 +224,35 @@ def test_stats_warns_of_near_duplicates_in_different_folds(tmp_path: Path) -> No
                 f"{second[0]} (fold {second[1]}); a fold then scores copies of what it trained on (give them one "
                 "group: [cv] group_by)")
     assert expected in result.output.splitlines(), result.output
+
+
+def test_the_ucsb_dataset_groups_images_by_core(tmp_path: Path) -> None:
+    from segkit.cv.groups import image_groups, pooled_pairs
+    from segkit.engine.components import open_dataset
+    from segkit.plugins import get_registry
+    from segkit.project import load_project
+    from segkit.specs import GroupedSource
+
+    stems = ["ytma10_010704_benign1", "ytma10_010704_benign2", "ytma49_042003_malignant1", "ytma49_042003_benign3"]
+    for split, chosen in (("train", stems[:3]), ("test", stems[3:])):
+        for folder in ("images", "masks"):
+            (tmp_path / split / folder).mkdir(parents=True)
+            for stem in chosen:
+                Image.fromarray(blob_pair(0)[folder == "masks"]).save(tmp_path / split / folder / f"{stem}.png")
+    splits = {s: {"images": tmp_path / s / "images", "masks": tmp_path / s / "masks"} for s in ("train", "test")}
+    document = tiny_project(dataset={"name": "ucsb-bcc", **{s: {k: str(v) for k, v in f.items()} for s, f in
+                                                           splits.items()}}, callbacks=[], cv={"group_by": "dataset"})
+    (tmp_path / "ucsb.toml").write_text(HEADER + toml_io.dumps(document), encoding="utf-8")
+    project = load_project(tmp_path / "ucsb.toml")
+    source = open_dataset(project, get_registry())
+    assert isinstance(source, GroupedSource)
+    assert image_groups(project, source, pooled_pairs(source)) == {
+        "ytma10_010704_benign1": "ytma10_010704", "ytma10_010704_benign2": "ytma10_010704",
+        "ytma49_042003_malignant1": "ytma49_042003", "ytma49_042003_benign3": "ytma49_042003"}
+
+
+def test_group_by_dataset_of_a_dataset_without_groups_is_one_line(tmp_path: Path) -> None:
+    project = _cv_project(tmp_path, group_by="dataset")
+    assert _refused(project, "train", project, "--folds", 2) == (
+        f"error: {project}: cv.group_by: 'dataset': the dataset 'categorized-masks' names no groups (use group_by = "
+        "'regex' or 'csv')")
