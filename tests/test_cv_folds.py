@@ -256,3 +256,17 @@ def test_group_by_dataset_of_a_dataset_without_groups_is_one_line(tmp_path: Path
     assert _refused(project, "train", project, "--folds", 2) == (
         f"error: {project}: cv.group_by: 'dataset': the dataset 'categorized-masks' names no groups (use group_by = "
         "'regex' or 'csv')")
+
+
+def test_eval_folds_without_a_plan_or_with_an_untrained_fold_is_one_line(tmp_path: Path) -> None:
+    project, run = _cv_project(tmp_path), tmp_path / "run"
+    assert _refused(project, "eval", project, "--folds") == (
+        f"error: {run / FOLD_PLAN}: no fold plan, so no cross-validation was trained there; train one with: "
+        "segkit train PROJECT --folds K")
+    groups = {f"core{c}_{i}": f"core{c}" for c in CORES for i in range(2)}
+    run.mkdir()
+    (run / FOLD_PLAN).write_text(make_plan({**SETTINGS, "folds": 2}, groups, dict.fromkeys(groups, 0)).to_json())
+    (fold_folder(run, 0) / "models").mkdir(parents=True)
+    (fold_folder(run, 0) / "models" / "best_model.keras").write_bytes(b"trained")
+    assert _refused(project, "eval", project, "--folds") == (
+        f"error: {run}: fold(s) 1 of 2 have no best model; train them first: segkit train PROJECT --resume")

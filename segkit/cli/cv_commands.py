@@ -44,9 +44,9 @@ def train_cross_validation(loaded: Project, project_file: Path, overrides: list[
 
     runs = train_folds(loaded, registry, plan, train_one, only=fold, overwrite=overwrite, resume=resume,
                        announce=_note_line)
-    trained = [run.fold for run in runs]
-    console.print(f"folds {', '.join(map(str, trained))} of {plan.count} trained; evaluate them with: "
-                  f"segkit eval {project_file} --folds", markup=False, soft_wrap=True)
+    done = ", ".join(str(run.fold) for run in runs)
+    console.print(f"fold(s) {done} of {plan.count} trained in {loaded.output_dir}; once every fold is, score "
+                  f"them with: segkit eval {project_file} --folds", markup=False, soft_wrap=True)
 
 
 def evaluate_cross_validation(loaded: Project) -> None:
