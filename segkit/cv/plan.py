@@ -8,7 +8,8 @@ the folds spread least, an empty fold first while there is one.
 
 Validation (early stopping, the best checkpoint, the learning-rate schedule) never sees the
 held-out fold, so its score stays honest: the training groups of fold k are dealt once more, by
-the same rule, into ``max(2, K - 1)`` parts, and the first part validates; fold k trains on the rest.
+the same rule, into ``max(3, K - 1)`` parts (fewer where there are fewer groups), and the first part
+validates; fold k trains on the rest.
 
 The plan is written before the first fold trains and read again on resume; a plan that no longer
 matches the data (images added, removed or regrouped) is refused, so no trained fold is mixed
@@ -113,7 +114,7 @@ def make_plan(settings: Mapping[str, Any], groups: Mapping[str, str], strata: Ma
     # at most n - 2 groups held out, so every fold keeps one group to train on and one to validate on
     for index, held_out in enumerate(deal_groups(members, strata, k, seed, most=len(members) - 2)):
         training = {g: members[g] for g in members if g not in held_out}
-        inner = deal_groups(training, strata, min(max(2, k - 1), len(training)), seed + 1 + index)
+        inner = deal_groups(training, strata, min(max(3, k - 1), len(training)), seed + 1 + index)
         stems = {"test": held_out, "valid": inner[0], "train": [g for part in inner[1:] for g in part]}
         folds.append({split: tuple(sorted(s for g in chosen for s in members[g])) for split, chosen in stems.items()})
     return FoldPlan(dict(settings), dict(sorted(groups.items())), tuple(folds))
