@@ -131,6 +131,7 @@ def test_train_and_eval_folds_resume_the_right_fold(tmp_path: Path, monkeypatch:
     rows = _rows(run / "cv_summary.csv")
     assert [row["fold"] for row in rows] == ["0", "1", "mean", "sd", "pooled"]
     assert [int(row["images"]) for row in rows[:2]] == [len(fold["test"]) for fold in plan["folds"]]
+    assert int(rows[4]["images"]) == 12  # pooled: every image, held out once
     metrics = [name for name in rows[0] if name not in ("fold", "images")]
     assert "dice_coef_multiclass" in metrics
     for name in metrics:

@@ -113,7 +113,8 @@ def evaluate_folds(project: Project, registry: Registry, plan: FoldPlan) -> CvSu
 
 def write_summary(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    columns = list(dict.fromkeys(name for row in rows for name in row))  # a figure only some folds have too
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="nan", lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: figure_cell(v) if isinstance(v, float) else v for k, v in row.items()})
