@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from segkit.plugin import PreparerSpec, hookimpl
+from segkit.plugin import DatasetSpec, PreparerSpec, hookimpl
 from segkit_ucsb.prepare_ucsb import UCSB_OPTIONS, prepare_ucsb
+from segkit_ucsb.ucsb_dataset import UCSB_SPLITS, open_ucsb
 
 
 @hookimpl
@@ -16,5 +17,17 @@ def segkit_preparers() -> Iterable[PreparerSpec]:
             description="UCSB breast-cancer-cell download (Images/*_ccd.tif, Masks/*.TIF) -> split folders by tissue core",
             build=prepare_ucsb,
             options=UCSB_OPTIONS,
+        )
+    ]
+
+
+@hookimpl
+def segkit_datasets() -> Iterable[DatasetSpec]:
+    return [
+        DatasetSpec(
+            name="ucsb-bcc",
+            description="a prepared UCSB folder (images/ and masks/ per split), each image grouped by its tissue core",
+            build=open_ucsb,
+            options=UCSB_SPLITS,
         )
     ]

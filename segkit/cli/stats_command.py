@@ -15,7 +15,7 @@ from segkit.data.names import refuse_loop, shown_path
 from segkit.errors import DataError, ProjectError
 from segkit.plugins import get_registry
 from segkit.project import load_project
-from segkit.report.console import console
+from segkit.report.console import console, print_notes
 from segkit.specs import CountedSource, FolderSource
 from segkit.stats import SplitFolders, collect_stats, render, write_charts
 from segkit.stats.near_duplicates import DEFAULT_THRESHOLD, MAX_THRESHOLD
@@ -79,6 +79,11 @@ def stats(
         table = load_project(classes_from, set_ or []).classes if classes_from else DEFAULT_TABLE
     result = collect_stats(splits, table, duplicate_threshold=threshold, labels=labels)
     render(result, console)
+    if target.is_file():
+        from segkit.cv.duplicates import fold_duplicate_notes
+
+        project = load_project(target, set_ or [], get_registry())
+        print_notes(fold_duplicate_notes(project, get_registry(), result.duplicates))
     if json_file is not None:
         write_atomic(json_file, json.dumps(result.to_json(), indent=2) + "\n")
         console.print(f"written {json_file}", markup=False)
