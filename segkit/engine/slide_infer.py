@@ -30,7 +30,8 @@ from segkit.engine.prediction import Prediction
 from segkit.errors import DataError, ProjectError
 from segkit.plugins import Registry
 from segkit.project import Project
-from segkit.slides.grid import Tile, choose_level, level_zero, tile_grid
+from segkit.engine.slide_sinks import MaskSink, RowSink
+from segkit.slides.grid import Tile, choose_level, tile_grid
 from segkit.slides.open_slide import CheckedSlide, level_origin, open_slide, require_microns_per_pixel
 from segkit.slides.outputs import SlideOutputs, slide_outputs, write_slide_record
 from segkit.slides.pyramid import MaskCanvas
@@ -209,46 +210,54 @@ def _read_ahead(slide: CheckedSlide, batches: list[list[Tile]]) -> Iterator[tupl
 
 
 def _predict_into(canvas: MaskCanvas, setup: _Setup, predict: Callable[[list[np.ndarray]], list[np.ndarray]],
-                  batch_size: int, classes: int, progress: Progress | None = None) -> None:
-    """Every tissue tile predicted, blended in the band and flushed into ``canvas`` row by row."""
+                  batch_size: int, classes: int, progress: Progress | None = None,
+                  sinks: Sequence[RowSink] = ()) -> None:
+    """Every tissue tile predicted, blended in the band and its finished rows handed to the class
+    mask's sink (into ``canvas``) and to ``sinks``, row by row."""
     slide, level = setup.slide, setup.level
     downsample = slide.level_downsamples[level]
-    band = _Band(canvas, slide.level_dimensions[level], downsample, setup.tiles, classes)
+    level_size = slide.level_dimensions[level]
+    band = _Band([MaskSink(canvas, level_size[0], downsample), *sinks], level_size, setup.tiles, classes)
     done = 0
     for batch, pixels in _read_ahead(slide, _batches(setup.tiles, batch_size)):
         band.advance_to(level_origin(batch[0].y, downsample))
-        for tile, softmax in zip(batch, predict(pixels)):
-            band.add(level_origin(tile.x, downsample), softmax)
+        for tile, softmax, rgb in zip(batch, predict(pixels), pixels):
+            band.add(level_origin(tile.x, downsample), softmax, rgb)
             done += 1
         if progress is not None:
             progress(done, len(setup.tiles))
     band.flush_all()
+    for sink in sinks:
+        sink.finish()
 
 
 class _Band:
-    """The weighted softmax sums of the level rows ``top .. top + rows`` (every column of the level)."""
+    """The weighted softmax sums of the level rows ``top .. top + rows`` (every column of the level),
+    and the RGB of those rows where tiles landed."""
 
-    def __init__(self, canvas: MaskCanvas, level_size: tuple[int, int], downsample: float, tiles: list[Tile],
+    def __init__(self, sinks: Sequence[RowSink], level_size: tuple[int, int], tiles: list[Tile],
                  classes: int) -> None:
         from segkit.engine.sliding_window import gaussian_weights
 
-        self.canvas, self.downsample = canvas, downsample
+        self.sinks = sinks
         self.width, self.height = level_size
         self.rows = max((t.read_height for t in tiles), default=1)
         tile_width = max((t.read_width for t in tiles), default=1)
         self.weights = gaussian_weights(self.rows, tile_width)
         self.total = np.zeros((self.rows, self.width, classes), np.float32)
         self.norm = np.zeros((self.rows, self.width, 1), np.float32)
+        self.pixels = np.zeros((self.rows, self.width, 3), np.uint8)
         self.top = 0
 
-    def add(self, column: int, softmax: np.ndarray) -> None:
-        """A tile's softmax whose top-left pixel is level column ``column``, row ``top``."""
+    def add(self, column: int, softmax: np.ndarray, pixels: np.ndarray) -> None:
+        """A tile's softmax and RGB whose top-left pixel is level column ``column``, row ``top``."""
         height, width = softmax.shape[:2]
         x0, x1 = max(column, 0), min(column + width, self.width)
         part = slice(x0 - column, x1 - column)
         weights = self.weights[:height, :width][:, part]
         self.total[:height, x0:x1] += softmax[:, part] * weights
         self.norm[:height, x0:x1] += weights
+        self.pixels[:height, x0:x1] = pixels[:height, part]
 
     def advance_to(self, row: int) -> None:
         """Flush the rows above level row ``row`` (no tile still to come covers them) and move the band."""
@@ -256,32 +265,20 @@ class _Band:
             return
         done = min(row - self.top, self.rows)
         self._flush(done)
-        self.total[: self.rows - done] = self.total[done:].copy()
-        self.norm[: self.rows - done] = self.norm[done:].copy()
-        self.total[self.rows - done:] = 0
-        self.norm[self.rows - done:] = 0
+        for array in (self.total, self.norm, self.pixels):
+            array[: self.rows - done] = array[done:].copy()
+            array[self.rows - done:] = 0
         self.top = row
 
     def flush_all(self) -> None:
         self._flush(self.rows)
 
     def _flush(self, count: int) -> None:
-        """The argmax of the band's first ``count`` rows, upscaled to level 0 and written to the canvas."""
+        """The band's first ``count`` rows, normalised (0 where no tile covered them), to every sink."""
         count = min(count, self.height - self.top)
         if count <= 0:
             return
         norm = self.norm[:count]
-        classes = np.where(norm[..., 0] > 0, self.total[:count].argmax(axis=-1), 0).astype(np.uint8)
-        y0 = level_zero(self.top, self.downsample)
-        y1 = min(level_zero(self.top + count, self.downsample), self.canvas.height)
-        if y1 <= y0:
-            return
-        rows = _level_indices(y0, y1, self.downsample) - self.top
-        columns = np.minimum(_level_indices(0, self.canvas.width, self.downsample), self.width - 1)
-        self.canvas.write(0, y0, classes[np.ix_(np.minimum(rows, count - 1), columns)])
-
-
-def _level_indices(start: int, end: int, downsample: float) -> np.ndarray:
-    """The level pixel each level-0 pixel ``start .. end`` lies in (as ``level_origin`` maps them)."""
-    return np.floor(np.arange(start, end) / downsample + 1e-9).astype(np.int64)
-
+        softmax = np.divide(self.total[:count], norm, out=np.zeros_like(self.total[:count]), where=norm > 0)
+        for sink in self.sinks:
+            sink.take(self.top, softmax, self.pixels[:count])
