@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import time
 
@@ -33,9 +33,12 @@ from segkit.project import Project
 from segkit.engine.slide_sinks import MaskSink, RowSink
 from segkit.slides.grid import Tile, choose_level, tile_grid
 from segkit.slides.open_slide import CheckedSlide, level_origin, open_slide, require_microns_per_pixel
-from segkit.slides.outputs import SlideOutputs, slide_outputs, write_slide_record
+from segkit.slides.outputs import SlideOutputs, slide_outputs, slide_stem, write_slide_record
 from segkit.slides.pyramid import MaskCanvas
 from segkit.slides.tissue import TissueMask, tissue_mask, write_tissue_png
+
+if TYPE_CHECKING:
+    from segkit.engine.slide_nuclei import NucleusSink
 
 #: how to set the pixel size of a slide whose file has none (the override open_slide takes)
 SLIDE_MPP_HINT = "pass the scanner's µm per pixel as the slide's pixel size override"
@@ -108,13 +111,15 @@ def segment_slide(project: Project, slide_path: Path, out_folder: Path, registry
     ``overwrite`` (``segkit infer`` decides that from its manifests). The slide record
     (:func:`~segkit.slides.outputs.write_slide_record`) is written last."""
     from segkit.engine.best_model import load_best_model, model_file_digest
-    from segkit.engine.components import prediction_for
+    from segkit.engine.components import build_instancer, prediction_for
     from segkit.engine.runtime import import_tensorflow
 
     started = time.monotonic()
     target = _model_mpp(project)
-    outputs = _outputs(slide_path, out_folder, overwrite)
+    instancer = build_instancer(project, registry)  # a bad [instances] key costs nothing
+    outputs = _outputs(slide_path, out_folder, overwrite, project)
     with _planned(project, slide_path, registry, target, microns_per_pixel, region) as setup:
+        nuclei = None if instancer is None else _nucleus_sink(project, instancer, outputs, setup, slide_path)
         width, height = setup.slide.level_dimensions[0]
         with MaskCanvas(out_folder, width, height) as canvas:  # reserves its space before the model loads
             if model is None:
@@ -124,10 +129,11 @@ def segment_slide(project: Project, slide_path: Path, out_folder: Path, registry
             write_tissue_png(outputs.tissue, setup.tissue.mask)
             how = prediction_for(project)
             _predict_into(canvas, setup, lambda batch: tile_softmax(model, batch, how), how.batch_size,
-                          project.classes.num_classes, progress)
+                          project.classes.num_classes, progress, () if nuclei is None else (nuclei,))
             canvas.save_pyramid(outputs.mask, microns_per_pixel=(setup.mpp[0] + setup.mpp[1]) / 2)
     result = SlideResult(outputs, setup.level, setup.scale, len(setup.tiles), setup.tissue.area_mm2(setup.mpp),
-                         time.monotonic() - started, region)
+                         time.monotonic() - started, region, nuclei=0 if nuclei is None else nuclei.count,
+                         nuclei_per_class={} if nuclei is None else nuclei.nuclei_per_class())
     write_slide_record(outputs, result.summary_row(slide_path), digest)
     return result
 
@@ -168,15 +174,44 @@ def _model_mpp(project: Project) -> float:
     return mpp
 
 
-def _outputs(slide_path: Path, out_folder: Path, overwrite: bool) -> SlideOutputs:
-    """The outputs of ``slide_path`` in ``out_folder``, refused when already there."""
+def _outputs(slide_path: Path, out_folder: Path, overwrite: bool, project: Project) -> SlideOutputs:
+    """The outputs of ``slide_path`` in ``out_folder`` (its nuclei too with ``[instances]``), refused
+    when already there."""
     if not out_folder.is_dir():
         raise DataError(f"{out_folder}: no such folder (create it or choose another output folder)")
-    outputs = slide_outputs(slide_path, out_folder)
+    instances = project.instances
+    outputs = slide_outputs(slide_path, out_folder, nuclei=instances is not None,
+                            compress_geojson=instances is not None and instances.compress_geojson,
+                            parquet=_parquet_available())
     there = [path for path in outputs.every() if path.exists() or path.is_symlink()]
     if there and not overwrite:
         raise DataError(f"{there[0]}: already exists (move it, choose another output folder, or overwrite it)")
     return outputs
+
+
+def _parquet_available() -> bool:
+    """Whether the nucleus table can be Parquet (pyarrow is an extra; CSV otherwise)."""
+    try:
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _nucleus_sink(project: Project, instancer: Any, outputs: SlideOutputs, setup: _Setup,
+                  slide_path: Path) -> NucleusSink:
+    """The sink that finds the slide's nuclei on the level read, writing to ``outputs``."""
+    from segkit.engine.slide_nuclei import NucleusPlan, NucleusSink, window_sides
+
+    assert project.instances is not None and outputs.detections is not None and outputs.table is not None
+    downsample = setup.slide.level_downsamples[setup.level]
+    margin, strip, chunk = window_sides(setup.tiles)
+    plan = NucleusPlan(instancer, project.instances.name, project.classes, slide_path.name,
+                       setup.slide.level_dimensions[setup.level], downsample,
+                       (setup.mpp[0] + setup.mpp[1]) / 2 * downsample, margin, strip, chunk, outputs.detections,
+                       outputs.table, project.instances.compress_geojson,
+                       outputs.record.with_name(f".{slide_stem(slide_path)}.nuclei.parts"))
+    return NucleusSink(plan)
 
 
 def tile_softmax(model: Any, tiles: Sequence[np.ndarray], how: Prediction) -> list[np.ndarray]:
