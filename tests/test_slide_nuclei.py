@@ -256,3 +256,28 @@ def test_window_sides_follow_the_model_tile() -> None:
 
     tile = Tile(0, 0, 0, 0, 0, 256, 256, 256, 192, Rect(0, 0, 256, 256))
     assert window_sides([tile]) == (64, 384, 1024)
+
+
+def sink_peak_bytes(folder: Path, height: int) -> tuple[int, int]:
+    """Peak bytes NumPy and Python allocate while a sink takes and writes a 256-wide level of
+    ``height`` rows (the hand-made softmax repeated down it), and the nuclei it wrote."""
+    import tracemalloc
+
+    softmax, pixels = hand_made_softmax(192, 256, seed=5)
+    softmax[60:140] = softmax[0:80]  # no glass band: nuclei all the way down
+    repeats = height // 192
+    softmax, pixels = np.tile(softmax, (repeats, 1, 1)), np.tile(pixels, (repeats, 1, 1))
+    sink = sink_for(folder, 256, height)
+    tracemalloc.start()
+    fed(sink, softmax, pixels, range(height), step=48).finish()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak, sink.count
+
+
+def test_the_sinks_memory_does_not_grow_with_the_slides_height_or_its_nuclei(tmp_path: Path) -> None:
+    sink_peak_bytes(tmp_path / "warm-up", 192)  # the libraries' first-call allocations (imports, caches)
+    (short, few), (tall, many) = sink_peak_bytes(tmp_path / "short", 384), sink_peak_bytes(tmp_path / "tall", 960)
+    assert many > 2 * few > 0
+    assert tall <= 1.1 * short, (short, tall)
+    assert tall < 960 * 256 * (3 * 4 + 3) / 2  # not the level's softmax and RGB
