@@ -281,3 +281,19 @@ def test_the_sinks_memory_does_not_grow_with_the_slides_height_or_its_nuclei(tmp
     assert many > 2 * few > 0
     assert tall <= 1.1 * short, (short, tall)
     assert tall < 960 * 256 * (3 * 4 + 3) / 2  # not the level's softmax and RGB
+
+
+def test_nuclei_already_there_are_one_line_and_nothing_is_replaced(tmp_path: Path) -> None:
+    from segkit.errors import DataError
+
+    slide = tmp_path / "seams.svs"
+    write_pyramid(slide, seam_picture(1), style="aperio", microns_per_pixel=0.5, tile=64, levels=2)
+    project = nuclei_project(tmp_path / "project", 0.5)
+    out = tmp_path / "out"
+    out.mkdir()
+    earlier = out / "seams.nuclei.parquet"
+    earlier.write_bytes(b"a table of before")
+    with pytest.raises(DataError) as caught:
+        segment_slide(project, slide, out, get_registry())
+    assert str(caught.value) == f"{earlier}: already exists (move it, choose another output folder, or overwrite it)"
+    assert sorted(out.iterdir()) == [earlier] and earlier.read_bytes() == b"a table of before"
