@@ -297,3 +297,18 @@ def test_nuclei_already_there_are_one_line_and_nothing_is_replaced(tmp_path: Pat
         segment_slide(project, slide, out, get_registry())
     assert str(caught.value) == f"{earlier}: already exists (move it, choose another output folder, or overwrite it)"
     assert sorted(out.iterdir()) == [earlier] and earlier.read_bytes() == b"a table of before"
+
+
+def test_an_object_wider_than_the_margin_is_cut_at_window_seams_and_counted_as_cut(tmp_path: Path) -> None:
+    """The limit of bounded windows: a 170-pixel bar (a clump connected components keeps whole) crosses
+    two window seams with a 16-pixel margin; the pieces whose centroid their window owns are kept, and
+    ``cut`` says how many of the kept touched a window's edge inside the slide."""
+    softmax = np.full((100, 230, 3), (0.9, 0.05, 0.05), np.float32)
+    softmax[20:25, 30:200] = (0.05, 0.9, 0.05)
+    softmax[70:76, 100:110] = (0.05, 0.05, 0.9)  # a nucleus on the seam at column 96, inside the margin
+    sink = fed(sink_for(tmp_path, 230, 100), softmax, np.full((100, 230, 3), 200, np.uint8), range(100))
+    sink.finish()
+    rows = pq.read_table(tmp_path / "nuclei.parquet").to_pylist()
+    assert [(r["class"], r["area_um2"] / 0.25) for r in rows] == [("benign", 5 * (112 - 30)),
+                                                                 ("benign", 5 * (200 - 80)), ("malignant", 60)]
+    assert sink.cut == 2

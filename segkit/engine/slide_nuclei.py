@@ -89,6 +89,9 @@ class NucleusSink:
         self._next_id = 1
         self._parts: list[str] = []
         self.per_class: Counter[str] = Counter()
+        #: nuclei kept that touch a window's edge inside the slide: larger than the margin, so cut there
+        #: (a clump of touching nuclei that connected components keeps as one object; watershed splits them)
+        self.cut = 0
 
     @property
     def count(self) -> int:
@@ -156,6 +159,8 @@ class NucleusSink:
         found = checked_instances(plan.instancer(window, pixels[:, x0:x1]), window.shape, plan.instancer_name,
                                   plan.slide_name)
         owned = owned_instances(found, (core[0], core[1], core[2] - x0, core[3] - x0))
+        inner = (first > 0, first + window.shape[0] < self.height, x0 > 0, x1 < self.width)
+        self.cut += cut_objects(np.asarray(owned.labels), inner)
         return self._objects(owned, pixels[:, x0:x1], (x0, first))
 
     def _objects(self, owned: Instances, pixels: np.ndarray, origin: tuple[int, int]
@@ -209,7 +214,8 @@ class NucleusSink:
         arrays = {f"{kind}_{n}": array for n, (_, softmax, pixels) in enumerate(self._chunks)
                   for kind, array in (("softmax", softmax), ("pixels", pixels))}
         document = {"next_core": self._next_core, "known": self._known, "next_id": self._next_id,
-                    "parts": self._parts, "per_class": dict(self.per_class), "tops": [c[0] for c in self._chunks]}
+                    "parts": self._parts, "per_class": dict(self.per_class), "cut": self.cut,
+                    "tops": [c[0] for c in self._chunks]}
         folder.mkdir(parents=True, exist_ok=True)
         replace_atomically(folder / STATE_ARRAYS, lambda path: np.savez(path, **arrays))  # type: ignore[arg-type]
         replace_atomically(folder / STATE_JSON, lambda path: path.write_text(json.dumps(document), encoding="utf-8"))
@@ -223,6 +229,15 @@ class NucleusSink:
         self._next_core, self._known = int(document["next_core"]), int(document["known"])
         self._next_id, self._parts = int(document["next_id"]), list(document["parts"])
         self.per_class = Counter({str(k): int(v) for k, v in document["per_class"].items()})
+        self.cut = int(document["cut"])
+
+
+def cut_objects(labels: np.ndarray, inner: tuple[bool, bool, bool, bool]) -> int:
+    """How many objects of ``labels`` touch the window's top, bottom, left or right edge where
+    ``inner`` says that edge lies inside the slide (the slide's own edges cut nothing)."""
+    edges = (labels[0], labels[-1], labels[:, 0], labels[:, -1])
+    touching = np.concatenate([edge for edge, inside in zip(edges, inner) if inside] or [np.zeros(0, labels.dtype)])
+    return int(np.count_nonzero(np.unique(touching)))
 
 
 def owned_instances(instances: Instances, core: tuple[int, int, int, int]) -> Instances:
