@@ -147,6 +147,7 @@ def test_nuclei_on_tile_and_window_seams_appear_once_as_the_whole_picture_gives_
     assert (result.level, result.outputs.table, result.outputs.detections) == (
         0, tmp_path / "out" / "seams.nuclei.parquet", tmp_path / "out" / "seams.nuclei.geojson")
     rows = pq.read_table(result.outputs.table).to_pylist()
+    assert (level.pixels[24:-24, 24:-24] == seam_picture(1)[24:-24, 24:-24]).all()  # the band's RGB is the slide's
     expected = whole_picture_nuclei(level, project, 1.0, 0.5)
     assert len(expected) == len(SEAM_CENTRES) == result.nuclei
     assert_same_nuclei(rows, expected)
