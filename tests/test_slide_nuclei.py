@@ -313,3 +313,21 @@ def test_an_object_wider_than_the_margin_is_cut_at_window_seams_and_counted_as_c
     assert [(r["class"], r["area_um2"] / 0.25) for r in rows] == [("benign", 5 * (112 - 30)),
                                                                  ("benign", 5 * (200 - 80)), ("malignant", 60)]
     assert sink.cut == 2
+
+
+def test_without_pyarrow_the_table_is_csv_with_the_same_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import csv
+
+    slide = tmp_path / "seams.svs"
+    write_pyramid(slide, seam_picture(1), style="aperio", microns_per_pixel=0.5, tile=64, levels=2)
+    project = nuclei_project(tmp_path / "project", 0.5)
+    monkeypatch.setattr(slide_infer, "_parquet_available", lambda: False)
+    out = tmp_path / "out"
+    out.mkdir()
+    result = segment_slide(project, slide, out, get_registry())
+    assert result.outputs.table == out / "seams.nuclei.csv"
+    with result.outputs.table.open(newline="") as handle:
+        rows = [{k: (v if k in ("image", "uuid", "class") else float(v)) for k, v in row.items()}
+                for row in csv.DictReader(handle)]
+    assert len(rows) == result.nuclei == len(SEAM_CENTRES) and rows[0]["image"] == "seams.svs"
+    assert_table_is_geojson(rows, features_of(result.outputs.detections), 1.0, 0.5)
