@@ -300,18 +300,26 @@ def test_nuclei_already_there_are_one_line_and_nothing_is_replaced(tmp_path: Pat
     assert sorted(out.iterdir()) == [earlier] and earlier.read_bytes() == b"a table of before"
 
 
-def test_an_object_wider_than_the_margin_is_cut_at_window_seams_and_counted_as_cut(tmp_path: Path) -> None:
-    """The limit of bounded windows: a 170-pixel bar (a clump connected components keeps whole) crosses
-    two window seams with a 16-pixel margin; the pieces whose centroid their window owns are kept, and
-    ``cut`` says how many of the kept touched a window's edge inside the slide."""
+def test_a_window_grows_for_objects_wider_than_its_margin_and_cuts_only_those_wider_than_growth_allows(
+        tmp_path: Path) -> None:
+    """Margin 16, strips of 48 rows, chunks of 96 columns. A 50-pixel bar across the chunk seam at
+    column 96 and a 40-pixel upright bar across the strip seam at row 48 are cut by the first windows
+    that see them, which grow to 32-pixel margins: each is written once, whole. A 170-pixel bar (a clump
+    connected components keeps as one) is wider than that: the pieces whose centroid their window owns
+    are kept, and ``cut`` counts them."""
     softmax = np.full((100, 230, 3), (0.9, 0.05, 0.05), np.float32)
     softmax[20:25, 30:200] = (0.05, 0.9, 0.05)
-    softmax[70:76, 100:110] = (0.05, 0.05, 0.9)  # a nucleus on the seam at column 96, inside the margin
+    softmax[80:85, 70:120] = (0.05, 0.9, 0.05)
+    softmax[30:70, 10:15] = (0.05, 0.9, 0.05)
+    softmax[60:66, 100:110] = (0.05, 0.05, 0.9)  # a nucleus on the seam at column 96, inside the margin
     sink = fed(sink_for(tmp_path, 230, 100), softmax, np.full((100, 230, 3), 200, np.uint8), range(100))
     sink.finish()
     rows = pq.read_table(tmp_path / "nuclei.parquet").to_pylist()
-    assert [(r["class"], r["area_um2"] / 0.25) for r in rows] == [("benign", 5 * (112 - 30)),
-                                                                 ("benign", 5 * (200 - 80)), ("malignant", 60)]
+    assert [(r["class"], r["area_um2"] / 0.25) for r in rows] == [
+        ("benign", 5 * (128 - 30)), ("benign", 5 * (200 - 64)), ("benign", 5 * 40), ("benign", 5 * 50),
+        ("malignant", 60)]
+    assert (rows[2]["centroid_x_px"], rows[2]["centroid_y_px"]) == (12.5, 50.0)
+    assert (rows[3]["centroid_x_px"], rows[3]["centroid_y_px"]) == (95.0, 82.5)
     assert sink.cut == 2
 
 

@@ -6,9 +6,12 @@ rows, cut into ``chunk`` columns, each with a context ``margin`` on every side. 
 by the one window whose *core* (the window without its margins; the slide's edges own the margins
 there) holds its centroid, decided in exact integer arithmetic, so a nucleus on a seam (of the
 model's tiles or of the windows) is written once, with the outline the instancer gives it on the
-whole picture as long as it fits in the margin. Since the softmax is blended before the instancer
-sees it, tile seams are no seams for the instancer at all; only the windows' are, and the margin
-takes care of those.
+whole picture as long as it fits in the margin. A window one of whose nuclei touches its edge
+inside the slide is redone with its margin doubled (:data:`GROWTH`), so an object up to twice the
+margin is still seen whole by every window that holds part of it; only larger ones (clumps of
+touching nuclei that no instancer split) are cut, and counted (:attr:`NucleusSink.cut`). Since the
+softmax is blended before the instancer sees it, tile seams are no seams for the instancer at all;
+only the windows' are, and the margin takes care of those.
 
 Output, streamed: each strip's nuclei go to part files (feature lines, a table part) in a hidden
 work folder; :meth:`NucleusSink.finish` assembles them, part by part, into the QuPath GeoJSON
@@ -16,8 +19,8 @@ detections and the nucleus table (Parquet row groups, or CSV), each renamed into
 whole. Coordinates are level-0 pixels (level pixel ``(r, c)`` covers ``x in [c * d, (c + 1) * d)``
 for the level's downsample ``d``); the table's µm sizes use the level's pixel size.
 
-Memory: the rows of one strip and its margins, ``(strip + 2 margin + band) x level width x
-(K x 4 + 3)`` bytes, and one window's objects; it depends on the tile size and the slide's
+Memory: the rows of one strip and its grown margins, ``(strip + 2 x GROWTH x margin + band) x
+level width x (K x 4 + 3)`` bytes, and one window's objects; it depends on the tile size and the slide's
 width, never on its height or on the number of nuclei.
 """
 
@@ -43,6 +46,8 @@ from segkit.specs import Instances
 Instancer = Callable[[np.ndarray, np.ndarray], object]
 #: the least context margin in level pixels, whatever the tile
 MIN_MARGIN = 16
+#: a window whose nuclei touch its edges is redone with a margin this many times as wide (at most)
+GROWTH = 2
 #: what save_state writes
 STATE_JSON, STATE_ARRAYS = "nuclei.json", "nuclei.npz"
 
@@ -71,7 +76,7 @@ def window_sides(tiles: list[Tile]) -> tuple[int, int, int]:
     """``(margin, strip, chunk)`` in level pixels for tiles of this read size: the margin a quarter
     of the model's input (64 px of a 256 px input: 32 µm at 0.5 µm per pixel, more than a nucleus;
     the tiles themselves overlap by a quarter), a strip two inputs tall and a chunk four wide, so
-    that the margins add ~40% to the instancer's work."""
+    that the margins add ~40% to the instancer's work (a window that grows is redone)."""
     height = max((t.read_height for t in tiles), default=1)
     width = max((t.read_width for t in tiles), default=1)
     return max(MIN_MARGIN, math.ceil(max(height, width) / 4)), 2 * height, 4 * width
@@ -89,7 +94,7 @@ class NucleusSink:
         self._next_id = 1
         self._parts: list[str] = []
         self.per_class: Counter[str] = Counter()
-        #: nuclei kept that touch a window's edge inside the slide: larger than the margin, so cut there
+        #: nuclei kept that touch a window's edge inside the slide even with GROWTH margins, so cut there
         #: (a clump of touching nuclei that connected components keeps as one object; watershed splits them)
         self.cut = 0
 
@@ -102,7 +107,7 @@ class NucleusSink:
         self._chunks.append((top, softmax.copy(), pixels.copy()))  # the band reuses its arrays
         self._known = top + softmax.shape[0]
         while self._next_core < self.height and \
-                min(self._next_core + self.plan.strip + self.plan.margin, self.height) <= self._known:
+                min(self._next_core + self.plan.strip + GROWTH * self.plan.margin, self.height) <= self._known:
             self._strip()
 
     def finish(self) -> None:
@@ -120,8 +125,8 @@ class NucleusSink:
     def _strip(self) -> None:
         """The nuclei whose centroid lies in the next strip's core, found window by window."""
         plan, top = self.plan, self._next_core
-        bottom = min(top + plan.strip, self.height)
-        first, last = max(0, top - plan.margin), min(self.height, bottom + plan.margin)
+        bottom, reach = min(top + plan.strip, self.height), GROWTH * plan.margin
+        first, last = max(0, top - reach), min(self.height, bottom + reach)
         if any(t < last and t + s.shape[0] > first for t, s, _ in self._chunks):
             softmax, pixels = self._rows(first, last)
             found = [self._window(softmax, pixels, first, (top, bottom), core)
@@ -129,7 +134,7 @@ class NucleusSink:
             self._write_part(top // plan.strip, [line for lines, _ in found for line in lines],
                              [row for _, rows in found for row in rows])
         self._next_core = bottom
-        keep_from = max(0, bottom - plan.margin)
+        keep_from = max(0, bottom - reach)
         self._chunks = [c for c in self._chunks if c[0] + c[1].shape[0] > keep_from]
 
     def _rows(self, first: int, last: int) -> tuple[np.ndarray, np.ndarray]:
@@ -147,21 +152,34 @@ class NucleusSink:
 
     def _window(self, softmax: np.ndarray, pixels: np.ndarray, first: int, rows: tuple[int, int],
                 core_x: int) -> tuple[list[str], list[dict[str, Any]]]:
-        """The features and table rows of the nuclei window ``core_x`` of this strip owns."""
+        """The features and table rows of the nuclei the window ``core_x`` of this strip owns
+        (``softmax`` and ``pixels`` hold level rows ``first ..``, every column).
+
+        A window one of whose nuclei touches its edge inside the slide saw only part of it: it is
+        redone with its margin doubled (up to :data:`GROWTH` margins), so that it, and the
+        neighbour that holds the nucleus's other part, both see it whole and agree who owns it."""
+        plan = self.plan
+        core_end = min(core_x + plan.chunk, self.width)
+        for growth in range(1, GROWTH + 1):
+            margin = growth * plan.margin
+            y0, y1 = max(first, rows[0] - margin), min(first + softmax.shape[0], rows[1] + margin)
+            x0, x1 = max(0, core_x - margin), min(self.width, core_end + margin)
+            window = softmax[y0 - first:y1 - first, x0:x1]
+            if not window[..., 1:].any():  # glass, or background beyond doubt: nothing to find
+                return [], []
+            owned = owned_instances(self._instances(window, pixels[y0 - first:y1 - first, x0:x1]),
+                                    (rows[0] - y0, rows[1] - y0, core_x - x0, core_end - x0))
+            cut = cut_objects(np.asarray(owned.labels), (y0 > 0, y1 < self.height, x0 > 0, x1 < self.width))
+            if not cut:
+                break
+        self.cut += cut
+        return self._objects(owned, pixels[y0 - first:y1 - first, x0:x1], (x0, y0))
+
+    def _instances(self, window: np.ndarray, pixels: np.ndarray) -> Instances:
         from segkit.objects.classify import checked_instances
 
         plan = self.plan
-        core = (rows[0] - first, rows[1] - first, core_x, min(core_x + plan.chunk, self.width))
-        x0, x1 = max(0, core_x - plan.margin), min(self.width, core_x + plan.chunk + plan.margin)
-        window = softmax[:, x0:x1]
-        if not window[..., 1:].any():  # glass, or background beyond doubt: nothing to find
-            return [], []
-        found = checked_instances(plan.instancer(window, pixels[:, x0:x1]), window.shape, plan.instancer_name,
-                                  plan.slide_name)
-        owned = owned_instances(found, (core[0], core[1], core[2] - x0, core[3] - x0))
-        inner = (first > 0, first + window.shape[0] < self.height, x0 > 0, x1 < self.width)
-        self.cut += cut_objects(np.asarray(owned.labels), inner)
-        return self._objects(owned, pixels[:, x0:x1], (x0, first))
+        return checked_instances(plan.instancer(window, pixels), window.shape, plan.instancer_name, plan.slide_name)
 
     def _objects(self, owned: Instances, pixels: np.ndarray, origin: tuple[int, int]
                  ) -> tuple[list[str], list[dict[str, Any]]]:
