@@ -152,7 +152,7 @@ def main() -> None:
     print(f"| total nucleus area (px) | {whole[1]} | {tiled[1]:.0f} | {tiled[1] / whole[1]:.4f} | {blended[1]:.0f} | "
           f"{tiled[1] / blended[1]:.4f} |")
     print(f"| seconds | {whole[2]:.1f} | {tiled[2]:.1f} | | {blended[2]:.1f} | |")
-    print(f"nuclei kept that touched a window's edge inside the slide (wider than the margin): {tiled[3]}")
+    print(f"nuclei kept that touched a window's edge inside the slide (wider than twice the margin): {tiled[3]}")
 
 
 if __name__ == "__main__":
