@@ -37,13 +37,13 @@ def nearest_colour(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return classes, distances[..., 1] - distances[..., 0] > 1e-4
 
 
-def save_colour_model(path: Path) -> None:
-    """A 1x1 convolution whose softmax peaks at each pixel's nearest class colour (sigma 0.05)."""
+def save_colour_model(path: Path, means: np.ndarray = MEANS) -> None:
+    """A 1x1 convolution whose softmax peaks at each pixel's nearest class colour of ``means`` (sigma 0.05)."""
     import keras
 
     sharpness = 1 / (2 * 0.05**2)
     model = keras.Sequential([keras.Input((64, 64, 3)), keras.layers.Conv2D(3, 1, activation="softmax")])
-    model.layers[0].set_weights([2 * sharpness * MEANS.T[None, None], -sharpness * (MEANS**2).sum(axis=1)])
+    model.layers[0].set_weights([2 * sharpness * means.T[None, None], -sharpness * (means**2).sum(axis=1)])
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save(path)
 

@@ -131,3 +131,45 @@ def test_a_killed_checkpoint_keeps_the_one_before(tmp_path: Path, slide: Path, p
     again = segment_slide(project, slide, reference, get_registry())
     assert (tifffile.imread(result.mask) == tifffile.imread(again.mask)).all()
     assert np.array_equal(np.asarray(tifffile.imread(result.mask).shape), (320, 384))
+
+
+def test_a_resumed_slide_writes_the_nuclei_an_uninterrupted_one_writes(tmp_path: Path,
+                                                                        predicted: list[int]) -> None:
+    """The nuclei sink's pending rows and part files survive the interrupt: the resumed slide's GeoJSON
+    and table hold the same nuclei (ids, classes, outlines, measures; only the random uuids differ)."""
+    import geojson
+    import pyarrow.parquet as pq
+
+    from test_slide_nuclei import nuclei_project, seam_picture
+
+    slide = tmp_path / "seams.svs"
+    write_pyramid(slide, seam_picture(1), style="aperio", microns_per_pixel=0.5, tile=64, levels=2)
+    project = nuclei_project(tmp_path / "project", 0.5)
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    whole.mkdir(), resumed.mkdir()
+    batches: list[int] = []
+    reference = segment_slide(project, slide, whole, get_registry(), progress=lambda done, total: batches.append(done))
+    stop = len(batches) - 2  # after the first strip of nuclei is written, before the last ones
+    with pytest.raises(Interrupted):
+        segment_slide(project, slide, resumed, get_registry(), progress=stop_after(stop))
+    partial = resumed / ".seams.segkit-partial"
+    assert (partial / f"state-{stop}" / "sink-1").is_dir()
+    assert [p.name for p in (partial / "nuclei-parts").iterdir()], sorted(str(p) for p in partial.rglob("*"))
+    predicted[:] = []
+    result = segment_slide(project, slide, resumed, get_registry())
+    assert result.tiles_resumed > 0 and sum(predicted) == result.tiles - result.tiles_resumed
+    assert result.nuclei == reference.nuclei == len(SEAMS) and result.nuclei_per_class == reference.nuclei_per_class
+
+    def features(path: Path) -> list[Any]:
+        return [(f["geometry"], {k: v for k, v in f["properties"].items()})
+                for f in geojson.loads(path.read_text())["features"]]
+
+    assert result.outputs.detections is not None and reference.outputs.detections is not None
+    assert features(result.outputs.detections) == features(reference.outputs.detections)
+    assert result.outputs.table is not None and reference.outputs.table is not None
+    tables = [pq.read_table(path).drop(["uuid"]).to_pylist() for path in (result.outputs.table, reference.outputs.table)]
+    assert tables[0] == tables[1] and len(tables[0]) == len(SEAMS)
+    assert sorted(p.name for p in resumed.iterdir()) == sorted(p.name for p in result.outputs.every())
+
+
+from test_slide_nuclei import SEAM_CENTRES as SEAMS  # noqa: E402

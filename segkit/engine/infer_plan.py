@@ -11,7 +11,6 @@ write into the masks folder, listed in its manifest like masks, with the call's 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from segkit.engine.components import build_instancer
 from segkit.engine.slide_plan import NO_SLIDE_OPTIONS, PlannedSlide, SlideOptions, plan_slides
 from segkit.errors import DataError, ProjectError
 from segkit.manifests import listed_names
+from segkit.optional import parquet_available
 from segkit.plugins import Registry, get_registry
 from segkit.project import Project
 from segkit.slides.listing import is_slide
@@ -137,13 +137,7 @@ def plan_objects(project: Project, folder: Path, registry: Registry) -> ObjectPl
     if section is None:
         return None
     return ObjectPlan(folder, section.name, build_instancer(project, registry), section.microns_per_pixel,
-                      section.compress_geojson, _parquet_available())
-
-
-def _parquet_available() -> bool:
-    """Whether the nucleus tables get a Parquet copy (the table writer's rule: pyarrow imports), found
-    without importing it; a broken pyarrow only leaves a listed name unwritten."""
-    return importlib.util.find_spec("pyarrow") is not None
+                      section.compress_geojson, parquet_available())
 
 
 def _from_project(project: Project, registry: Registry) -> tuple[list[Path], list[Path], list[Path]]:
@@ -226,7 +220,7 @@ def _outputs(images: list[Path], slides: Sequence[PlannedSlide], masks: Path, ov
     _refuse_shared_stems(images, [slide.path for slide in slides])
     masks_names = tuple(f"{image.stem}.png" for image in images)
     slide_names = tuple(name for name in writers if name not in masks_names)
-    tables = (SUMMARY_NAME, *([SUMMARY_NAME.replace(".csv", ".parquet")] if _parquet_available() else []))
+    tables = (SUMMARY_NAME, *([SUMMARY_NAME.replace(".csv", ".parquet")] if parquet_available() else []))
     outputs = {masks: masks_names + slide_names + (tables if slides else ())}
     if images:
         outputs[overlays] = masks_names

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import time
 
@@ -29,13 +29,18 @@ import numpy as np
 from segkit.engine.prediction import Prediction
 from segkit.engine.slide_resume import SlideCheckpoints, partial_folder, resume_key
 from segkit.errors import DataError, ProjectError
+from segkit.optional import parquet_available
 from segkit.plugins import Registry
 from segkit.project import Project
-from segkit.slides.grid import Tile, choose_level, level_zero, tile_grid
+from segkit.engine.slide_sinks import MaskSink, RowSink
+from segkit.slides.grid import Tile, choose_level, tile_grid
 from segkit.slides.open_slide import CheckedSlide, level_origin, open_slide, require_microns_per_pixel
 from segkit.slides.outputs import SlideOutputs, slide_outputs, write_slide_record
 from segkit.slides.pyramid import MaskCanvas
 from segkit.slides.tissue import TissueMask, tissue_mask, write_tissue_png
+
+if TYPE_CHECKING:
+    from segkit.engine.slide_nuclei import NucleusSink
 
 #: how to set the pixel size of a slide whose file has none (the override open_slide takes)
 SLIDE_MPP_HINT = "pass the scanner's µm per pixel as the slide's pixel size override"
@@ -111,18 +116,21 @@ def segment_slide(project: Project, slide_path: Path, out_folder: Path, registry
     checkpoint that the next call for the same slide and model resumes
     (:mod:`segkit.engine.slide_resume`): tiles already done are not predicted again."""
     from segkit.engine.best_model import load_best_model, model_file_digest
-    from segkit.engine.components import prediction_for
+    from segkit.engine.components import build_instancer, prediction_for
     from segkit.engine.runtime import import_tensorflow
 
     started = time.monotonic()
-    target = _model_mpp(project)
-    outputs = _outputs(slide_path, out_folder, overwrite)
+    target = model_microns_per_pixel(project)
+    instancer = build_instancer(project, registry)  # a bad [instances] key costs nothing
+    outputs = _outputs(slide_path, out_folder, overwrite, project)
     how = prediction_for(project)
-    with _planned(project, slide_path, registry, target, microns_per_pixel, region) as setup:
+    with planned_slide(project, slide_path, registry, target, microns_per_pixel, region) as setup:
         digest = model_digest or model_file_digest(project)
         key = resume_key(slide_path, digest, setup.level, setup.scale, setup.tiles, repr(how))
         checkpoints = SlideCheckpoints(partial_folder(outputs), key)
         try:
+            nuclei = None if instancer is None else _nucleus_sink(project, instancer, outputs, setup, slide_path,
+                                                                  checkpoints.folder / "nuclei-parts")
             width, height = setup.slide.level_dimensions[0]
             # the canvas reserves its space before the model loads: a full disk costs nothing
             with MaskCanvas(out_folder, width, height, keep_at=checkpoints.canvas) as canvas:
@@ -130,20 +138,22 @@ def segment_slide(project: Project, slide_path: Path, out_folder: Path, registry
                     import_tensorflow()
                     model = load_best_model(project, registry)
                 _predict_into(canvas, setup, lambda batch: tile_softmax(model, batch, how), how.batch_size,
-                              project.classes.num_classes, progress, checkpoints)
+                              project.classes.num_classes, progress, () if nuclei is None else (nuclei,), checkpoints)
                 canvas.save_pyramid(outputs.mask, microns_per_pixel=(setup.mpp[0] + setup.mpp[1]) / 2)
             write_tissue_png(outputs.tissue, setup.tissue.mask)
         except BaseException:
             checkpoints.failed()
             raise
     result = SlideResult(outputs, setup.level, setup.scale, len(setup.tiles), setup.tissue.area_mm2(setup.mpp),
-                         time.monotonic() - started, region, checkpoints.tiles_resumed)
+                         time.monotonic() - started, region, checkpoints.tiles_resumed,
+                         nuclei=0 if nuclei is None else nuclei.count,
+                         nuclei_per_class={} if nuclei is None else nuclei.nuclei_per_class())
     write_slide_record(outputs, result.summary_row(slide_path), digest)
     checkpoints.finished()
     return result
 
 
-class _planned:
+class planned_slide:
     """The slide opened, its level chosen and its tissue tiles listed; closes the slide on exit."""
 
     def __init__(self, project: Project, path: Path, registry: Registry, target: float,
@@ -170,7 +180,7 @@ class _planned:
         self.setup.slide.close()
 
 
-def _model_mpp(project: Project) -> float:
+def model_microns_per_pixel(project: Project) -> float:
     mpp = project.model.microns_per_pixel
     if mpp is None:
         raise ProjectError(str(project.source), "model.microns_per_pixel",
@@ -179,15 +189,40 @@ def _model_mpp(project: Project) -> float:
     return mpp
 
 
-def _outputs(slide_path: Path, out_folder: Path, overwrite: bool) -> SlideOutputs:
+def project_slide_outputs(project: Project, slide: Path, folder: Path) -> SlideOutputs:
+    """What ``slide`` writes into ``folder`` under this project: its nuclei too with ``[instances]``
+    (a Parquet table when pyarrow is installed, else CSV)."""
+    instances = project.instances
+    return slide_outputs(slide, folder, nuclei=instances is not None,
+                         compress_geojson=instances is not None and instances.compress_geojson,
+                         parquet=parquet_available())
+
+
+def _outputs(slide_path: Path, out_folder: Path, overwrite: bool, project: Project) -> SlideOutputs:
     """The outputs of ``slide_path`` in ``out_folder``, refused when already there."""
     if not out_folder.is_dir():
         raise DataError(f"{out_folder}: no such folder (create it or choose another output folder)")
-    outputs = slide_outputs(slide_path, out_folder)
+    outputs = project_slide_outputs(project, slide_path, out_folder)
     there = [path for path in outputs.every() if path.exists() or path.is_symlink()]
     if there and not overwrite:
         raise DataError(f"{there[0]}: already exists (move it, choose another output folder, or overwrite it)")
     return outputs
+
+
+def _nucleus_sink(project: Project, instancer: Any, outputs: SlideOutputs, setup: _Setup,
+                  slide_path: Path, work: Path) -> NucleusSink:
+    """The sink that finds the slide's nuclei on the level read, writing to ``outputs`` through part
+    files in ``work`` (inside the slide's partial folder, so an interrupted slide keeps them)."""
+    from segkit.engine.slide_nuclei import NucleusPlan, NucleusSink, window_sides
+
+    assert project.instances is not None and outputs.detections is not None and outputs.table is not None
+    downsample = setup.slide.level_downsamples[setup.level]
+    margin, strip, chunk = window_sides(setup.tiles)
+    plan = NucleusPlan(instancer, project.instances.name, project.classes, slide_path.name,
+                       setup.slide.level_dimensions[setup.level], downsample,
+                       (setup.mpp[0] + setup.mpp[1]) / 2 * downsample, margin, strip, chunk, outputs.detections,
+                       outputs.table, project.instances.compress_geojson, work)
+    return NucleusSink(plan)
 
 
 def tile_softmax(model: Any, tiles: Sequence[np.ndarray], how: Prediction) -> list[np.ndarray]:
@@ -222,52 +257,59 @@ def _read_ahead(slide: CheckedSlide, batches: list[list[Tile]]) -> Iterator[tupl
 
 def _predict_into(canvas: MaskCanvas, setup: _Setup, predict: Callable[[list[np.ndarray]], list[np.ndarray]],
                   batch_size: int, classes: int, progress: Progress | None = None,
-                  checkpoints: SlideCheckpoints | None = None) -> None:
-    """Every tissue tile predicted, blended in the band and flushed into ``canvas`` row by row; with
-    ``checkpoints``, the tiles a checkpoint holds are skipped and new checkpoints saved as due."""
+                  sinks: Sequence[RowSink] = (), checkpoints: SlideCheckpoints | None = None) -> None:
+    """Every tissue tile predicted, blended in the band and its finished rows handed to the class
+    mask's sink (into ``canvas``) and to ``sinks``, row by row; with ``checkpoints``, the tiles a
+    checkpoint holds are skipped (the band and sinks restored from it) and new checkpoints saved as due."""
     slide, level = setup.slide, setup.level
     downsample = slide.level_downsamples[level]
-    band = _Band(canvas, slide.level_dimensions[level], downsample, setup.tiles, classes)
+    level_size = slide.level_dimensions[level]
+    band = _Band([MaskSink(canvas, level_size[0], downsample), *sinks], level_size, setup.tiles, classes)
     done = 0
     if checkpoints is not None and checkpoints.tiles_resumed:
         band.load_state(checkpoints.state_folder())
         done = checkpoints.tiles_resumed
     for batch, pixels in _read_ahead(slide, _batches(setup.tiles[done:], batch_size)):
         band.advance_to(level_origin(batch[0].y, downsample))
-        for tile, softmax in zip(batch, predict(pixels)):
-            band.add(level_origin(tile.x, downsample), softmax)
+        for tile, softmax, rgb in zip(batch, predict(pixels), pixels):
+            band.add(level_origin(tile.x, downsample), softmax, rgb)
         done += len(batch)
         if checkpoints is not None and checkpoints.due():
             checkpoints.save(done, canvas.sync, band.save_state)
         if progress is not None:
             progress(done, len(setup.tiles))
     band.flush_all()
+    for sink in sinks:
+        sink.finish()
 
 
 class _Band:
-    """The weighted softmax sums of the level rows ``top .. top + rows`` (every column of the level)."""
+    """The weighted softmax sums of the level rows ``top .. top + rows`` (every column of the level),
+    and the RGB of those rows where tiles landed."""
 
-    def __init__(self, canvas: MaskCanvas, level_size: tuple[int, int], downsample: float, tiles: list[Tile],
+    def __init__(self, sinks: Sequence[RowSink], level_size: tuple[int, int], tiles: list[Tile],
                  classes: int) -> None:
         from segkit.engine.sliding_window import gaussian_weights
 
-        self.canvas, self.downsample = canvas, downsample
+        self.sinks = sinks
         self.width, self.height = level_size
         self.rows = max((t.read_height for t in tiles), default=1)
         tile_width = max((t.read_width for t in tiles), default=1)
         self.weights = gaussian_weights(self.rows, tile_width)
         self.total = np.zeros((self.rows, self.width, classes), np.float32)
         self.norm = np.zeros((self.rows, self.width, 1), np.float32)
+        self.pixels = np.zeros((self.rows, self.width, 3), np.uint8)
         self.top = 0
 
-    def add(self, column: int, softmax: np.ndarray) -> None:
-        """A tile's softmax whose top-left pixel is level column ``column``, row ``top``."""
+    def add(self, column: int, softmax: np.ndarray, pixels: np.ndarray) -> None:
+        """A tile's softmax and RGB whose top-left pixel is level column ``column``, row ``top``."""
         height, width = softmax.shape[:2]
         x0, x1 = max(column, 0), min(column + width, self.width)
         part = slice(x0 - column, x1 - column)
         weights = self.weights[:height, :width][:, part]
         self.total[:height, x0:x1] += softmax[:, part] * weights
         self.norm[:height, x0:x1] += weights
+        self.pixels[:height, x0:x1] = pixels[:height, part]
 
     def advance_to(self, row: int) -> None:
         """Flush the rows above level row ``row`` (no tile still to come covers them) and move the band."""
@@ -275,41 +317,34 @@ class _Band:
             return
         done = min(row - self.top, self.rows)
         self._flush(done)
-        self.total[: self.rows - done] = self.total[done:].copy()
-        self.norm[: self.rows - done] = self.norm[done:].copy()
-        self.total[self.rows - done:] = 0
-        self.norm[self.rows - done:] = 0
+        for array in (self.total, self.norm, self.pixels):
+            array[: self.rows - done] = array[done:].copy()
+            array[self.rows - done:] = 0
         self.top = row
 
     def flush_all(self) -> None:
         self._flush(self.rows)
 
     def save_state(self, folder: Path) -> None:
-        """The band's pending sums and place, for a checkpoint (:mod:`segkit.engine.slide_resume`)."""
-        np.savez(folder / "band.npz", total=self.total, norm=self.norm, top=np.int64(self.top))
+        """The band's pending sums, pixels and place, and each sink's state, for a checkpoint
+        (:mod:`segkit.engine.slide_resume`); the mask's sink keeps nothing beyond the canvas."""
+        np.savez(folder / "band.npz", total=self.total, norm=self.norm, pixels=self.pixels, top=np.int64(self.top))
+        for number, sink in enumerate(self.sinks):
+            sink.save_state(folder / f"sink-{number}")
 
     def load_state(self, folder: Path) -> None:
         with np.load(folder / "band.npz") as state:
-            self.total[...], self.norm[...] = state["total"], state["norm"]
+            self.total[...], self.norm[...], self.pixels[...] = state["total"], state["norm"], state["pixels"]
             self.top = int(state["top"])
+        for number, sink in enumerate(self.sinks):
+            sink.load_state(folder / f"sink-{number}")
 
     def _flush(self, count: int) -> None:
-        """The argmax of the band's first ``count`` rows, upscaled to level 0 and written to the canvas."""
+        """The band's first ``count`` rows, normalised (0 where no tile covered them), to every sink."""
         count = min(count, self.height - self.top)
         if count <= 0:
             return
         norm = self.norm[:count]
-        classes = np.where(norm[..., 0] > 0, self.total[:count].argmax(axis=-1), 0).astype(np.uint8)
-        y0 = level_zero(self.top, self.downsample)
-        y1 = min(level_zero(self.top + count, self.downsample), self.canvas.height)
-        if y1 <= y0:
-            return
-        rows = _level_indices(y0, y1, self.downsample) - self.top
-        columns = np.minimum(_level_indices(0, self.canvas.width, self.downsample), self.width - 1)
-        self.canvas.write(0, y0, classes[np.ix_(np.minimum(rows, count - 1), columns)])
-
-
-def _level_indices(start: int, end: int, downsample: float) -> np.ndarray:
-    """The level pixel each level-0 pixel ``start .. end`` lies in (as ``level_origin`` maps them)."""
-    return np.floor(np.arange(start, end) / downsample + 1e-9).astype(np.int64)
-
+        softmax = np.divide(self.total[:count], norm, out=np.zeros_like(self.total[:count]), where=norm > 0)
+        for sink in self.sinks:
+            sink.take(self.top, softmax, self.pixels[:count])

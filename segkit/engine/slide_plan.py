@@ -10,7 +10,6 @@ scratch file, which :class:`~segkit.slides.pyramid.MaskCanvas` would otherwise f
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import shutil
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ from segkit.plugins import Registry
 from segkit.project import Project
 from segkit.run_folder import BEST_MODEL
 from segkit.slides.open_slide import open_slide, require_microns_per_pixel
-from segkit.slides.outputs import SlideOutputs, read_slide_record, slide_complete, slide_outputs
+from segkit.slides.outputs import SlideOutputs, read_slide_record, slide_complete
 
 #: how a user gives a slide without a pixel size one (the message's "what to do")
 MPP_HINT = "pass --microns-per-pixel with the scanner's µm per pixel"
@@ -74,14 +73,6 @@ def parse_region(text: str) -> Region:
     return values[0], values[1], values[2], values[3]
 
 
-def slide_outputs_of(project: Project, slide: Path, folder: Path) -> SlideOutputs:
-    """What ``slide`` writes into ``folder`` under this project (nuclei when it has ``[instances]``)."""
-    instances = project.instances
-    return slide_outputs(slide, folder, nuclei=instances is not None,
-                         compress_geojson=instances is not None and instances.compress_geojson,
-                         parquet=importlib.util.find_spec("pyarrow") is not None)
-
-
 def plan_slides(project: Project, slides: Sequence[Path], masks: Path, registry: Registry,
                 options: SlideOptions) -> list[PlannedSlide]:
     """Every slide checked (see the module's docstring); ``--region`` needs exactly one slide."""
@@ -102,14 +93,14 @@ def plan_slides(project: Project, slides: Sequence[Path], masks: Path, registry:
 def _plan_slide(project: Project, path: Path, masks: Path, registry: Registry, options: SlideOptions,
                 digest: str | None) -> PlannedSlide:
     # segment_slide's own checks, run now so that they fail before any slide is segmented
-    from segkit.engine.slide_infer import _model_mpp, _planned
+    from segkit.engine.slide_infer import model_microns_per_pixel, planned_slide, project_slide_outputs
 
-    target = _model_mpp(project)
+    target = model_microns_per_pixel(project)
     with open_slide(path, registry, microns_per_pixel=options.microns_per_pixel) as slide:
         require_microns_per_pixel(slide, path, MPP_HINT)  # worded for the command line
-    with _planned(project, path, registry, target, options.microns_per_pixel, options.region) as setup:
+    with planned_slide(project, path, registry, target, options.microns_per_pixel, options.region) as setup:
         width, height = setup.slide.level_dimensions[0]
-    outputs = slide_outputs_of(project, path, masks)
+    outputs = project_slide_outputs(project, path, masks)
     return PlannedSlide(path, outputs, math.ceil(width * height * PYRAMID_SCRATCH),
                         _done_row(outputs, digest, options.region))
 

@@ -48,9 +48,15 @@ def write_detections(path: Path, instances: Instances, classes: ClassTable, rows
     if len(rows) != instances.count:
         raise ValueError(f"{len(rows)} table rows for {instances.count} objects")
     outlines = object_outlines(np.asarray(instances.labels), instances.count)
-    properties = (qupath_properties(DETECTION, classes.classes[int(instances.classes[index])], measurements(row))
-                  for index, row in enumerate(rows))
-    return write_features(path, outlines, [str(row["uuid"]) for row in rows], properties, compress)
+    return write_features(path, outlines, [str(row["uuid"]) for row in rows],
+                          detection_properties(instances, classes, rows), compress)
+
+
+def detection_properties(instances: Instances, classes: ClassTable, rows: Sequence[Mapping[str, Any]]
+                         ) -> Iterator[dict[str, Any]]:
+    """The QuPath properties of each object of ``instances``: a detection of its class, measured by its row."""
+    for index, row in enumerate(rows):
+        yield qupath_properties(DETECTION, classes.classes[int(instances.classes[index])], measurements(row))
 
 
 def write_features(path: Path, geometries: Sequence[Any], ids: Sequence[str],
@@ -60,16 +66,28 @@ def write_features(path: Path, geometries: Sequence[Any], ids: Sequence[str],
     ``ids[i]`` and ``properties``' item ``i`` (:func:`qupath_properties` for QuPath to read it).
     Returns the number of features written."""
     _check_request(path, compress, len(ids), len(geometries))
+    write_collection(path, feature_texts(geometries, ids, properties), compress)
+    return len(ids)
 
+
+def feature_texts(geometries: Sequence[Any], ids: Sequence[str], properties: Iterable[Mapping[str, Any]]
+                  ) -> Iterator[str]:
+    """Feature ``i`` of :func:`write_features` serialised, one line each, made as they are asked for."""
+    for geometry, feature_id, found in zip(_geometry_texts(geometries), ids, properties):
+        yield _feature_text(geometry, feature_id, found)
+
+
+def write_collection(path: Path, features: Iterable[str], compress: bool) -> None:
+    """``path`` replaced whole by the FeatureCollection of ``features`` (serialised features, e.g.
+    :func:`feature_texts`, read one at a time: a slide's detections stream from part files)."""
     def write(temporary: Path) -> None:
         with _open_text(temporary, compress) as handle:
             handle.write('{"type": "FeatureCollection", "features": [')
-            for index, (geometry, feature_id, found) in enumerate(zip(_geometry_texts(geometries), ids, properties)):
-                handle.write(("\n" if index == 0 else ",\n") + _feature_text(geometry, feature_id, found))
+            for index, text in enumerate(features):
+                handle.write(("\n" if index == 0 else ",\n") + text)
             handle.write("\n]}\n")
 
     replace_atomically(path, write)
-    return len(ids)
 
 
 def qupath_properties(object_type: str, info: ClassInfo, measured: Mapping[str, float | str] | None = None

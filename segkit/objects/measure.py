@@ -43,18 +43,27 @@ def nucleus_columns(microns_per_pixel: float | None) -> list[str]:
 
 
 def nucleus_table(image_name: str, image: np.ndarray, instances: Instances, classes: ClassTable,
-                  microns_per_pixel: float | None) -> list[dict[str, Any]]:
+                  microns_per_pixel: float | None, *, first_id: int = 1, origin: tuple[int, int] = (0, 0),
+                  downsample: float = 1.0) -> list[dict[str, Any]]:
     """One row per nucleus of ``instances`` (ordered as :func:`nucleus_columns`), object ``i + 1``
-    in row ``i``, each with a fresh uuid4 (its GeoJSON feature id, so table and QuPath join)."""
+    in row ``i`` with id ``first_id + i``, each with a fresh uuid4 (its GeoJSON feature id, so table
+    and QuPath join).
+
+    ``image`` may be a window of a larger picture whose pixel ``(0, 0)`` is the picture's
+    ``origin`` (x, y), and that picture a level ``downsample`` times coarser than the one its
+    coordinates are given in (a slide's level 0): the centroid columns are then
+    ``(window centroid + origin) * downsample``, the µm ones ``(window centroid + origin) *
+    microns_per_pixel`` (the pixel size of ``image``'s own pixels, as the sizes are)."""
     properties = _region_properties(image, instances)
     scale = 1.0 if microns_per_pixel is None else microns_per_pixel
     columns = nucleus_columns(microns_per_pixel)
     rows = []
     for index in range(instances.count):
-        x_px = float(properties["centroid-1"][index]) + 0.5
-        y_px = float(properties["centroid-0"][index]) + 0.5
-        values: list[Any] = [image_name, index + 1, str(uuid.uuid4()), classes.names[int(instances.classes[index])],
-                             float(instances.probabilities[index]), x_px, y_px]
+        x_px = float(properties["centroid-1"][index]) + 0.5 + origin[0]
+        y_px = float(properties["centroid-0"][index]) + 0.5 + origin[1]
+        values: list[Any] = [image_name, first_id + index, str(uuid.uuid4()),
+                             classes.names[int(instances.classes[index])], float(instances.probabilities[index]),
+                             x_px * downsample, y_px * downsample]
         values += [float(properties[name][index]) * scale**power for name, _, power in _SIZES]
         if microns_per_pixel is not None:
             values += [x_px * scale, y_px * scale]
@@ -145,7 +154,7 @@ def write_summary(path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequen
         if not rows:
             raise ValueError("a summary without rows needs its columns")
         columns = list(rows[0])
-    replace_atomically(path, lambda temporary: _write_csv(temporary, rows, columns))
+    replace_atomically(path, lambda temporary: write_csv(temporary, rows, columns))
 
 
 def write_table(stem_path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> list[Path]:
@@ -154,7 +163,7 @@ def write_table(stem_path: Path, rows: Sequence[Mapping[str, Any]], columns: Seq
     Each is written beside its place and renamed onto it, so a reader never sees half a table.
     """
     csv_path = stem_path.with_name(f"{stem_path.name}.csv")
-    replace_atomically(csv_path, lambda temporary: _write_csv(temporary, rows, columns))
+    replace_atomically(csv_path, lambda temporary: write_csv(temporary, rows, columns))
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -162,12 +171,12 @@ def write_table(stem_path: Path, rows: Sequence[Mapping[str, Any]], columns: Seq
         return [csv_path]
     parquet_path = stem_path.with_name(f"{stem_path.name}.parquet")
     table = pa.Table.from_pydict({name: [row[name] for row in rows] for name in columns},
-                                 schema=_arrow_schema(pa, rows, columns))
+                                 schema=arrow_schema(pa, rows, columns))
     replace_atomically(parquet_path, lambda temporary: pq.write_table(table, temporary))
     return [csv_path, parquet_path]
 
 
-def _arrow_schema(pa: Any, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Any:
+def arrow_schema(pa: Any, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Any:
     """Column types from the first row's values; without rows, text for :data:`TEXT_COLUMNS`,
     int64 for ``id`` and float64 for the rest, so an empty table reads back with its types."""
     def arrow_type(name: str) -> Any:
@@ -181,7 +190,8 @@ def _arrow_schema(pa: Any, rows: Sequence[Mapping[str, Any]], columns: Sequence[
     return pa.schema([(name, arrow_type(name)) for name in columns])
 
 
-def _write_csv(path: Path, rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> None:
+def write_csv(path: Path, rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> None:
+    """``path``: the header ``columns``, then ``rows`` (read one at a time)."""
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(columns), lineterminator="\n")
         writer.writeheader()

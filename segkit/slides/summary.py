@@ -9,11 +9,11 @@ as Parquet beside it when pyarrow is installed.
 from __future__ import annotations
 
 import csv
-import importlib.util
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from segkit.durable import replace_atomically
+from segkit.optional import parquet_available
 
 #: the slide table of an output folder
 SUMMARY_NAME = "slides.csv"
@@ -39,7 +39,7 @@ def write_summary(path: Path, rows: Sequence[Mapping[str, object]]) -> list[Path
 
     replace_atomically(path, write_csv)
     written = [path]
-    if importlib.util.find_spec("pyarrow") is not None:
+    if parquet_available():
         import pyarrow as pa
         import pyarrow.parquet as pq
 
