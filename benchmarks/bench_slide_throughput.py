@@ -30,6 +30,7 @@ convolution; activations, pooling and the softmax left out). Peak: ``bench_flops
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -97,12 +98,12 @@ def images_side(folder: Path, out: Path) -> dict[str, Any]:
     clock, real = ModelClock(), infer_module.segment
     infer_module.segment = clock.wrap(real)  # type: ignore[assignment]
     try:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         count = infer_module.infer(project_on(folder / "tiles", out / "timed")).count
-        seconds = time.perf_counter() - started
+        figures = clock.figures(started, cpu)
     finally:
         infer_module.segment = real  # type: ignore[assignment]
-    return {"seconds": round(seconds, 3), "model_s": round(clock.seconds, 3), "tiles": count}
+    return {**figures, "tiles": count}
 
 
 def run_worker(args: argparse.Namespace) -> None:
@@ -124,17 +125,25 @@ def run_worker(args: argparse.Namespace) -> None:
 def report(results: dict[str, list[dict[str, Any]]], prepared: dict[str, Any], tissue_mp: float,
            fma_units: int, peak_given: float | None) -> None:
     peak, how = (peak_given, "given") if peak_given else peak_gflops(fma_units, None)
-    rows = []
+    cores = os.cpu_count() or 1
+    work = prepared["tiles"] * prepared["flops"] / 1e9
+    rows, per_cpu = [], []
     for side, runs in results.items():
         seconds, model_s = median([r["seconds"] for r in runs]), median([r["model_s"] for r in runs])
-        gflops = prepared["tiles"] * prepared["flops"] / model_s / 1e9
-        rows.append([side, seconds, tissue_mp / seconds, tissue_mp / model_s, gflops, 100 * gflops / peak,
+        cpu_s, model_cpu_s = median([r["cpu_s"] for r in runs]), median([r["model_cpu_s"] for r in runs])
+        rows.append([side, seconds, tissue_mp / seconds, tissue_mp / model_s, work / model_s, 100 * work / model_s / peak,
                      100 * (1 - model_s / seconds)])
+        per_cpu.append([side, cpu_s, tissue_mp / cpu_s, work / model_cpu_s, 100 * work / model_cpu_s / (peak / cores),
+                        100 * (1 - model_cpu_s / cpu_s)])
     print(f"\n{tissue_mp:.2f} MP of tissue, {prepared['tiles']} tiles, {prepared['flops'] / 1e9:.3f} GFLOP a tile "
           f"(forward, analytic); peak {how} = {peak:.0f} GFLOP/s; medians over {len(results['slide'])} rounds")
     print(table(rows, ["side", "seconds", "tissue MP/s", "MP/s in model time", "GFLOP/s (model time)",
                        "% of peak", "% of wall outside model"]))
-    print(f"slide / images: {rows[0][2] / rows[1][2]:.2f}x tissue MP/s (goal >= 1.0)")
+    print(f"\nper CPU-second of this process (all threads; a core's peak = {peak / cores:.0f} GFLOP/s)")
+    print(table(per_cpu, ["side", "CPU s", "tissue MP per CPU-s", "GFLOP per model CPU-s", "% of a core's peak",
+                          "% of CPU outside model"]))
+    print(f"slide / images: {rows[0][2] / rows[1][2]:.2f}x tissue MP/s (goal >= 1.0), "
+          f"{per_cpu[0][2] / per_cpu[1][2]:.2f}x per CPU-second")
 
 
 def main() -> None:

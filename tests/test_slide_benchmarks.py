@@ -60,10 +60,14 @@ def test_throughput_smoke_compares_the_same_tiles_and_reports_gflops(smoke: Call
     assert [side for side, *_ in runs] == ["slide", "images"]
     for _, seconds, model_s, tiles in runs:
         assert int(tiles) == cut and 0 < float(model_s) < float(seconds)
-    rows = {row[0]: [float(v) for v in row[1:]] for row in
-            (line.split() for line in printed.splitlines() if re.match(r"^(slide|images) +[0-9]", line))}
+    tables = [line.split() for line in printed.splitlines() if re.match(r"^(slide|images) +[0-9]", line)]
+    rows = {row[0]: [float(v) for v in row[1:]] for row in tables if len(row) == 7}  # wall time
+    per_cpu = {row[0]: [float(v) for v in row[1:]] for row in tables if len(row) == 6}  # CPU time
+    assert set(rows) == set(per_cpu) == {"slide", "images"}
     for side, (seconds, mp_s, mp_model_s, gflops, share, outside) in rows.items():
         assert seconds > 0 and mp_s > 0 and mp_model_s >= mp_s and gflops > 0 and share > 0 and 0 <= outside < 100, side
+    for side, (cpu_s, mp_cpu_s, gflops, share, outside) in per_cpu.items():
+        assert cpu_s > 0 and mp_cpu_s > 0 and gflops > 0 and share > 0 and outside < 100, side
     ratio = float(re.search(r"^slide / images: " + NUMBER + "x", printed, re.M)[1])  # type: ignore[index]
     assert ratio == pytest.approx(rows["slide"][1] / rows["images"][1], rel=0.05) and ratio > 0  # cells are rounded
 
