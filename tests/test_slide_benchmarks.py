@@ -75,13 +75,15 @@ def test_throughput_smoke_compares_the_same_tiles_and_reports_gflops(smoke: Call
 def test_background_smoke_reads_only_the_tissue_tiles_of_the_glass_slide(smoke: Callable[[str], str]) -> None:
     printed = smoke("bench_slide_background.py")
     rows = {row[0]: row[1:] for row in (line.split() for line in printed.splitlines())
-            if row and row[0] in ("tissue", "glass70") and len(row) == 6}
+            if row and row[0] in ("tissue", "glass70") and len(row) == 7}
     assert set(rows) == {"tissue", "glass70"}
-    tiles = {name: int(row[2]) for name, row in rows.items()}
-    assert tiles == {name: int(row[3]) for name, row in rows.items()}  # read = on the tissue box
+    tiles = {name: int(row[3]) for name, row in rows.items()}
+    assert tiles == {name: int(row[4]) for name, row in rows.items()}  # read = on the tissue box
     assert tiles["tissue"] == 16 * 16  # 768 px, 64-px tiles overlapping by 16: every tile of the grid
     assert 0.25 < tiles["glass70"] / tiles["tissue"] < 0.45  # 30% of the area, plus the box's edge tiles
-    time_ratio, tile_ratio = re.search(r"^70% glass / all tissue: " + NUMBER + r"x time \(goal <= 0.4\), " + NUMBER
-                                       + "x tiles$", printed, re.M).groups()  # type: ignore[union-attr]
+    time_ratio, cpu_ratio, tile_ratio = re.search(
+        r"^70% glass / all tissue: " + NUMBER + r"x time \(goal <= 0.4\), " + NUMBER + r"x CPU time, " + NUMBER
+        + "x tiles$", printed, re.M).groups()  # type: ignore[union-attr]
     assert float(time_ratio) == pytest.approx(float(rows["glass70"][0]) / float(rows["tissue"][0]), rel=0.05)
+    assert float(cpu_ratio) == pytest.approx(float(rows["glass70"][1]) / float(rows["tissue"][1]), rel=0.05)
     assert float(tile_ratio) == round(tiles["glass70"] / tiles["tissue"], 2)
