@@ -13,7 +13,8 @@ side a fresh process (``benchkit.workers.worker``), alternating:
 * **slide**: ``segment_slide(project, slide, out, registry)`` (reads the tissue tiles, predicts,
   blends, writes the OME-TIFF mask pyramid and the tissue PNG);
 * **images**: ``segkit.engine.infer.infer(project)`` on the tile PNGs (reads, predicts, writes a mask
-  and an overlay PNG per tile), ``[infer] batch_size`` as ``[slides]`` uses it.
+  and an overlay PNG per tile), ``[infer] batch_size`` as ``[slides]`` uses it;
+* **model** (the ceiling): the model alone on the same tiles, decoded in memory beforehand.
 
 Each side first runs once on a small warm-up input (a 1024 x 1024 slide / 8 of the tiles), then
 the timed call, which loads the model itself, as ``segkit infer`` does. The figure is the slide's
@@ -106,6 +107,26 @@ def images_side(folder: Path, out: Path) -> dict[str, Any]:
     return {**figures, "tiles": count}
 
 
+def model_side(folder: Path) -> dict[str, Any]:
+    """The ceiling: the model alone on the same tiles, already decoded in memory (``resized_softmax``,
+    the call ``segment_slide`` makes per batch, over every tile)."""
+    from segkit.data.images import read_image
+    from segkit.engine.best_model import load_best_model
+    from segkit.engine.components import prediction_for
+    from segkit.engine.predict import resized_softmax
+    from segkit.engine.runtime import import_tensorflow
+
+    project, registry = load_slide_project(folder / "project" / "tiny.toml")
+    import_tensorflow()
+    model, how = load_best_model(project, registry), prediction_for(project)
+    tiles = [read_image(path, 3) for path in sorted((folder / "tiles").glob("*.png"))]
+    resized_softmax(model, tiles[:WARM_UP_TILES], how)
+    started, cpu = time.perf_counter(), time.process_time()
+    resized_softmax(model, tiles, how)
+    seconds, cpu_s = round(time.perf_counter() - started, 3), round(time.process_time() - cpu, 3)
+    return {"seconds": seconds, "cpu_s": cpu_s, "model_s": seconds, "model_cpu_s": cpu_s, "tiles": len(tiles)}
+
+
 def run_worker(args: argparse.Namespace) -> None:
     folder = Path(args.folder)
     project, registry = load_slide_project(folder / "project" / "tiny.toml")
@@ -114,7 +135,9 @@ def run_worker(args: argparse.Namespace) -> None:
         return
     out = Path(tempfile.mkdtemp(prefix="slide-throughput-", dir=folder))
     try:
-        result = slide_side(project, registry, folder, out) if args.side == "slide" else images_side(folder, out)
+        sides = {"slide": lambda: slide_side(project, registry, folder, out), "images": lambda: images_side(folder, out),
+                 "model": lambda: model_side(folder)}
+        result = sides[args.side]()
     finally:
         shutil.rmtree(out, ignore_errors=True)
     import keras
@@ -144,6 +167,8 @@ def report(results: dict[str, list[dict[str, Any]]], prepared: dict[str, Any], t
                           "% of CPU outside model"]))
     print(f"slide / images: {rows[0][2] / rows[1][2]:.2f}x tissue MP/s (goal >= 1.0), "
           f"{per_cpu[0][2] / per_cpu[1][2]:.2f}x per CPU-second")
+    print(f"slide / model alone: {rows[0][2] / rows[2][2]:.2f}x tissue MP/s, {per_cpu[0][2] / per_cpu[2][2]:.2f}x "
+          "per CPU-second (the ceiling)")
 
 
 def main() -> None:
@@ -173,7 +198,7 @@ def main() -> None:
         expected = grid_tiles(*load_slide_project(folder / "project" / "tiny.toml"), folder / "slide.svs",
                               (margin, margin, side - margin, side - margin))
         print(f"{prepared['tiles']} tiles cut out; {expected} grid tiles on the tissue box", flush=True)
-        results = alternated(SCRIPT, "--side", ("slide", "images"), folder, args.rounds, inline,
+        results = alternated(SCRIPT, "--side", ("slide", "images", "model"), folder, args.rounds, inline,
                              lambda result: f", Keras backend {result['backend']}")
     tissue_mp = results["slide"][0]["tissue_mp"]
     report(results, prepared, tissue_mp, args.fma_units, args.peak_gflops)

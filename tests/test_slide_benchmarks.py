@@ -55,19 +55,23 @@ def test_throughput_smoke_compares_the_same_tiles_and_reports_gflops(smoke: Call
     cut, on_box = (int(n) for n in re.search(r"^(\d+) tiles cut out; (\d+) grid tiles on the tissue box$",
                                              printed, re.M).groups())  # type: ignore[union-attr]
     assert cut == on_box > 0
-    runs = re.findall(r"^\[round 1\] (slide|images) +" + NUMBER + r" s, model +" + NUMBER + r" s, (\d+) tiles",
+    runs = re.findall(r"^\[round 1\] (slide|images|model) +" + NUMBER + r" s, model +" + NUMBER + r" s, (\d+) tiles",
                       printed, re.M)
-    assert [side for side, *_ in runs] == ["slide", "images"]
-    for _, seconds, model_s, tiles in runs:
-        assert int(tiles) == cut and 0 < float(model_s) < float(seconds)
-    tables = [line.split() for line in printed.splitlines() if re.match(r"^(slide|images) +[0-9]", line)]
+    assert [side for side, *_ in runs] == ["slide", "images", "model"]
+    for side, seconds, model_s, tiles in runs:
+        assert int(tiles) == cut and 0 < float(model_s) <= float(seconds)
+        assert (float(model_s) == float(seconds)) == (side == "model")  # the ceiling is all model
+    tables = [line.split() for line in printed.splitlines() if re.match(r"^(slide|images|model) +[0-9]", line)]
     rows = {row[0]: [float(v) for v in row[1:]] for row in tables if len(row) == 7}  # wall time
     per_cpu = {row[0]: [float(v) for v in row[1:]] for row in tables if len(row) == 6}  # CPU time
-    assert set(rows) == set(per_cpu) == {"slide", "images"}
+    assert set(rows) == set(per_cpu) == {"slide", "images", "model"}
     for side, (seconds, mp_s, mp_model_s, gflops, share, outside) in rows.items():
         assert seconds > 0 and mp_s > 0 and mp_model_s >= mp_s and gflops > 0 and share > 0 and 0 <= outside < 100, side
+    assert rows["model"][-1] == per_cpu["model"][-1] == 0
     for side, (cpu_s, mp_cpu_s, gflops, share, outside) in per_cpu.items():
         assert cpu_s > 0 and mp_cpu_s > 0 and gflops > 0 and share > 0 and outside < 100, side
+    ceiling = float(re.search(r"^slide / model alone: " + NUMBER + "x", printed, re.M)[1])  # type: ignore[index]
+    assert ceiling == pytest.approx(rows["slide"][1] / rows["model"][1], rel=0.05)
     ratio = float(re.search(r"^slide / images: " + NUMBER + "x", printed, re.M)[1])  # type: ignore[index]
     assert ratio == pytest.approx(rows["slide"][1] / rows["images"][1], rel=0.05) and ratio > 0  # cells are rounded
 
