@@ -11,11 +11,18 @@ epochs after the first, and the first-step (compile) time. These runs have op de
 (XLA-on runs have it off in segkit train too: Keras drops XLA under it); a last run shows float32
 with segkit's own XLA-off setting (deterministic kernels on) for the cost of it. A configuration that
 fails is reported and skipped; one that does not fit the time budget is skipped, saying so.
+
+Then the whole-slide case (issue 27): ``bench_slide_throughput.py`` on a ``--slide-side`` square slide
+(the benchmarks' FlexUNet at level 0, batch ``--slide-batch``), one round of ``segment_slide`` vs the
+same tiles through ``segkit infer``, under ``KERAS_BACKEND=--slide-backend`` (``jax`` by default; the
+engine's model calls go through Keras, so the backend is Keras's choice), with ``--gpu-peak-gflops``
+as the peak its GFLOP/s are read against. ``--slide-side 0`` skips it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -30,6 +37,7 @@ from benchkit.tables import machine, table
 from benchkit.workers import worker
 
 TRAIN = Path(__file__).resolve().parent / "bench_train.py"
+SLIDE_THROUGHPUT = Path(__file__).resolve().parent / "bench_slide_throughput.py"
 
 
 def gpu_model() -> str:
@@ -43,6 +51,24 @@ def gpu_model() -> str:
     return "no nvidia-smi (TensorFlow's device name is printed per run)"
 
 
+def slide_case(args: argparse.Namespace) -> None:
+    """The slide throughput script in its own process, under the chosen Keras backend; its table printed."""
+    command = [sys.executable, str(SLIDE_THROUGHPUT)]
+    command += ["--smoke"] if args.smoke else ["--slide-side", str(args.slide_side), "--rounds", "1", "--batch-size",
+                                               str(args.slide_batch)]
+    if args.gpu_peak_gflops:
+        command += ["--peak-gflops", str(args.gpu_peak_gflops)]
+    print(f"\nwhole slide (KERAS_BACKEND={args.slide_backend}): {' '.join(command[1:])}", flush=True)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=max(60.0, args.budget),
+                              env={**os.environ, "KERAS_BACKEND": args.slide_backend})
+    except subprocess.TimeoutExpired:
+        print(f"whole slide: skipped (past {max(60.0, args.budget):.0f} s)")
+        return
+    print(done.stdout if done.returncode == 0 else f"whole slide: failed (exit {done.returncode})\n"
+          + done.stdout[-2000:] + done.stderr[-2000:], flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on any machine (checks the script runs)")
@@ -54,6 +80,11 @@ def main() -> None:
     parser.add_argument("--jit", default="off,on")
     parser.add_argument("--budget", type=float, default=330, help="seconds; later runs are skipped past it")
     parser.add_argument("--data", type=Path, default=None)
+    parser.add_argument("--slide-side", type=int, default=8192, help="the slide case's side (0: skip it)")
+    parser.add_argument("--slide-batch", type=int, default=32)
+    parser.add_argument("--slide-backend", default="jax", help="KERAS_BACKEND of the slide case")
+    parser.add_argument("--gpu-peak-gflops", type=float, default=None,
+                        help="the GPU's FP32 peak, for the slide case's share of it (e.g. 67000 for an H100/H200 SXM)")
     args = parser.parse_args()
     started = time.perf_counter()
     if args.smoke:
@@ -92,6 +123,8 @@ def main() -> None:
         print("\n" + table([[*r[:4], r[3] / base, *r[4:]] for r in rows],
                                   ["jit_compile", "XLA used", "precision", "img/s", f"/ {rows[0][0]} {rows[0][2]}",
                                    "first step s (compile + first decode)", "note"]))
+    if args.slide_side:
+        slide_case(args)
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
     if args.smoke and args.data is None:
         shutil.rmtree(data, ignore_errors=True)
