@@ -62,7 +62,7 @@ def cut_tiles(project: Any, registry: Any, slide: Path, folder: Path) -> int:
     from segkit.engine import slide_infer
 
     # segment_slide's own planning (private, read here on purpose): the same level, tissue and grid
-    with slide_infer._planned(project, slide, registry, project.model.microns_per_pixel, None, None) as setup:
+    with slide_infer.planned_slide(project, slide, registry, project.model.microns_per_pixel, None, None) as setup:
         folder.mkdir(parents=True)
         for index, tile in enumerate(setup.tiles):
             pixels = setup.slide.read_region(tile.level, tile.x, tile.y, tile.read_width, tile.read_height)
