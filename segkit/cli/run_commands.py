@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from segkit.cli.options import DebugOpt, ProjectArg, QuietOpt, SetOpt, apply_debug
+from segkit.cli.options import DebugOpt, FoldsOpt, FoldSubsetOpt, ProjectArg, QuietOpt, SetOpt, apply_debug
 from segkit.data.images import image_size
 from segkit.errors import ExitCode
 from segkit.plugins import get_registry
@@ -113,6 +113,7 @@ def infer(
         show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="replace files in the output folders that segkit did not write")] = False,
+    folds: FoldsOpt = False, fold_subset: FoldSubsetOpt = None,
     set_: SetOpt = None, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Segment images at their original size; writes a mask and an overlay per image (and its nuclei
@@ -120,12 +121,14 @@ def infer(
     from segkit.engine.infer import infer as run_inference
     from segkit.data.names import quoted
     from segkit.engine.infer_plan import plan_infer
+    from segkit.cv.ensemble import chosen_folds
 
     loaded = check_trained_with(_load(project, set_, debug))
+    ensemble = chosen_folds(loaded, folds, fold_subset)
     plan = plan_infer(loaded, images or [], out, overwrite)  # every check before TensorFlow and any write
     print_notes(plan.notes, quiet)
     with run_folder_lock(loaded.output_dir, "infer", _note_line, required=False):
-        result = run_inference(loaded, plan)
+        result = run_inference(loaded, plan, ensemble)
     if result.replaced:
         console.print(f"replaced {len(result.replaced)} file(s) segkit had not written (--overwrite): "
                       + ", ".join(quoted(path) for path in result.replaced), markup=False, soft_wrap=True)

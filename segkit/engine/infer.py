@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +14,7 @@ import numpy as np
 
 from segkit.data.images import read_image, write_png
 from segkit.data.resize import blend
-from segkit.engine.best_model import load_best_model
+from segkit.cv.ensemble import load_model
 from segkit.engine.components import prediction_for
 from segkit.engine.infer_objects import NucleusWriter
 from segkit.engine.infer_plan import InferPlan, plan_infer, record
@@ -37,14 +37,14 @@ class InferResult:
     nuclei: int = 0
 
 
-def infer(project: Project, plan: InferPlan | None = None) -> InferResult:
+def infer(project: Project, plan: InferPlan | None = None, folds: Sequence[int] | None = None) -> InferResult:
     """Segment the images of ``plan`` (default: :func:`plan_infer` of the project, ``[infer] images``
     into ``[infer] output``) into its mask folder, the overlay folder beside it and, where the plan
-    has objects, the objects folder."""
+    has objects, the objects folder; with ``folds``, by the ensemble of those folds' models."""
     plan = plan or plan_infer(project)
     files, output, overlays = plan.images, plan.masks, plan.overlays
     import_tensorflow()
-    model = load_best_model(project)
+    model = load_model(project, folds)
     record(plan)
     how = prediction_for(project)
     chunks = [files[start : start + how.batch_size] for start in range(0, len(files), how.batch_size)]
