@@ -20,7 +20,7 @@ from segkit.text import visible
 from segkit.validation import Context, suggestion, text, validate_table
 
 SECTIONS = ("project", "model", "classes", "mask", "optimizer", "loss", "metrics", "dataset", "train",
-            "augment", "callbacks", "infer", "instances", "slides")
+            "augment", "callbacks", "infer", "instances", "slides", "cv")
 REQUIRED_SECTIONS = ("project", "model", "classes")
 #: class indices are stored as uint8 and 255 marks ignored pixels
 MAX_CLASSES = IGNORE_INDEX
@@ -53,10 +53,14 @@ class Project:
     #: the instancer that turns predictions into nuclei; None when the file has no ``[instances]`` table
     instances: sections.InstancesSection | None
     slides: sections.SlidesSection
+    cv: sections.CvSection
     #: the validated document, as written to ``project.resolved.toml``
     resolved: Mapping[str, Any]
     #: what loading changed that the user should hear about (keys dropped for a model switch)
     notes: tuple[str, ...] = ()
+    #: split -> image stems when this project is one fold of a cross-validation (``segkit.cv.view``);
+    #: None for the project as its file describes it
+    fold_splits: Mapping[str, tuple[str, ...]] | None = None
 
     def resolved_toml(self) -> str:
         return toml_io.dumps(_plain(self.resolved))
@@ -247,8 +251,26 @@ def _validate(document: Mapping[str, Any], ctx: Context, registry: Registry) -> 
         resolved["instances"] = _plugin_table(document, "instances", sections.INSTANCES_KEYS, "instancer",
                                               registry, ctx)
     resolved["slides"] = _table(document, "slides", sections.SLIDES_KEYS, ctx)
+    resolved["cv"] = _cv_table(document, ctx)
     _fill_output_paths(resolved, ctx)
     return _build(resolved, ctx)
+
+
+def _cv_table(document: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
+    """``[cv]``, its grouping complete: a regex that compiles for 'regex', a CSV for 'csv'."""
+    import re
+
+    cv = _table(document, "cv", sections.CV_KEYS, ctx)
+    needed = {"regex": "group_regex", "csv": "groups_csv"}.get(cv["group_by"])
+    if needed is not None and cv[needed] is None:
+        raise ctx.fail(f"cv.{needed}", f"is required with group_by = '{cv['group_by']}'",
+                       f"set cv.{needed}, or choose another cv.group_by")
+    if cv["group_regex"] is not None:
+        try:
+            re.compile(cv["group_regex"])
+        except re.error as exc:
+            raise ctx.fail("cv.group_regex", f"is no regular expression ({exc})", "fix the pattern") from None
+    return cv
 
 
 def _fill_output_paths(resolved: dict[str, Any], ctx: Context) -> None:
@@ -286,5 +308,6 @@ def _build(resolved: dict[str, Any], ctx: Context) -> Project:
         infer=build_record(sections.InferSection, resolved["infer"]),
         instances=_plugin(sections.InstancesSection, resolved["instances"]) if "instances" in resolved else None,
         slides=build_record(sections.SlidesSection, resolved["slides"]),
+        cv=build_record(sections.CvSection, resolved["cv"]),
         resolved=resolved,
     )

@@ -31,6 +31,7 @@ CORE: tuple[tuple[str, Sequence[Option], Kind | None], ...] = (
     ("train", sections.TRAIN_KEYS, None), ("augment", sections.AUGMENT_KEYS, None),
     ("callbacks[]", sections.PLUGIN_NAME, "callback"), ("infer", sections.INFER_KEYS, None),
     ("instances", sections.INSTANCES_KEYS, "instancer"), ("slides", sections.SLIDES_KEYS, None),
+    ("cv", sections.CV_KEYS, None),
 )
 
 

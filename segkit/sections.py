@@ -21,6 +21,8 @@ MAX_INPUT_SIZE = 8192
 MAX_BATCH = 1024
 #: largest number of epochs, and of epochs to wait for an improvement
 MAX_EPOCHS = 100_000
+#: most folds of a cross-validation (each one a whole training run)
+MAX_FOLDS = 1000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,6 +140,24 @@ class SlidesSection:
                              minimum=0, maximum=0.9)
 
 
+@dataclass(frozen=True, kw_only=True)
+class CvSection:
+    """``[cv]``: grouped K-fold cross-validation, each fold an ordinary run in ``<output_dir>/fold_k``."""
+
+    folds: int | None = setting("int", None, "number of folds K (not set: no cross-validation; `segkit train "
+                                "--folds K` sets it)", minimum=2, maximum=MAX_FOLDS)
+    group_by: str = setting("str", "image", "what keeps images together in one fold: each 'image' alone, the "
+                            "group the 'dataset' names (the UCSB core), a 'regex' over the stem, or a 'csv' of "
+                            "stem,group", choices=("image", "dataset", "regex", "csv"))
+    group_regex: str | None = setting("str", None, "regular expression searched in each image stem; its first "
+                                      "group (or the whole match) is the image's group (group_by = 'regex')")
+    groups_csv: Path | None = setting("path", None, "CSV file of stem,group rows, one per image (group_by = 'csv')")
+    seed: int | None = setting("int", None, "seed of the fold plan (not set: [project] seed)", minimum=0,
+                               maximum=2**32 - 1)
+    stratify: bool = setting("bool", True, "balance each image's majority class over the folds where the groups "
+                             "allow")
+
+
 MODEL_KEYS = options_of(ModelSection)
 OPTIMIZER_KEYS = options_of(OptimizerSection)
 REDUCER_KEYS = options_of(ReducerSection)
@@ -146,6 +166,7 @@ AUGMENT_KEYS = options_of(AugmentSection)
 INFER_KEYS = options_of(InferSection)
 INSTANCES_KEYS = options_of(InstancesSection)
 SLIDES_KEYS = options_of(SlidesSection)
+CV_KEYS = options_of(CvSection)
 PLUGIN_NAME = options_of(PluginSection)
 # [loss] and [dataset] name a built-in plugin when they name none
 LOSS_KEYS = (replace(PLUGIN_NAME[0], default="categorical_crossentropy"),)

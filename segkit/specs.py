@@ -77,7 +77,9 @@ class DatasetSource(Protocol):
 
     A source whose ``load`` may give :data:`segkit.classes.IGNORE_INDEX` pixels although the project
     sets no ``[mask] ignore_color`` says so with ``partial_labels() -> True``
-    (:class:`PartialSource`), so training and evaluation leave those pixels out.
+    (:class:`PartialSource`), so training and evaluation leave those pixels out. A source that
+    knows which images come from one patient or core says so with ``group(pair) -> str``
+    (:class:`GroupedSource`), which cross-validation's ``[cv] group_by = "dataset"`` uses.
     """
 
     def pairs(self, split: str) -> list[Pair]:
@@ -121,6 +123,15 @@ class InstanceSource(DatasetSource, Protocol):
 
     def instances(self, pair: Pair) -> Any:
         """Instance ids of ``pair``: ``(H, W)`` int32, 0 off objects, or ``None`` when it has none."""
+
+
+@runtime_checkable
+class GroupedSource(DatasetSource, Protocol):
+    """A source that knows which images belong together (a patient, a tissue core): cross-validation
+    with ``[cv] group_by = "dataset"`` never puts two images of one group into different folds."""
+
+    def group(self, pair: Pair) -> str:
+        """The group of ``pair`` (a non-empty name); images of one group are one tissue, one patient."""
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -18,6 +18,9 @@ from segkit.run_folder import EVALUATION, EVALUATION_PER_IMAGE
 from segkit.run_lock import run_folder_lock
 from segkit.specs import CheckedSource
 from segkit.run_record import check_trained_with, resume_command
+
+if TYPE_CHECKING:
+    from segkit.engine.train import TrainResult
 
 
 def _load(project: ProjectArg, overrides: list[str] | None, debug: bool) -> Project:
@@ -58,20 +61,35 @@ def train(
     project: ProjectArg, set_: SetOpt = None, quiet: QuietOpt = False, debug: DebugOpt = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an earlier run in the output folder")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="continue an interrupted run from its last epoch")] = False,
+    folds: Annotated[Optional[int], typer.Option(
+        "--folds", help="cross-validate in K grouped folds (sets \\[cv] folds)", show_default=False)] = None,
+    fold: Annotated[Optional[int], typer.Option(
+        "--fold", help="train only this fold (0 .. K-1) of the cross-validation", show_default=False)] = None,
 ) -> None:
     """Train the project's model; writes checkpoints, histories and plots into the output folder."""
     from segkit.engine.model_checks import check_model
     from segkit.engine.train import train as run_training
 
-    loaded = _load(project, set_, debug)
+    overrides = [*(set_ or []), *([f"cv.folds={folds}"] if folds is not None else [])]
+    loaded = _load(project, overrides, debug)
     check_model(loaded, get_registry())  # before the announcement; the engine checks again for its own callers
+    if loaded.cv.folds is not None or fold is not None:
+        from segkit.cli.cv_commands import train_cross_validation
+
+        return train_cross_validation(loaded, project, overrides, fold, overwrite=overwrite, resume=resume,
+                                      quiet=quiet)
     _check_data(loaded, ("train", "valid"))
     console.print(marked_up("training [bold]{}[/] → {}", loaded.name, loaded.output_dir), markup=True, soft_wrap=True)
     result = run_training(loaded, get_registry(), console, overwrite=overwrite, resume=resume, progress=not quiet)
+    report_training(result, resume_command(project, set_))
+
+
+def report_training(result: TrainResult, resume_with: str) -> None:
+    """The notes, then the interruption (exit 130/143) or the last epoch's figures and the weights' digest."""
     print_notes(result.notes)
     if result.interrupted:
         done = result.completed_epochs
-        kept = (f"the checkpoint of epoch {done} is kept. Resume with: {resume_command(project, set_)}" if done
+        kept = (f"the checkpoint of epoch {done} is kept. Resume with: {resume_with}" if done
                 else "no epoch had finished, so there is nothing to resume; start again")
         console.print(f"interrupted by {result.interrupted} after {done} complete epoch(s); {kept}", markup=False)
         raise typer.Exit(ExitCode.INTERRUPTED if result.interrupted == "SIGINT" else ExitCode.TERMINATED)
@@ -82,10 +100,17 @@ def train(
     console.print(f"weights sha256: {result.weights_sha256}", markup=False)
 
 
-def evaluate(project: ProjectArg, set_: SetOpt = None, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
+def evaluate(project: ProjectArg, set_: SetOpt = None, quiet: QuietOpt = False, debug: DebugOpt = False,
+             folds: Annotated[bool, typer.Option(
+                 "--folds", help="evaluate each fold of the cross-validation on its held-out images; writes "
+                 "cv_summary.csv and cv_summary.png")] = False) -> None:
     """Evaluate the best model on the test split; writes evaluation.csv and evaluation_per_image.csv."""
     from segkit.engine.evaluate import run_evaluation
 
+    if folds:
+        from segkit.cli.cv_commands import evaluate_cross_validation
+
+        return evaluate_cross_validation(_load(project, set_, debug))
     loaded = check_trained_with(_load(project, set_, debug))
     _check_data(loaded, ("test",))
     print_notes([_test_squash_note(loaded)], quiet)

@@ -25,10 +25,16 @@ def build_model(project: Project, registry: Registry) -> Any:
 
 
 def open_dataset(project: Project, registry: Registry) -> DatasetSource:
+    """The project's dataset; a fold's (cross-validation) with the fold's splits."""
     request = DatasetRequest(project.dataset.options, project.classes, project.output_dir,
                              project.model.image_channels)
     spec = registry.get("dataset", project.dataset.name).spec
-    return build_with(str(project.source), "dataset", spec.build, request)
+    source = build_with(str(project.source), "dataset", spec.build, request)
+    if project.fold_splits is None:
+        return source
+    from segkit.cv.view import FoldSource
+
+    return FoldSource(source, project.fold_splits)
 
 
 def build_instancer(project: Project, registry: Registry) -> Any:

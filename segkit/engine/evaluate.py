@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,24 +51,44 @@ def _predictions(model: Any, project: Project, source: Any,
         yield pair, image, mask, probabilities(model, [image], how)[0]
 
 
-def _full_resolution_figures(model: Any, project: Project, registry: Registry, source: Any,
-                             pairs: list[Any], per_image: PerImageScores) -> dict[str, float]:
-    import keras
+class PixelScores:
+    """The loss and every pixel metric accumulated over images predicted at their own size."""
 
-    loss, metrics = components.build_loss(project, registry), components.build_metrics(project, registry)
-    mean_loss = keras.metrics.Mean()
-    for pair, image, mask, softmax in _predictions(model, project, source, pairs):
-        per_image.add(pair, image, mask, softmax)
+    def __init__(self, project: Project, registry: Registry) -> None:
+        import keras
+
+        self._classes = project.classes.num_classes
+        self._loss, self._metrics = components.build_loss(project, registry), components.build_metrics(project, registry)
+        self._mean_loss = keras.metrics.Mean()
+
+    def add(self, mask: np.ndarray, softmax: np.ndarray) -> None:
         probs = softmax[None]
         # an extra all-zero row of the identity makes ignored pixels one-hot nothing
-        truth = np.eye(project.classes.num_classes + 1, project.classes.num_classes, dtype=np.float32)[
-            np.where(mask == IGNORE_INDEX, project.classes.num_classes, mask)]
+        truth = np.eye(self._classes + 1, self._classes, dtype=np.float32)[
+            np.where(mask == IGNORE_INDEX, self._classes, mask)]
         weights = (mask != IGNORE_INDEX).astype(np.int32)[None]
         if weights.sum():
-            mean_loss.update_state(loss(truth[None], probs, sample_weight=weights), sample_weight=weights.sum())
-        for metric in metrics:
+            self._mean_loss.update_state(self._loss(truth[None], probs, sample_weight=weights),
+                                         sample_weight=weights.sum())
+        for metric in self._metrics:
             metric.update_state(truth[None], probs, sample_weight=weights)
-    return {"loss": float(mean_loss.result()), **{m.name: float(m.result()) for m in metrics}}
+
+    def figures(self) -> dict[str, float]:
+        return {"loss": float(self._mean_loss.result()), **{m.name: float(m.result()) for m in self._metrics}}
+
+
+#: sees every test prediction ``(pair, image, mask, softmax)`` of an evaluation (a cross-validation's pooled score)
+Watcher = Callable[[Any, np.ndarray, np.ndarray, np.ndarray], None]
+
+
+def _full_resolution_figures(model: Any, project: Project, registry: Registry, source: Any,
+                             pairs: list[Any], per_image: PerImageScores, watcher: Watcher) -> dict[str, float]:
+    scores = PixelScores(project, registry)
+    for pair, image, mask, softmax in _predictions(model, project, source, pairs):
+        per_image.add(pair, image, mask, softmax)
+        watcher(pair, image, mask, softmax)
+        scores.add(mask, softmax)
+    return scores.figures()
 
 
 @dataclass(frozen=True)
@@ -94,9 +114,10 @@ def evaluate(project: Project, registry: Registry) -> dict[str, float]:
     return run_evaluation(project, registry).figures
 
 
-def run_evaluation(project: Project, registry: Registry) -> Evaluation:
+def run_evaluation(project: Project, registry: Registry, watcher: Watcher | None = None) -> Evaluation:
     """Loss and every metric on the test split, and with ``[instances]`` the object scores, written to
-    ``<output_dir>/evaluation.csv``; each test image's scores to ``evaluation_per_image.csv``."""
+    ``<output_dir>/evaluation.csv``; each test image's scores to ``evaluation_per_image.csv``.
+    ``watcher`` sees each test image's prediction at the image's own size."""
     instancer = components.build_instancer(project, registry)  # a key it refuses costs a second, not a model load
     import_tensorflow()
     seed_everything(project.seed)
@@ -106,22 +127,30 @@ def run_evaluation(project: Project, registry: Registry) -> Evaluation:
     pairs = source.pairs("test")
     if not pairs:
         raise DataError("the test split has no image/mask pairs")
+    watch: Watcher = watcher or (lambda pair, image, mask, softmax: None)
     per_image = PerImageScores(project.classes, source, instancer, project.instances.name if project.instances else "")
     if project.augment.crop:
-        figures = _full_resolution_figures(model, project, registry, source, pairs, per_image)
+        figures = _full_resolution_figures(model, project, registry, source, pairs, per_image, watch)
     else:
         figures = _resized_figures(model, project, source, pairs)
         for prediction in _predictions(model, project, source, pairs):
             per_image.add(*prediction)
-    loss = figures.pop("loss")
-    pixels = {project.loss.name: loss, **{k: figures[k] for k in sorted(figures, key=metric_order)}}
-    objects = per_image.object_figures()
-    means = {name: value for name, value in objects.items() if name.endswith(IMAGE_MEAN)}
-    result = Evaluation(pixels, {k: v for k, v in objects.items() if k not in means}, means, len(pairs))
+            watch(*prediction)
+    result = evaluation_of(project, figures, per_image, len(pairs))
     claim_entries(project.output_dir, EVAL_FILES)
     write_per_image(project.output_dir / EVALUATION_PER_IMAGE, per_image.rows())
     write_evaluation(project.output_dir / EVALUATION, result.figures)
     return result
+
+
+def evaluation_of(project: Project, figures: dict[str, float], per_image: PerImageScores, images: int) -> Evaluation:
+    """The evaluation of ``figures`` (the loss as ``loss`` and the pixel metrics) and ``per_image``'s objects."""
+    figures = dict(figures)
+    loss = figures.pop("loss")
+    pixels = {project.loss.name: loss, **{k: figures[k] for k in sorted(figures, key=metric_order)}}
+    objects = per_image.object_figures()
+    means = {name: value for name, value in objects.items() if name.endswith(IMAGE_MEAN)}
+    return Evaluation(pixels, {k: v for k, v in objects.items() if k not in means}, means, images)
 
 
 def write_evaluation(path: Path, figures: dict[str, float]) -> None:
