@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from cli_results import invoke, single_error_line, snapshot
 from segkit.cv.ensemble import ensemble_digest, ensemble_folds, fold_project, load_ensemble
@@ -22,6 +25,7 @@ from segkit.data.images import read_image
 from segkit.engine.best_model import load_best_model
 from segkit.project import Project, load_project
 from segkit.run_folder import BEST_MODEL, RESOLVED_PROJECT
+from segkit_process import environment
 from tiny_data import tiny_project, write_tiny_project
 
 
@@ -207,3 +211,39 @@ def test_a_fold_trained_with_other_classes_is_one_line_naming_it(tmp_path: Path)
     assert line.startswith(f"error: {fold_folder(project.output_dir, 1) / BEST_MODEL}: was trained with classes = ")
     exported = invoke("export", project.source, "--folds", "--out", tmp_path / "sm")
     assert single_error_line(exported) == line and not (tmp_path / "sm").exists()
+
+
+def _in_region_dice(masks: list[Path], predictions: Path) -> float:
+    """Nucleus-vs-not Dice summed over ``masks``, where the mask is not white (ignored)."""
+    overlap = total = 0
+    for path in masks:
+        mask, predicted = (np.asarray(Image.open(p).convert("RGB")).astype(int) for p in (path, predictions / path.name))
+        region = mask.sum(axis=2) != 3 * 255
+        truth, found = (mask.sum(axis=2) > 0) & region, (predicted.sum(axis=2) > 0) & region
+        overlap, total = overlap + 2 * int((truth & found).sum()), total + int(truth.sum() + found.sum())
+    return overlap / total
+
+
+def test_the_cross_validation_benchmark_keeps_its_outer_cores_out_of_every_fold(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "cv_ucsb.py"
+    done = subprocess.run([sys.executable, str(script), "--smoke", "--folds", "2", "--test-cores", "1",
+                           "--work", str(tmp_path)], env=environment(), capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads((tmp_path / "results.json").read_text())
+    outer, pool = results["outer_cores"], results["pool_cores"]
+    assert len(outer) == 1 and len(pool) == 5 and not set(outer) & set(pool)
+    held_out = [stem for fold in results["plan"] for stem in fold["test"]]
+    pool_stems = sorted(p.stem for p in (tmp_path / "pool").glob("*/masks/*.png"))
+    assert sorted(held_out) == pool_stems  # every pool image held out by exactly one fold
+    seen = {stem.split("_malignant")[0] for fold in results["plan"] for split in fold.values() for stem in split}
+    assert seen == set(pool)  # no fold trained, validated or was scored on the outer core
+    rows = results["folds"]
+    assert results["cv_dice_mean"] == pytest.approx(sum(r["held_out_dice"] for r in rows) / len(rows))
+    outer_masks = sorted((tmp_path / "outer" / "masks").glob("*.png"))
+    every = results["outer"][-1]
+    assert every["cores"] == "all" and every["images"] == len(outer_masks) == 2
+    assert every["ensemble"] == pytest.approx(_in_region_dice(outer_masks, tmp_path / "pred" / "ensemble"))
+    assert every["single"] == pytest.approx([_in_region_dice(outer_masks, tmp_path / "pred" / f"fold_{k}" / "outer")
+                                             for k in range(2)])
+    assert "ensemble − mean" in done.stdout and "the ensemble of 2" in done.stdout
