@@ -19,8 +19,10 @@ import pytest
 from PIL import Image
 
 from cli_results import invoke, single_error_line, snapshot
-from segkit.cv.ensemble import ensemble_digest, ensemble_folds, fold_project, load_ensemble
-from segkit.cv.layout import fold_folder
+from segkit.cv.ensemble import ensemble_digest, ensemble_folds, load_ensemble
+from segkit.cv.layout import FOLD_PLAN, fold_folder
+from segkit.cv.plan import FoldPlan, read_plan
+from segkit.cv.view import fold_project
 from segkit.data.images import read_image
 from segkit.engine.best_model import load_best_model
 from segkit.project import Project, load_project
@@ -50,7 +52,17 @@ def cv_project(folder: Path, seeds: list[int], **changes: Any) -> Project:
     project = load_project(write_tiny_project(folder, epochs=1, **changes))
     for fold, seed in enumerate(seeds):
         save_fold_model(project, fold, seed)
+    if seeds:  # the plan training writes first; which images each fold held out is no concern here
+        empty = {"train": (), "valid": (), "test": ()}
+        plan = FoldPlan({}, {}, tuple(empty for _ in seeds))
+        (project.output_dir / FOLD_PLAN).write_text(plan.to_json(), encoding="utf-8")
     return project
+
+
+def plan_of(project: Project) -> FoldPlan:
+    plan = read_plan(project.output_dir)
+    assert plan is not None
+    return plan
 
 
 def random_batch() -> np.ndarray:
@@ -63,7 +75,7 @@ def predicted(model: Any) -> np.ndarray:
 
 def test_the_ensemble_of_identical_folds_equals_one_fold(tmp_path: Path) -> None:
     project = cv_project(tmp_path, [5, 5, 5])
-    single = predicted(load_best_model(fold_project(project, 0)))
+    single = predicted(load_best_model(fold_project(project, plan_of(project), 0)))
     ensemble = load_ensemble(project, ensemble_folds(project))
     assert [layer.name for layer in ensemble.layers] == ["image", "fold_0", "fold_1", "fold_2", "fold_mean"]
     assert np.abs(predicted(ensemble) - single).max() <= 1e-6
@@ -72,7 +84,7 @@ def test_the_ensemble_of_identical_folds_equals_one_fold(tmp_path: Path) -> None
 
 def test_the_ensemble_of_two_folds_is_the_mean_of_their_softmaxes(tmp_path: Path) -> None:
     project = cv_project(tmp_path, [1, 2])
-    first, second = (predicted(load_best_model(fold_project(project, fold))) for fold in (0, 1))
+    first, second = (predicted(load_best_model(fold_project(project, plan_of(project), fold))) for fold in (0, 1))
     assert np.abs(first - second).max() > 0.05  # two different models
     assert np.abs(predicted(load_ensemble(project, [0, 1])) - (first + second) / 2).max() <= 1e-6
     assert np.abs(predicted(load_ensemble(project, [1])) - second).max() <= 1e-6
@@ -172,7 +184,7 @@ def test_a_subset_naming_a_fold_that_does_not_exist_is_one_line(tmp_path: Path) 
     project = cv_project(tmp_path / "p", [1, 2])
     line = _refused(project, tmp_path / "out", "--folds", "--fold-subset", "0,5")
     assert line == (f"error: {fold_folder(project.output_dir, 5)}: no such fold (--fold-subset names fold 5; "
-                    "the folds here are 0, 1)")
+                    "the cross-validation has folds 0 to 1)")
 
 
 def test_a_fold_without_its_model_is_one_line(tmp_path: Path) -> None:
@@ -185,11 +197,20 @@ def test_a_fold_without_its_model_is_one_line(tmp_path: Path) -> None:
                   "0,2").exit_code == 0
 
 
-def test_no_folds_at_all_is_one_line(tmp_path: Path) -> None:
+def test_no_cross_validation_is_one_line(tmp_path: Path) -> None:
     project = cv_project(tmp_path / "p", [])
     line = _refused(project, tmp_path / "out", "--folds")
-    assert line == (f"error: {project.output_dir}: holds no folds (fold_0, fold_1, ...); train them with "
-                    f"`segkit train {project.source} --folds K` first")
+    assert line == (f"error: {project.output_dir / FOLD_PLAN}: no fold plan, so no cross-validation was trained "
+                    f"there; train one with `segkit train {project.source} --folds K` first")
+
+
+def test_a_planned_fold_not_trained_yet_is_one_line(tmp_path: Path) -> None:
+    project = cv_project(tmp_path / "p", [1, 2])
+    plan = plan_of(project)
+    (project.output_dir / FOLD_PLAN).write_text(FoldPlan({}, {}, plan.folds * 2).to_json(), encoding="utf-8")
+    line = _refused(project, tmp_path / "out", "--folds")  # folds 2 and 3 have no folder at all
+    assert line == (f"error: {fold_folder(project.output_dir, 2) / BEST_MODEL}: fold 2 has no trained model yet; "
+                    f"train it (segkit train {project.source} --fold 2) or leave it out with --fold-subset")
 
 
 @pytest.mark.parametrize(("options", "expected"), [

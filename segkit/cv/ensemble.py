@@ -14,10 +14,11 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
-from segkit.cv.layout import fold_folder, trained_folds
+from segkit.cv.layout import FOLD_PLAN, fold_folder
+from segkit.cv.plan import FoldPlan, read_plan
+from segkit.cv.view import fold_project
 from segkit.engine.best_model import load_best_model, model_file_digest
 from segkit.errors import RunStateError, SegkitError
 from segkit.plugins import Registry
@@ -25,8 +26,6 @@ from segkit.project import Project
 from segkit.run_folder import BEST_MODEL
 from segkit.run_record import check_trained_with
 
-#: the fold folders of a cross-validation, trained or not (``fold_folder`` names them)
-_FOLD_FOLDER = re.compile(r"fold_(\d+)")
 ENSEMBLE_NAME = "fold_ensemble"
 
 
@@ -59,54 +58,48 @@ def load_model(project: Project, folds: Sequence[int] | None = None, registry: R
     return load_best_model(project, registry) if folds is None else load_ensemble(project, folds, registry)
 
 
-def fold_project(project: Project, fold: int) -> Project:
-    """``project`` with fold ``fold``'s run folder as its output folder: how each fold trained."""
-    return replace(project, output_dir=fold_folder(project.output_dir, fold))
-
-
-def _fold_folders(project: Project) -> list[int]:
-    root = project.output_dir
-    if not root.is_dir():
-        return []
-    return sorted(int(match.group(1)) for entry in root.iterdir()
-                  if entry.is_dir() and (match := _FOLD_FOLDER.fullmatch(entry.name)))
+def _trained_plan(project: Project) -> FoldPlan:
+    plan = read_plan(project.output_dir)
+    if plan is None:
+        raise RunStateError(f"{project.output_dir / FOLD_PLAN}: no fold plan, so no cross-validation was trained "
+                            f"there; train one with `segkit train {project.source} --folds K` first")
+    return plan
 
 
 def ensemble_folds(project: Project, subset: Sequence[int] | None = None) -> list[int]:
-    """The folds whose models make the ensemble: ``subset``, or every fold of the cross-validation.
+    """The folds whose models make the ensemble: ``subset``, or every fold of the plan (``folds.json``).
 
     Each must have a best model trained with the project's model-defining keys. Refused in one line:
-    no fold at all, a fold folder without its model, a subset naming a fold that does not exist.
-    Reads no model (no TensorFlow), so the CLI asks before anything is written.
+    no fold plan, a fold without its model, a subset naming a fold the plan does not have. Reads no
+    model (no TensorFlow), so the CLI asks before anything is written.
     """
-    root, present, trained = project.output_dir, _fold_folders(project), trained_folds(project.output_dir)
-    if not present:
-        raise RunStateError(f"{root}: holds no folds (fold_0, fold_1, ...); train them with "
-                            f"`segkit train {project.source} --folds K` first")
-    chosen = sorted(subset) if subset is not None else present
+    plan = _trained_plan(project)
+    chosen = sorted(subset) if subset is not None else list(range(plan.count))
     for fold in chosen:
-        if fold not in present:
-            raise RunStateError(f"{fold_folder(root, fold)}: no such fold (--fold-subset names fold {fold}; the "
-                                f"folds here are {', '.join(map(str, present))})")
-        if fold not in trained:
-            raise RunStateError(f"{fold_folder(root, fold) / BEST_MODEL}: fold {fold} has no trained model yet; "
-                                f"train it (segkit train {project.source} --fold {fold}) or leave it out "
-                                "with --fold-subset")
-        check_trained_with(fold_project(project, fold))
+        folded = fold_project(project, plan, fold) if fold < plan.count else None
+        if folded is None:
+            raise RunStateError(f"{fold_folder(project.output_dir, fold)}: no such fold (--fold-subset names fold "
+                                f"{fold}; the cross-validation has folds 0 to {plan.count - 1})")
+        if not (folded.output_dir / BEST_MODEL).is_file():
+            raise RunStateError(f"{folded.output_dir / BEST_MODEL}: fold {fold} has no trained model yet; train it "
+                                f"(segkit train {project.source} --fold {fold}) or leave it out with --fold-subset")
+        check_trained_with(folded)
     return chosen
 
 
 def ensemble_digest(project: Project, folds: Sequence[int]) -> str:
     """SHA-256 over the folds' best-model digests, in fold order: what names the ensemble in a slide's
     record (another subset, or one fold retrained, is another model). Read without TensorFlow."""
-    parts = [f"fold_{fold}:{model_file_digest(fold_project(project, fold))}" for fold in sorted(folds)]
+    plan = _trained_plan(project)
+    parts = [f"fold_{fold}:{model_file_digest(fold_project(project, plan, fold))}" for fold in sorted(folds)]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def load_ensemble(project: Project, folds: Sequence[int], registry: Registry | None = None) -> Any:
     """The folds' best models (each loaded as :func:`load_best_model` loads a run's, shapes checked
     against the project) as one model averaging their softmaxes."""
-    return ensemble_of([load_best_model(fold_project(project, fold), registry) for fold in folds],
+    plan = _trained_plan(project)
+    return ensemble_of([load_best_model(fold_project(project, plan, fold), registry) for fold in folds],
                        [f"fold_{fold}" for fold in folds])
 
 
