@@ -234,6 +234,41 @@ def test_a_fold_trained_with_other_classes_is_one_line_naming_it(tmp_path: Path)
     assert single_error_line(exported) == line and not (tmp_path / "sm").exists()
 
 
+
+def figures(path: Path) -> dict[str, float]:
+    rows = path.read_text(encoding="utf-8").splitlines()[1:]
+    return {name: float(value) for name, value in (row.split(",") for row in rows)}
+
+
+def test_eval_of_the_ensemble_of_identical_folds_scores_as_one_fold(tmp_path: Path) -> None:
+    project = cv_project(tmp_path, [6, 6])
+    single = invoke("eval", project.source, "--quiet", "--set", f"project.output_dir='{fold_folder(project.output_dir, 0)}'")
+    assert single.exit_code == 0, single.output
+    ensemble = invoke("eval", project.source, "--quiet", "--ensemble")
+    assert ensemble.exit_code == 0, ensemble.output
+    assert f"written {project.output_dir / 'ensemble' / 'evaluation.csv'}" in ensemble.output
+    expected = figures(fold_folder(project.output_dir, 0) / "evaluation.csv")
+    got = figures(project.output_dir / "ensemble" / "evaluation.csv")
+    assert sorted(got) == sorted(expected) and len(expected) > 3
+    assert all(got[name] == pytest.approx(expected[name], abs=1e-5) for name in expected), (got, expected)
+
+
+def test_eval_of_the_ensemble_on_images_of_the_pool_is_one_line(tmp_path: Path) -> None:
+    project = cv_project(tmp_path, [1, 2])
+    pool = {f"img_{i:02d}": "g" for i in range(4)}  # the test split's stems: the folds trained on them
+    plan = FoldPlan({}, pool, plan_of(project).folds)
+    (project.output_dir / FOLD_PLAN).write_text(plan.to_json(), encoding="utf-8")
+    before = snapshot(project.output_dir)
+    line = single_error_line(invoke("eval", project.source, "--ensemble"))
+    assert line == ("error: dataset.test: 'img_00', 'img_01', 'img_02' and 1 more are in the cross-validation's "
+                    "pool, so the folds trained on them; score the ensemble on images no fold saw "
+                    "(--set dataset.test.images=... --set dataset.test.masks=...)")
+    assert snapshot(project.output_dir) == before
+    both = single_error_line(invoke("eval", project.source, "--ensemble", "--folds"))
+    assert both == ("error: --folds: scores each fold on its own held-out images; --ensemble (and --fold-subset) "
+                    "score the ensemble on other images: give one of them")
+
+
 def _in_region_dice(masks: list[Path], predictions: Path) -> float:
     """Nucleus-vs-not Dice summed over ``masks``, where the mask is not white (ignored)."""
     overlap = total = 0

@@ -103,20 +103,31 @@ def report_training(result: TrainResult, resume_with: str) -> None:
 def evaluate(project: ProjectArg, set_: SetOpt = None, quiet: QuietOpt = False, debug: DebugOpt = False,
              folds: Annotated[bool, typer.Option(
                  "--folds", help="evaluate each fold of the cross-validation on its held-out images; writes "
-                 "cv_summary.csv and cv_summary.png")] = False) -> None:
+                 "cv_summary.csv and cv_summary.png")] = False,
+             ensemble: Annotated[bool, typer.Option(
+                 "--ensemble", help="evaluate the ensemble of the fold models on test images no fold saw; writes "
+                 "into <output_dir>/ensemble/")] = False, fold_subset: FoldSubsetOpt = None) -> None:
     """Evaluate the best model on the test split; writes evaluation.csv and evaluation_per_image.csv."""
+    from segkit.cv.ensemble import ENSEMBLE_DIR, FoldChoiceError, check_unseen_test, chosen_folds
     from segkit.engine.evaluate import run_evaluation
 
+    if folds and (ensemble or fold_subset is not None):
+        raise FoldChoiceError("--folds: scores each fold on its own held-out images; --ensemble (and --fold-subset) "
+                              "score the ensemble on other images: give one of them")
     if folds:
         from segkit.cli.cv_commands import evaluate_cross_validation
 
         return evaluate_cross_validation(_load(project, set_, debug))
     loaded = check_trained_with(_load(project, set_, debug))
+    members = chosen_folds(loaded, ensemble, fold_subset, "--ensemble")
+    if members is not None:
+        check_unseen_test(loaded, get_registry())
     _check_data(loaded, ("test",))
     print_notes([_test_squash_note(loaded)], quiet)
     with run_folder_lock(loaded.output_dir, "eval", _note_line, required=False):
-        result = run_evaluation(loaded, get_registry())
-    console.print(figures_table(f"{loaded.name}: test split" + (", pixels" if result.objects else ""), result.pixels))
+        result = run_evaluation(loaded, get_registry(), folds=members)
+    of = "" if members is None else f", ensemble of folds {', '.join(map(str, members))}"
+    console.print(figures_table(f"{loaded.name}: test split{of}" + (", pixels" if result.objects else ""), result.pixels))
     if result.objects:
         # said on lines of their own: a table's title wraps at the table's width
         console.print(f"objects, split level: counts summed over the {result.images} test images, then each figure",
@@ -125,8 +136,9 @@ def evaluate(project: ProjectArg, set_: SetOpt = None, quiet: QuietOpt = False, 
         console.print("objects, per-image mean: each figure of each image, averaged over the images where it is "
                       "defined (0/0 is undefined)", markup=False, soft_wrap=True)
         console.print(figures_table("objects, per-image mean", result.object_image_means))
+    written = loaded.output_dir if members is None else loaded.output_dir / ENSEMBLE_DIR
     for name in (EVALUATION_PER_IMAGE, EVALUATION):
-        console.print(f"written {loaded.output_dir / name}", markup=False, soft_wrap=True)
+        console.print(f"written {written / name}", markup=False, soft_wrap=True)
 
 
 def infer(

@@ -27,29 +27,34 @@ from segkit.run_folder import BEST_MODEL
 from segkit.run_record import check_trained_with
 
 ENSEMBLE_NAME = "fold_ensemble"
+#: where ``segkit eval --ensemble`` writes evaluation.csv and evaluation_per_image.csv, in the CV's folder
+ENSEMBLE_DIR = "ensemble"
+#: how many of the test images seen in training a refusal names
+_SHOWN = 3
 
 
-class FoldSubsetError(SegkitError):
-    """``--fold-subset`` is no list of fold numbers."""
+class FoldChoiceError(SegkitError):
+    """``--fold-subset`` is no list of fold numbers, or the options choosing folds contradict each other."""
 
 
 def parse_fold_subset(text: str) -> list[int]:
     """``"0,2,4"`` -> ``[0, 2, 4]``; anything else (empty, negative, repeated, not a number) is one line."""
     parts = [part.strip() for part in text.split(",")]
     if not all(re.fullmatch(r"\d+", part) for part in parts):
-        raise FoldSubsetError(f"--fold-subset: {text!r} is not a comma-separated list of fold numbers "
+        raise FoldChoiceError(f"--fold-subset: {text!r} is not a comma-separated list of fold numbers "
                               "(write e.g. --fold-subset 0,2,4)")
     folds = [int(part) for part in parts]
     if len(set(folds)) != len(folds):
-        raise FoldSubsetError(f"--fold-subset: {text!r} names a fold twice (name each fold once)")
+        raise FoldChoiceError(f"--fold-subset: {text!r} names a fold twice (name each fold once)")
     return folds
 
 
-def chosen_folds(project: Project, folds: bool, subset: str | None) -> list[int] | None:
-    """The folds ``--folds`` / ``--fold-subset`` ask for, checked (:func:`ensemble_folds`); None for the run's
-    own best model. A subset without ``--folds`` is refused rather than silently ignored."""
+def chosen_folds(project: Project, folds: bool, subset: str | None, flag: str = "--folds") -> list[int] | None:
+    """The folds ``flag`` (``--folds``; eval's ``--ensemble``) and ``--fold-subset`` ask for, checked
+    (:func:`ensemble_folds`); None for the run's own best model. A subset without ``flag`` is refused
+    rather than silently ignored."""
     if subset is not None and not folds:
-        raise FoldSubsetError("--fold-subset: chooses folds of the ensemble; add --folds")
+        raise FoldChoiceError(f"--fold-subset: chooses folds of the ensemble; add {flag}")
     return ensemble_folds(project, parse_fold_subset(subset) if subset is not None else None) if folds else None
 
 
@@ -85,6 +90,21 @@ def ensemble_folds(project: Project, subset: Sequence[int] | None = None) -> lis
                                 f"(segkit train {project.source} --fold {fold}) or leave it out with --fold-subset")
         check_trained_with(folded)
     return chosen
+
+
+def check_unseen_test(project: Project, registry: Registry) -> None:
+    """Refuse to score the ensemble on test images in the cross-validation's pool: every fold but one
+    trained on each of them, so the score would flatter the ensemble. Read without TensorFlow."""
+    from segkit.engine.components import open_dataset
+
+    pool = _trained_plan(project).groups
+    seen = sorted(pair.stem for pair in open_dataset(project, registry).pairs("test") if pair.stem in pool)
+    if seen:
+        named = ", ".join(f"'{stem}'" for stem in seen[:_SHOWN]) + (f" and {len(seen) - _SHOWN} more"
+                                                                     if len(seen) > _SHOWN else "")
+        raise RunStateError(f"dataset.test: {named} are in the cross-validation's pool, so the folds trained on "
+                            "them; score the ensemble on images no fold saw (--set dataset.test.images=... "
+                            "--set dataset.test.masks=...)")
 
 
 def ensemble_digest(project: Project, folds: Sequence[int]) -> str:
