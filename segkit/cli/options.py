@@ -20,7 +20,7 @@ DebugOpt = Annotated[bool, typer.Option("--debug", help="show tracebacks and Ten
 FoldsOpt = Annotated[bool, typer.Option(
     "--folds", help="use the ensemble of the cross-validation's fold models (softmax averaged) instead of one model")]
 FoldSubsetOpt = Annotated[Optional[str], typer.Option(
-    "--fold-subset", help="with --folds: only these folds, e.g. 0,2,4 (default: every fold)", show_default=False)]
+    "--fold-subset", help="only these folds of the ensemble, e.g. 0,2,4 (default: every fold)", show_default=False)]
 
 
 def apply_debug(debug: bool) -> None:
