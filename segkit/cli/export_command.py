@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from segkit.cli.options import DebugOpt, ProjectArg, SetOpt, apply_debug
+from segkit.cli.options import DebugOpt, FoldsOpt, FoldSubsetOpt, ProjectArg, SetOpt, apply_debug
 from segkit.plugins import get_registry
 from segkit.project import load_project
 from segkit.report.console import console, print_notes
@@ -41,11 +41,14 @@ CiteOpt = Annotated[Optional[list[str]], typer.Option("--cite", help="bioimageio
 
 def export(project: ProjectArg, format_: FormatOpt = ExportFormat.savedmodel, out: OutOpt = None,
            overwrite: OverwriteOpt = False, author: AuthorOpt = None, license_: LicenseOpt = None,
-           cite: CiteOpt = None, set_: SetOpt = None, debug: DebugOpt = False) -> None:
-    """Export the best model; the savedmodel and onnx graphs resize or tile inside, as segkit infer does;
-    a bioimageio package holds the bare network for clients that tile themselves (QuPath, deepImageJ)."""
+           cite: CiteOpt = None, folds: FoldsOpt = False, fold_subset: FoldSubsetOpt = None,
+           set_: SetOpt = None, debug: DebugOpt = False) -> None:
+    """Export the best model (with --folds the fold ensemble, in one graph); the savedmodel and onnx graphs
+    resize or tile inside, as segkit infer does; a bioimageio package holds the bare network for clients
+    that tile themselves (QuPath, deepImageJ)."""
     from segkit.engine.export import ExportError, PackageFields, require_converter
     from segkit.engine.export import export as run_export
+    from segkit.cv.ensemble import chosen_folds
 
     apply_debug(debug)
     require_converter(format_.value)  # before validation and TensorFlow: the cheapest refusal first
@@ -54,11 +57,13 @@ def export(project: ProjectArg, format_: FormatOpt = ExportFormat.savedmodel, ou
         raise ExportError("--author/--license/--cite: only a bioimage.io package has them (add --format bioimageio)")
     loaded = check_trained_with(load_project(project, set_ or [], get_registry()))
     print_notes(loaded.notes)
-    result = run_export(loaded, format_.value, out, overwrite, package)
+    ensemble = chosen_folds(loaded, folds, fold_subset)
+    result = run_export(loaded, format_.value, out, overwrite, package, ensemble)
     for path in result.replaced:
         console.print(f"replaced {path} (--overwrite; it was not a segkit export)", markup=False, soft_wrap=True)
     how = "tiles (Gaussian-blended windows)" if result.mode == "tile" else "resizes"
-    console.print(f"{result.format} → {result.path}", markup=False, soft_wrap=True)
+    of_folds = f" (ensemble of folds {', '.join(map(str, ensemble))})" if ensemble is not None else ""
+    console.print(f"{result.format}{of_folds} → {result.path}", markup=False, soft_wrap=True)
     if result.format == "bioimageio":
         from segkit.engine.export_bioimageio import missing_fields
 

@@ -17,6 +17,10 @@ SetOpt = Annotated[
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="print only errors and the final summary")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="show tracebacks and TensorFlow's own logging")]
+FoldsOpt = Annotated[bool, typer.Option(
+    "--folds", help="use the ensemble of the cross-validation's fold models (softmax averaged) instead of one model")]
+FoldSubsetOpt = Annotated[Optional[str], typer.Option(
+    "--fold-subset", help="only these folds of the ensemble, e.g. 0,2,4 (default: every fold)", show_default=False)]
 
 
 def apply_debug(debug: bool) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from segkit.cli.options import DebugOpt, ProjectArg, QuietOpt, SetOpt, apply_debug
+from segkit.cli.options import DebugOpt, FoldsOpt, FoldSubsetOpt, ProjectArg, QuietOpt, SetOpt, apply_debug
 from segkit.data.images import image_size
 from segkit.data.names import quoted
 from segkit.errors import ExitCode
@@ -110,20 +110,31 @@ def report_training(result: TrainResult, resume_with: str) -> None:
 def evaluate(project: ProjectArg, set_: SetOpt = None, quiet: QuietOpt = False, debug: DebugOpt = False,
              folds: Annotated[bool, typer.Option(
                  "--folds", help="evaluate each fold of the cross-validation on its held-out images; writes "
-                 "cv_summary.csv and cv_summary.png")] = False) -> None:
+                 "cv_summary.csv and cv_summary.png")] = False,
+             ensemble: Annotated[bool, typer.Option(
+                 "--ensemble", help="evaluate the ensemble of the fold models on test images no fold saw; writes "
+                 "into <output_dir>/ensemble/")] = False, fold_subset: FoldSubsetOpt = None) -> None:
     """Evaluate the best model on the test split; writes evaluation.csv and evaluation_per_image.csv."""
+    from segkit.cv.ensemble import ENSEMBLE_DIR, FoldChoiceError, check_unseen_test, chosen_folds
     from segkit.engine.evaluate import run_evaluation
 
+    if folds and (ensemble or fold_subset is not None):
+        raise FoldChoiceError("--folds: scores each fold on its own held-out images; --ensemble (and --fold-subset) "
+                              "score the ensemble on other images: give one of them")
     if folds:
         from segkit.cli.cv_commands import evaluate_cross_validation
 
         return evaluate_cross_validation(_load(project, set_, debug))
     loaded = check_trained_with(_load(project, set_, debug))
+    members = chosen_folds(loaded, ensemble, fold_subset, "--ensemble")
+    if members is not None:
+        check_unseen_test(loaded, get_registry())
     _check_data(loaded, ("test",))
     print_notes([_test_squash_note(loaded)], quiet)
     with run_folder_lock(loaded.output_dir, "eval", _note_line, required=False):
-        result = run_evaluation(loaded, get_registry())
-    console.print(figures_table(f"{loaded.name}: test split" + (", pixels" if result.objects else ""), result.pixels))
+        result = run_evaluation(loaded, get_registry(), folds=members)
+    of = "" if members is None else f", ensemble of folds {', '.join(map(str, members))}"
+    console.print(figures_table(f"{loaded.name}: test split{of}" + (", pixels" if result.objects else ""), result.pixels))
     if result.objects:
         # said on lines of their own: a table's title wraps at the table's width
         console.print(f"objects, split level: counts summed over the {result.images} test images, then each figure",
@@ -132,8 +143,9 @@ def evaluate(project: ProjectArg, set_: SetOpt = None, quiet: QuietOpt = False, 
         console.print("objects, per-image mean: each figure of each image, averaged over the images where it is "
                       "defined (0/0 is undefined)", markup=False, soft_wrap=True)
         console.print(figures_table("objects, per-image mean", result.object_image_means))
+    written = loaded.output_dir if members is None else loaded.output_dir / ENSEMBLE_DIR
     for name in (EVALUATION_PER_IMAGE, EVALUATION):
-        console.print(f"written {loaded.output_dir / name}", markup=False, soft_wrap=True)
+        console.print(f"written {written / name}", markup=False, soft_wrap=True)
 
 
 def infer(
@@ -152,6 +164,7 @@ def infer(
     microns_per_pixel: Annotated[Optional[float], typer.Option(
         "--microns-per-pixel", help="the slides' pixel size in µm, replacing their metadata's (for slides whose "
         "files hold none)", show_default=False)] = None,
+    folds: FoldsOpt = False, fold_subset: FoldSubsetOpt = None,
     set_: SetOpt = None, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Segment images at their original size and whole slides in tiles; writes a mask and an overlay per
@@ -161,15 +174,18 @@ def infer(
     from segkit.engine.infer_plan import plan_infer
     from segkit.engine.infer_slides import InferInterrupted
     from segkit.engine.slide_plan import SlideOptions, parse_region
+    from segkit.cv.ensemble import chosen_folds
 
     loaded = check_trained_with(_load(project, set_, debug))
-    options = SlideOptions(microns_per_pixel, parse_region(region) if region is not None else None)
+    ensemble = chosen_folds(loaded, folds, fold_subset)
+    options = SlideOptions(microns_per_pixel, parse_region(region) if region is not None else None,
+                           None if ensemble is None else tuple(ensemble))
     # every check before TensorFlow and any write
     plan = plan_infer(loaded, images or [], out, overwrite, slide_options=options)
     print_notes(plan.notes, quiet)
     try:
         with run_folder_lock(loaded.output_dir, "infer", _note_line, required=False):
-            result = _run_with_bars(lambda progress: run_inference(loaded, plan, progress),
+            result = _run_with_bars(lambda progress: run_inference(loaded, plan, progress, ensemble),
                                     quiet or all(slide.done for slide in plan.slides))
     except InferInterrupted as interrupted:
         console.print(_interrupted_line(interrupted, len(plan.slides)), markup=False, soft_wrap=True)

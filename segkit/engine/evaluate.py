@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ import numpy as np
 
 from segkit.classes import IGNORE_INDEX
 from segkit.engine import components
-from segkit.engine.best_model import load_best_model
+from segkit.cv.ensemble import ENSEMBLE_DIR, load_model
 from segkit.engine.object_eval import IMAGE_MEAN, PerImageScores, figure_cell, write_per_image
 from segkit.engine.runtime import import_tensorflow, seed_everything
 from segkit.errors import DataError
@@ -114,14 +114,16 @@ def evaluate(project: Project, registry: Registry) -> dict[str, float]:
     return run_evaluation(project, registry).figures
 
 
-def run_evaluation(project: Project, registry: Registry, watcher: Watcher | None = None) -> Evaluation:
+def run_evaluation(project: Project, registry: Registry, watcher: Watcher | None = None,
+                   folds: Sequence[int] | None = None) -> Evaluation:
     """Loss and every metric on the test split, and with ``[instances]`` the object scores, written to
     ``<output_dir>/evaluation.csv``; each test image's scores to ``evaluation_per_image.csv``.
-    ``watcher`` sees each test image's prediction at the image's own size."""
+    ``watcher`` sees each test image's prediction at the image's own size. With ``folds``, the
+    ensemble of those folds' models, written into ``<output_dir>/ensemble/``."""
     instancer = components.build_instancer(project, registry)  # a key it refuses costs a second, not a model load
     import_tensorflow()
     seed_everything(project.seed)
-    model = load_best_model(project, registry)
+    model = load_model(project, folds, registry)
     components.compile_model(model, project, registry)
     source = components.open_dataset(project, registry)
     pairs = source.pairs("test")
@@ -137,9 +139,10 @@ def run_evaluation(project: Project, registry: Registry, watcher: Watcher | None
             per_image.add(*prediction)
             watch(*prediction)
     result = evaluation_of(project, figures, per_image, len(pairs))
-    claim_entries(project.output_dir, EVAL_FILES)
-    write_per_image(project.output_dir / EVALUATION_PER_IMAGE, per_image.rows())
-    write_evaluation(project.output_dir / EVALUATION, result.figures)
+    written = project.output_dir if folds is None else project.output_dir / ENSEMBLE_DIR
+    claim_entries(written, EVAL_FILES)
+    write_per_image(written / EVALUATION_PER_IMAGE, per_image.rows())
+    write_evaluation(written / EVALUATION, result.figures)
     return result
 
 

@@ -15,13 +15,13 @@ import hashlib
 import importlib.util
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 from segkit.durable import remove_entry
-from segkit.engine.best_model import load_best_model
+from segkit.cv.ensemble import load_model
 from segkit.engine.components import prediction_for
 from segkit.engine.runtime import import_tensorflow
 from segkit.errors import SegkitError
@@ -125,10 +125,11 @@ def require_converter(fmt: str) -> None:
 
 
 def export(project: Project, fmt: Format, out: Path | None = None, overwrite: bool = False,
-           package: PackageFields | None = None) -> ExportResult:
+           package: PackageFields | None = None, folds: Sequence[int] | None = None) -> ExportResult:
     """Write the best model of ``project`` in ``fmt`` to ``out`` (default ``<output_dir>/export/``);
     ``overwrite`` allows replacing files that are not an earlier export; ``package`` is what only
-    the user knows of a bioimage.io package (authors, licence, citations)."""
+    the user knows of a bioimage.io package (authors, licence, citations); ``folds``: the ensemble of
+    those folds' models instead, in one graph."""
     target = (out or default_target(project, fmt)).resolve()
     require_converter(fmt)
     replaced = check_target(target, fmt, overwrite)
@@ -138,7 +139,7 @@ def export(project: Project, fmt: Format, out: Path | None = None, overwrite: bo
         checked_fields(package or PackageFields())  # a bad licence or citation before the model loads
         tile = _package_tile(project)
     import_tensorflow()
-    model = load_best_model(project)
+    model = load_model(project, folds)
     target.parent.mkdir(parents=True, exist_ok=True)
     how = prediction_for(project)
     if fmt == "keras":
@@ -155,7 +156,8 @@ def export(project: Project, fmt: Format, out: Path | None = None, overwrite: bo
         _replace(target, lambda tmp: writer(model, serve, signature, tmp))
     metadata = metadata_path(target)
     mark = {"written_by": EXPORT_MARK, "sha256": _digest(target, fmt)}  # what makes a rerun ours to replace
-    write_atomic(metadata, json.dumps({**describe(project, fmt, how.mode), **mark}, indent=2) + "\n")
+    ensemble = {"folds": list(folds)} if folds is not None else {}  # whose softmaxes the file averages
+    write_atomic(metadata, json.dumps({**describe(project, fmt, how.mode), **ensemble, **mark}, indent=2) + "\n")
     return ExportResult(fmt, target, metadata, how.mode, replaced)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +16,7 @@ import numpy as np
 
 from segkit.data.images import read_image, write_png
 from segkit.data.resize import blend
-from segkit.engine.best_model import load_best_model
+from segkit.cv.ensemble import load_model
 from segkit.engine.components import prediction_for
 from segkit.engine.infer_objects import NucleusWriter
 from segkit.engine.infer_plan import InferPlan, plan_infer, record
@@ -42,18 +42,19 @@ class InferResult:
     slides: SlidesDone | None = None
 
 
-def infer(project: Project, plan: InferPlan | None = None,
-          slide_progress: SlideProgress | None = None) -> InferResult:
+def infer(project: Project, plan: InferPlan | None = None, slide_progress: SlideProgress | None = None,
+          folds: Sequence[int] | None = None) -> InferResult:
     """Segment the images of ``plan`` (default: :func:`plan_infer` of the project, ``[infer] images``
     into ``[infer] output``) into its mask folder, the overlay folder beside it and, where the plan
-    has objects, the objects folder; then its slides into the mask folder. The model loads only
-    when something is left to segment (a rerun after a finished call loads none). SIGINT and
-    SIGTERM raise :class:`~segkit.engine.infer_slides.InferInterrupted`."""
+    has objects, the objects folder; then its slides into the mask folder; with ``folds``, by the
+    ensemble of those folds' models. The model loads only when something is left to segment (a
+    rerun after a finished call loads none). SIGINT and SIGTERM raise
+    :class:`~segkit.engine.infer_slides.InferInterrupted`."""
     plan = plan or plan_infer(project)
     model = None
     if plan.images or any(not slide.done for slide in plan.slides):
         import_tensorflow()
-        model = load_best_model(project)
+        model = load_model(project, folds)
     record(plan)
     with interrupts_raised():
         images = _infer_images(project, plan, model) if plan.images else InferResult(0, plan.masks, plan.overlays,

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segkit.engine.best_model import model_file_digest
 from segkit.engine.infer_plan import InferPlan
 from segkit.plugins import get_registry
 from segkit.project import Project
@@ -98,7 +97,7 @@ def segment_slides(project: Project, plan: InferPlan, model: Any, progress: Slid
     with a row per slide of the plan (a skipped one's from its record)."""
     from segkit.engine.slide_infer import segment_slide
 
-    digest = model_file_digest(project) if any(not slide.done for slide in plan.slides) else ""
+    digest = plan.slide_options.model_digest(project) if any(not slide.done for slide in plan.slides) else ""
     rows: list[dict[str, object]] = []
     segmented = 0
     for slide in plan.slides:

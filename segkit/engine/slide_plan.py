@@ -35,10 +35,20 @@ Region = tuple[int, int, int, int]
 
 @dataclass(frozen=True)
 class SlideOptions:
-    """What the command line adds for slides: a pixel size replacing the files' and a level-0 region."""
+    """What the command line adds for slides: a pixel size replacing the files', a level-0 region,
+    and the folds whose ensemble segments them (``--folds``; None: the run's best model)."""
 
     microns_per_pixel: float | None = None
     region: Region | None = None
+    folds: tuple[int, ...] | None = None
+
+    def model_digest(self, project: Project) -> str:
+        """What names the model in a slide's record: the best-model file's SHA-256, or the ensemble's."""
+        if self.folds is None:
+            return model_file_digest(project)
+        from segkit.cv.ensemble import ensemble_digest
+
+        return ensemble_digest(project, self.folds)
 
 
 #: a call without slide options: the files' own pixel sizes, whole slides
@@ -84,7 +94,8 @@ def plan_slides(project: Project, slides: Sequence[Path], masks: Path, registry:
         raise DataError(f"--microns-per-pixel: {mpp} is not a pixel size (give the scanner's µm per pixel, e.g. 0.25)")
     if not slides:
         return []
-    digest = model_file_digest(project) if (project.output_dir / BEST_MODEL).is_file() else None
+    trained = options.folds is not None or (project.output_dir / BEST_MODEL).is_file()
+    digest = options.model_digest(project) if trained else None
     planned = [_plan_slide(project, path, masks, registry, options, digest) for path in slides]
     _check_room(masks, [slide for slide in planned if not slide.done])
     return planned
