@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import groupby
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -234,9 +233,9 @@ def tile_softmax(model: Any, tiles: Sequence[np.ndarray], how: Prediction) -> li
 
 
 def _batches(tiles: list[Tile], size: int) -> list[list[Tile]]:
-    """Batches of tiles that never span two grid rows (so a row's band flushes after its last batch)."""
-    rows = [list(row) for _, row in groupby(tiles, key=lambda tile: tile.row)]
-    return [row[i:i + size] for row in rows for i in range(0, len(row), size)]
+    """Full batches of tiles in raster order, across grid rows (only the last one short): the model
+    meets one batch shape, and a short batch per grid row would cost a full one's time."""
+    return [tiles[i:i + size] for i in range(0, len(tiles), size)]
 
 
 def _read_ahead(slide: CheckedSlide, batches: list[list[Tile]]) -> Iterator[tuple[list[Tile], list[np.ndarray]]]:
@@ -270,8 +269,8 @@ def _predict_into(canvas: MaskCanvas, setup: _Setup, predict: Callable[[list[np.
         band.load_state(checkpoints.state_folder())
         done = checkpoints.tiles_resumed
     for batch, pixels in _read_ahead(slide, _batches(setup.tiles[done:], batch_size)):
-        band.advance_to(level_origin(batch[0].y, downsample))
         for tile, softmax, rgb in zip(batch, predict(pixels), pixels):
+            band.advance_to(level_origin(tile.y, downsample))  # a batch may end one grid row, start the next
             band.add(level_origin(tile.x, downsample), softmax, rgb)
         done += len(batch)
         if checkpoints is not None and checkpoints.due():
