@@ -16,7 +16,7 @@ Pixels no tile covers (glass) are class 0.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -263,31 +263,39 @@ def _predict_into(canvas: MaskCanvas, setup: _Setup, predict: Callable[[list[np.
     slide, level = setup.slide, setup.level
     downsample = slide.level_downsamples[level]
     level_size = slide.level_dimensions[level]
-    band = _Band([MaskSink(canvas, level_size[0], downsample), *sinks], level_size, setup.tiles, classes)
-    done = 0
-    if checkpoints is not None and checkpoints.tiles_resumed:
-        band.load_state(checkpoints.state_folder())
-        done = checkpoints.tiles_resumed
-    for batch, pixels in _read_ahead(slide, _batches(setup.tiles[done:], batch_size)):
-        for tile, softmax, rgb in zip(batch, predict(pixels), pixels):
-            band.advance_to(level_origin(tile.y, downsample))  # a batch may end one grid row, start the next
-            band.add(level_origin(tile.x, downsample), softmax, rgb)
-        done += len(batch)
-        if checkpoints is not None and checkpoints.due():
-            checkpoints.save(done, canvas.sync, band.save_state)
-        if progress is not None:
-            progress(done, len(setup.tiles))
-    band.flush_all()
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        band = _Band([MaskSink(canvas, level_size[0], downsample), *sinks], level_size, setup.tiles, classes, writer)
+        done = 0
+        if checkpoints is not None and checkpoints.tiles_resumed:
+            band.load_state(checkpoints.state_folder())
+            done = checkpoints.tiles_resumed
+        for batch, pixels in _read_ahead(slide, _batches(setup.tiles[done:], batch_size)):
+            for tile, softmax, rgb in zip(batch, predict(pixels), pixels):
+                band.advance_to(level_origin(tile.y, downsample))  # a batch may end one grid row, start the next
+                band.add(level_origin(tile.x, downsample), softmax, rgb)
+            done += len(batch)
+            if checkpoints is not None and checkpoints.due():
+                band.drain()  # the canvas and the sinks hold every row flushed so far
+                checkpoints.save(done, canvas.sync, band.save_state)
+            if progress is not None:
+                progress(done, len(setup.tiles))
+        band.flush_all()
+        band.drain()
     for sink in sinks:
         sink.finish()
 
 
 class _Band:
     """The weighted softmax sums of the level rows ``top .. top + rows`` (every column of the level),
-    and the RGB of those rows where tiles landed."""
+    and the RGB of those rows where tiles landed.
+
+    Finished rows go to the sinks on ``writer``'s thread, while the model predicts the next batch
+    (argmax, pwrite, the instancer: NumPy and scikit-image release the GIL for much of it); one
+    hand-over at a time, so at most one flushed block is held beside the band.
+    """
 
     def __init__(self, sinks: Sequence[RowSink], level_size: tuple[int, int], tiles: list[Tile],
-                 classes: int) -> None:
+                 classes: int, writer: ThreadPoolExecutor | None = None) -> None:
         from segkit.engine.sliding_window import gaussian_weights
 
         self.sinks = sinks
@@ -299,6 +307,8 @@ class _Band:
         self.norm = np.zeros((self.rows, self.width, 1), np.float32)
         self.pixels = np.zeros((self.rows, self.width, 3), np.uint8)
         self.top = 0
+        self.writer = writer
+        self._handed: Future[None] | None = None
 
     def add(self, column: int, softmax: np.ndarray, pixels: np.ndarray) -> None:
         """A tile's softmax and RGB whose top-left pixel is level column ``column``, row ``top``."""
@@ -327,6 +337,7 @@ class _Band:
     def save_state(self, folder: Path) -> None:
         """The band's pending sums, pixels and place, and each sink's state, for a checkpoint
         (:mod:`segkit.engine.slide_resume`); the mask's sink keeps nothing beyond the canvas."""
+        self.drain()
         np.savez(folder / "band.npz", total=self.total, norm=self.norm, pixels=self.pixels, top=np.int64(self.top))
         for number, sink in enumerate(self.sinks):
             sink.save_state(folder / f"sink-{number}")
@@ -345,5 +356,20 @@ class _Band:
             return
         norm = self.norm[:count]
         softmax = np.divide(self.total[:count], norm, out=np.zeros_like(self.total[:count]), where=norm > 0)
-        for sink in self.sinks:
-            sink.take(self.top, softmax, self.pixels[:count])
+        top, pixels = self.top, self.pixels[:count].copy()  # the band's own rows move on
+
+        def take() -> None:
+            for sink in self.sinks:
+                sink.take(top, softmax, pixels)
+
+        self.drain()
+        if self.writer is None:
+            take()
+        else:
+            self._handed = self.writer.submit(take)
+
+    def drain(self) -> None:
+        """Wait for the rows handed to the sinks (raising what a sink raised)."""
+        handed, self._handed = self._handed, None
+        if handed is not None:
+            handed.result()
