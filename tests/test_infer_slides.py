@@ -181,6 +181,8 @@ def test_a_region_segments_only_its_part_and_its_row_says_so(project: Any, input
     assert mask.shape == (256, 320) and not mask[:64].any() and not mask[:, :64].any()
     assert mask[64:160, 64:192].any() and not mask[160 + 64:].any()
     assert table(out / "slides.csv")[0]["region"] == "64,64,128,96"
+    # the tissue area is the region's: at most its 128 x 96 px of 0.5 µm, less than the slide's
+    assert 0 < float(table(out / "slides.csv")[0]["tissue_mm2"]) <= 128 * 96 * 0.25 / 1e6 < direct[0].tissue_mm2
 
 
 @pytest.mark.parametrize(("name", "content", "problem"), [

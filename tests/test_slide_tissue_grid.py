@@ -94,6 +94,10 @@ def test_the_tissue_mask_matches_where_tissue_was_put(tissue_slide: tuple[Memory
     assert not tissue.mask[150 // 8:(150 + 12) // 8 + 1, 1500 // 8:(1500 + 12) // 8 + 1].any()  # the dust
     assert tissue.mask.mean() == pytest.approx(expected.mean(), abs=0.02) and expected.mean() < 0.31
     assert tissue.area_mm2((0.25, 0.25)) == pytest.approx(tissue.mask.sum() * 64 * 0.0625 / 1e6)
+    # a region counts the mask pixels whose centre lies in it: level-0 800..1600 x 400..1000 is mask 100..200 x 50..125
+    inside = tissue.mask[50:125, 100:200].sum()
+    assert 0 < inside < tissue.mask.sum()
+    assert tissue.area_mm2((0.25, 0.25), (800, 400, 800, 600)) == pytest.approx(inside * 64 * 0.0625 / 1e6)
 
 
 @pytest.mark.parametrize("method", ["saturation", "optical_density"])

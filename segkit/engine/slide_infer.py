@@ -143,7 +143,7 @@ def segment_slide(project: Project, slide_path: Path, out_folder: Path, registry
         except BaseException:
             checkpoints.failed()
             raise
-    result = SlideResult(outputs, setup.level, setup.scale, len(setup.tiles), setup.tissue.area_mm2(setup.mpp),
+    result = SlideResult(outputs, setup.level, setup.scale, len(setup.tiles), setup.tissue.area_mm2(setup.mpp, region),
                          time.monotonic() - started, region, checkpoints.tiles_resumed,
                          nuclei=0 if nuclei is None else nuclei.count,
                          nuclei_per_class={} if nuclei is None else nuclei.nuclei_per_class())

@@ -40,10 +40,18 @@ class TissueMask:
     level: int
     downsample: float
 
-    def area_mm2(self, microns_per_pixel: tuple[float, float]) -> float:
-        """The tissue's area in mm² (the slide's level-0 pixel size in µm)."""
+    def area_mm2(self, microns_per_pixel: tuple[float, float],
+                 region: tuple[int, int, int, int] | None = None) -> float:
+        """The tissue's area in mm² (the slide's level-0 pixel size in µm), of level-0 ``region``
+        (x, y, width, height; mask pixels whose centre lies in it) or of the whole slide."""
         pixel_um2 = self.downsample**2 * microns_per_pixel[0] * microns_per_pixel[1]
-        return float(self.mask.sum()) * pixel_um2 / 1e6
+        mask = self.mask
+        if region is not None:
+            x, y, width, height = region
+            rows, columns = ((np.arange(n) + 0.5) * self.downsample for n in mask.shape)
+            inside_rows, inside_columns = (rows >= y) & (rows < y + height), (columns >= x) & (columns < x + width)
+            mask = mask[np.ix_(inside_rows, inside_columns)]
+        return float(mask.sum()) * pixel_um2 / 1e6
 
 
 def tissue_level(slide: Slide, min_side: int) -> int:
