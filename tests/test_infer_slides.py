@@ -107,7 +107,7 @@ def test_a_rerun_skips_the_finished_slide_without_the_model_and_a_changed_model_
     def no_model(*args: object) -> None:
         raise AssertionError("the model was loaded for a finished slide")
 
-    monkeypatch.setattr(infer_engine, "load_model", no_model)
+    monkeypatch.setattr(infer_engine, "load_run_model", no_model)
     again = invoke("infer", project.source, slide, "--out", out)
     assert again.exit_code == 0, again.output
     assert again.output.splitlines() == [

@@ -58,7 +58,7 @@ def chosen_folds(project: Project, folds: bool, subset: str | None, flag: str = 
     return ensemble_folds(project, parse_fold_subset(subset) if subset is not None else None) if folds else None
 
 
-def load_model(project: Project, folds: Sequence[int] | None = None, registry: Registry | None = None) -> Any:
+def load_run_model(project: Project, folds: Sequence[int] | None = None, registry: Registry | None = None) -> Any:
     """The run's best model, or with ``folds`` the ensemble of those folds' models."""
     return load_best_model(project, registry) if folds is None else load_ensemble(project, folds, registry)
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from segkit.classes import IGNORE_INDEX
 from segkit.engine import components
-from segkit.cv.ensemble import ENSEMBLE_DIR, load_model
+from segkit.cv.ensemble import ENSEMBLE_DIR, load_run_model
 from segkit.engine.object_eval import IMAGE_MEAN, PerImageScores, figure_cell, write_per_image
 from segkit.engine.runtime import import_tensorflow, seed_everything
 from segkit.errors import DataError
@@ -123,7 +123,7 @@ def run_evaluation(project: Project, registry: Registry, watcher: Watcher | None
     instancer = components.build_instancer(project, registry)  # a key it refuses costs a second, not a model load
     import_tensorflow()
     seed_everything(project.seed)
-    model = load_model(project, folds, registry)
+    model = load_run_model(project, folds, registry)
     components.compile_model(model, project, registry)
     source = components.open_dataset(project, registry)
     pairs = source.pairs("test")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from segkit.durable import remove_entry
-from segkit.cv.ensemble import load_model
+from segkit.cv.ensemble import load_run_model
 from segkit.engine.components import prediction_for
 from segkit.engine.runtime import import_tensorflow
 from segkit.errors import SegkitError
@@ -139,7 +139,7 @@ def export(project: Project, fmt: Format, out: Path | None = None, overwrite: bo
         checked_fields(package or PackageFields())  # a bad licence or citation before the model loads
         tile = _package_tile(project)
     import_tensorflow()
-    model = load_model(project, folds)
+    model = load_run_model(project, folds)
     target.parent.mkdir(parents=True, exist_ok=True)
     how = prediction_for(project)
     if fmt == "keras":

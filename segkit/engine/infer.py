@@ -16,7 +16,7 @@ import numpy as np
 
 from segkit.data.images import read_image, write_png
 from segkit.data.resize import blend
-from segkit.cv.ensemble import load_model
+from segkit.cv.ensemble import load_run_model
 from segkit.engine.components import prediction_for
 from segkit.engine.infer_objects import NucleusWriter
 from segkit.engine.infer_plan import InferPlan, plan_infer, record
@@ -54,7 +54,7 @@ def infer(project: Project, plan: InferPlan | None = None, slide_progress: Slide
     model = None
     if plan.images or any(not slide.done for slide in plan.slides):
         import_tensorflow()
-        model = load_model(project, folds)
+        model = load_run_model(project, folds)
     record(plan)
     with interrupts_raised():
         images = _infer_images(project, plan, model) if plan.images else InferResult(0, plan.masks, plan.overlays,
