@@ -13,6 +13,7 @@ class ExitCode(IntEnum):
     OK = 0
     INTERNAL = 1  # our own bug: "internal error: ..."
     USAGE = 2  # the user's to fix: a project file, an option, a file on disk (click's usage errors too)
+    SOME_FAILED = 3  # a cohort ran to its end, and some of its slides failed (its table says why)
     INTERRUPTED = 130  # SIGINT, 128 + 2 as shells report it
     TERMINATED = 143  # SIGTERM, 128 + 15
 

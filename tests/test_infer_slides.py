@@ -319,7 +319,7 @@ def test_a_second_signal_during_the_cleanup_of_an_interrupted_slide_waits_for_it
         real_unlink(self, missing_ok=missing_ok)
 
     with pytest.raises(InferInterrupted) as caught, interrupts_raised():
-        with infer_slides._whole_or_nothing(outputs):
+        with infer_slides.whole_or_nothing(outputs):
             outputs.tissue.write_bytes(b"written before the first tile")
             outputs.mask.write_bytes(b"half")
             monkeypatch.setattr(Path, "unlink", unlink_and_press_ctrl_c)

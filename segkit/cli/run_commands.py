@@ -165,6 +165,15 @@ def infer(
         "--microns-per-pixel", help="the slides' pixel size in µm, replacing their metadata's (for slides whose "
         "files hold none)", show_default=False)] = None,
     folds: FoldsOpt = False, fold_subset: FoldSubsetOpt = None,
+    slides: Annotated[Optional[Path], typer.Option(
+        "--slides", help="a cohort: the folder of its slides or a list file (one slide per line), segmented one "
+        "task per slide on a Dask cluster; writes cohort.csv", show_default=False)] = None,
+    scheduler: Annotated[Optional[str], typer.Option(
+        "--scheduler", help="where the cohort runs: local (default), a scheduler address tcp://host:8786, or "
+        "slurm, pbs, lsf, sge (dask-jobqueue)", show_default=False)] = None,
+    workers: Annotated[Optional[int], typer.Option(
+        "--workers", help="worker processes of a local cluster, or jobs of a batch system (default 1)",
+        show_default=False)] = None,
     set_: SetOpt = None, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Segment images at their original size and whole slides in tiles; writes a mask and an overlay per
@@ -175,11 +184,15 @@ def infer(
     from segkit.engine.infer_slides import InferInterrupted
     from segkit.engine.slide_plan import SlideOptions, parse_region
     from segkit.cv.ensemble import chosen_folds
+    from segkit.cli.cohort_command import check_cohort_options, infer_cohort
 
+    check_cohort_options(slides, images, scheduler, workers)
     loaded = check_trained_with(_load(project, set_, debug))
     ensemble = chosen_folds(loaded, folds, fold_subset)
     options = SlideOptions(microns_per_pixel, parse_region(region) if region is not None else None,
                            None if ensemble is None else tuple(ensemble))
+    if slides is not None:
+        return infer_cohort(loaded, slides, out, overwrite, options, scheduler, workers, quiet)
     # every check before TensorFlow and any write
     plan = plan_infer(loaded, images or [], out, overwrite, slide_options=options)
     print_notes(plan.notes, quiet)

@@ -117,7 +117,7 @@ def plan_infer(project: Project, paths: Sequence[Path] = (), out: Path | None = 
     outputs = _outputs(images, slides, masks, overlays, objects)
     targets = [folder / name for folder, names in outputs.items() for name in names]
     _refuse_replacing_inputs(targets, [*images, *slide_paths])
-    foreign = _foreign(targets, {folder: written_before(folder) for folder in outputs})
+    foreign = foreign_files(outputs)
     if foreign and not overwrite:
         names = ", ".join(quoted(p.name) for p in foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5
                                                                     else "")
@@ -270,16 +270,22 @@ def written_before(folder: Path) -> set[str]:
     return set(listed_names(folder / MANIFEST, "written") or ())
 
 
-def _foreign(targets: list[Path], known: dict[Path, set[str]]) -> list[Path]:
-    """Targets that exist but are not in their folder's manifest (a link is never ours: infer
-    writes plain files)."""
-    return [target for target in targets if target.is_symlink()
-            or (target.exists() and target.name not in known[target.parent])]
+def foreign_files(outputs: Mapping[Path, Sequence[str]]) -> list[Path]:
+    """The planned ``outputs`` (names per folder) that exist but are not in their folder's manifest:
+    files segkit did not write (a link is never ours: infer writes plain files)."""
+    known = {folder: written_before(folder) for folder in outputs}
+    return [target for folder, names in outputs.items() for target in (folder / name for name in names)
+            if target.is_symlink() or (target.exists() and target.name not in known[folder])]
 
 
 def record(plan: InferPlan) -> None:
     """List the names about to be written in each folder's manifest, before the first of them is."""
-    for folder, planned in plan.outputs.items():
+    record_outputs(plan.outputs)
+
+
+def record_outputs(outputs: Mapping[Path, Sequence[str]]) -> None:
+    """Add ``outputs`` (names per folder) to each folder's manifest (the folder made if need be)."""
+    for folder, planned in outputs.items():
         names = written_before(folder) | set(planned)
         write_atomic(folder / MANIFEST, json.dumps({"written_by": "segkit infer", "written": sorted(names)},
                                                    indent=1) + "\n")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from segkit.engine.infer_plan import InferPlan
+from segkit.engine.slide_plan import SlideOptions
 from segkit.plugins import get_registry
 from segkit.project import Project
 from segkit.slides.outputs import SlideOutputs
@@ -95,8 +96,6 @@ def segment_slides(project: Project, plan: InferPlan, model: Any, progress: Slid
                    ) -> SlidesDone:
     """Each slide of ``plan`` not done yet segmented into ``plan.masks``, then ``slides.csv`` written
     with a row per slide of the plan (a skipped one's from its record)."""
-    from segkit.engine.slide_infer import segment_slide
-
     digest = plan.slide_options.model_digest(project) if any(not slide.done for slide in plan.slides) else ""
     rows: list[dict[str, object]] = []
     segmented = 0
@@ -106,20 +105,28 @@ def segment_slides(project: Project, plan: InferPlan, model: Any, progress: Slid
             continue
         report = None if progress is None else _reporting(progress, slide.path)
         try:
-            with _whole_or_nothing(slide.outputs):
-                # overwrite: the plan refused every file of another's that --overwrite did not allow
-                result = segment_slide(project, slide.path, plan.masks, get_registry(),
-                                       plan.slide_options.microns_per_pixel, overwrite=True,
-                                       region=plan.slide_options.region, model=model, model_digest=digest,
-                                       progress=report)
+            rows.append(segment_whole(project, slide.path, slide.outputs, plan.masks, plan.slide_options, model,
+                                      digest, report))
         except InferInterrupted as interrupted:
             interrupted.slide, interrupted.slides_done = slide.path, segmented
             raise
-        rows.append(result.summary_row(slide.path))
         segmented += 1
     write_summary(plan.slide_table, rows)
     nuclei = sum(int(row.get("nuclei") or 0) for row in rows)  # type: ignore[call-overload]
     return SlidesDone(rows, segmented, len(plan.slides) - segmented, nuclei)
+
+
+def segment_whole(project: Project, slide: Path, outputs: SlideOutputs, masks: Path, options: SlideOptions,
+                  model: Any, digest: str, progress: Callable[[int, int], None] | None = None) -> dict[str, object]:
+    """One slide through the slide engine into ``masks``, whole or not at all (a failure removes what it
+    wrote, :func:`whole_or_nothing`); its summary row. What ``segkit infer`` and a cohort's worker both run."""
+    from segkit.engine.slide_infer import segment_slide
+
+    with whole_or_nothing(outputs):
+        # overwrite: the caller's plan refused every file of another's that --overwrite did not allow
+        result = segment_slide(project, slide, masks, get_registry(), options.microns_per_pixel, overwrite=True,
+                               region=options.region, model=model, model_digest=digest, progress=progress)
+    return result.summary_row(slide)
 
 
 def _reporting(progress: SlideProgress, slide: Path) -> Callable[[int, int], None]:
@@ -127,7 +134,7 @@ def _reporting(progress: SlideProgress, slide: Path) -> Callable[[int, int], Non
 
 
 @contextmanager
-def _whole_or_nothing(outputs: SlideOutputs) -> Iterator[None]:
+def whole_or_nothing(outputs: SlideOutputs) -> Iterator[None]:
     """On any failure, remove the outputs the block wrote or replaced (and then the record too)."""
     before = {path: _identity(path) for path in outputs.every()}
     try:

@@ -138,7 +138,8 @@ def segment_slide(project: Project, slide_path: Path, out_folder: Path, registry
                     model = load_best_model(project, registry)
                 _predict_into(canvas, setup, lambda batch: tile_softmax(model, batch, how), how.batch_size,
                               project.classes.num_classes, progress, () if nuclei is None else (nuclei,), checkpoints)
-                canvas.save_pyramid(outputs.mask, microns_per_pixel=(setup.mpp[0] + setup.mpp[1]) / 2)
+                canvas.save_pyramid(outputs.mask, microns_per_pixel=(setup.mpp[0] + setup.mpp[1]) / 2,
+                                    uuid=mask_uuid(key))
             write_tissue_png(outputs.tissue, setup.tissue.mask)
         except BaseException:
             checkpoints.failed()
@@ -177,6 +178,17 @@ class planned_slide:
 
     def __exit__(self, *exc_info: object) -> None:
         self.setup.slide.close()
+
+
+def mask_uuid(resume_key: Mapping[str, Any]) -> str:
+    """The mask file's OME UUID, from what made it (slide name and size, model, level, tiles, settings; not
+    the file's time, which a copy changes): the same slide segmented by the same model gets the same
+    bytes wherever it runs (a cohort's worker or not)."""
+    import json
+    import uuid
+
+    made_by = {key: value for key, value in resume_key.items() if key != "slide_mtime_ns"}
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "segkit-mask:" + json.dumps(made_by, sort_keys=True, default=str)))
 
 
 def model_microns_per_pixel(project: Project) -> float:

@@ -123,8 +123,12 @@ class MaskCanvas:
         return half
 
     def save_pyramid(self, final_path: Path, *, tile: int = 256, levels: int | None = None,
-                     microns_per_pixel: float | None = None, palette: ClassTable | None = None) -> Path:
+                     microns_per_pixel: float | None = None, palette: ClassTable | None = None,
+                     uuid: str | None = None) -> Path:
         """Write the tiled pyramidal OME-TIFF of this canvas to ``final_path``; returns it.
+
+        ``uuid`` is the OME file's UUID (default: a new one, as tifffile makes): one derived from what
+        made the mask lets the same slide and model give the same bytes on any machine.
 
         ``levels`` counts level 0 (default: halve until a level fits in one tile). With
         ``palette``, the file holds each class's RGB colour instead of its index (for viewing).
@@ -139,7 +143,8 @@ class MaskCanvas:
             for _ in range(count - 1):
                 chain.append(chain[-1].halved())
             replace_durably(final_path,
-                            lambda temporary: _write_pyramid(temporary, chain, tile, microns_per_pixel, palette),
+                            lambda temporary: _write_pyramid(temporary, chain, tile, microns_per_pixel, palette,
+                                                             uuid),
                             final_path.parent, lambda exc: _disk_error(exc, final_path.parent))
         finally:
             for canvas in chain[1:]:
@@ -213,7 +218,7 @@ def _checked_levels(final_path: Path, shape: tuple[int, int], tile: int, levels:
 
 
 def _write_pyramid(path: Path, chain: list[MaskCanvas], tile: int, microns_per_pixel: float | None,
-                   palette: ClassTable | None) -> None:
+                   palette: ClassTable | None, uuid: str | None = None) -> None:
     """Level 0 with ``chain[1:]`` as its SubIFDs, tile by tile; a full disk becomes one line."""
     import tifffile
 
@@ -222,14 +227,14 @@ def _write_pyramid(path: Path, chain: list[MaskCanvas], tile: int, microns_per_p
             for index, canvas in enumerate(chain):
                 tiff.write(level_tiles(canvas, tile, palette), tile=(tile, tile), compression="zlib",
                            buffersize=ENCODE_BUFFER_BYTES,
-                           **_level_layout(index, chain, microns_per_pixel, palette))
+                           **_level_layout(index, chain, microns_per_pixel, palette, uuid))
         _link_levels_to_main_chain(path)
     except OSError as exc:
         raise _disk_error(exc, path.parent) from None
 
 
 def _level_layout(index: int, chain: list[MaskCanvas], microns_per_pixel: float | None,
-                  palette: ClassTable | None) -> dict[str, Any]:
+                  palette: ClassTable | None, uuid: str | None) -> dict[str, Any]:
     """tifffile.write's arguments for level ``index``: shape, type, where it goes, its pixel size."""
     canvas = chain[index]
     layout: dict[str, Any] = {
@@ -239,7 +244,7 @@ def _level_layout(index: int, chain: list[MaskCanvas], microns_per_pixel: float 
     }
     if index == 0:
         layout["subifds"] = len(chain) - 1
-        layout["metadata"] = _ome_metadata(microns_per_pixel, palette)
+        layout["metadata"] = _ome_metadata(microns_per_pixel, palette) | ({"UUID": uuid} if uuid else {})
     else:
         layout["subfiletype"] = 1  # FILETYPE_REDUCEDIMAGE: how OpenSlide and Bio-Formats tell levels apart
     if microns_per_pixel is not None:
