@@ -121,6 +121,7 @@ def test_a_corrupt_slide_fails_its_own_row_the_others_complete_and_the_exit_code
     assert [rows[stem]["status"] for stem in STEMS] == ["done"] * 3
     assert_same_outputs(out, single, STEMS)
     assert not list(out.glob("broken.*"))  # nothing of the failed slide under a final name
+    assert "running on a local cluster of 2 worker process(es); Dask dashboard: http://" in result.output
     assert "failed: 'broken.svs':" in result.output and "3 segmented, 0 skipped (already done), 1 failed" in (
         result.output)
 
@@ -187,6 +188,20 @@ def test_a_rerun_after_sigterm_segments_only_the_slides_left_and_keeps_the_finis
     assert second == {stem: "skipped" if stem in finished else "done" for stem in first}
     assert {stem: (out / f"{stem}.mask.ome.tif").stat().st_mtime_ns for stem in finished} == kept
     assert not list(out.glob(".*.segkit-partial"))
+
+
+def test_a_stop_noted_while_the_cluster_started_submits_nothing_and_leaves_every_slide_pending(
+        project: Any, client: Any, cohort: Path, tmp_path: Path) -> None:
+    from segkit.stop_signals import StopRequest
+
+    stop = StopRequest()
+    stop.note("SIGTERM")  # as the handler does for a signal that came while the workers were starting
+    plan = plan_cohort(project, cohort, tmp_path / "out", get_registry(), SlideOptions())
+    result = run_cohort(project, plan, client, stop=stop)
+    assert [row["status"] for row in result.rows] == ["pending"] * len(STEMS)
+    assert [row["status"] for row in table(plan.table)] == ["pending"] * len(STEMS)
+    assert not client.processing() or not any(client.processing().values())
+    assert not list(plan.out.glob("*.slide.json"))
 
 
 def _free_port() -> int:
@@ -277,3 +292,36 @@ def test_an_output_folder_holding_another_models_slides_or_cohort_is_refused_unl
     assert result.exit_code == 0, result.output
     assert json.loads((out / COHORT_MARKER).read_text())["model_sha256"] != "e" * 64
     assert (out / "s0.tissue.png").read_bytes() != b"a user's file"
+
+
+_PAGE_FAULTS = """
+import resource
+import numpy as np
+from segkit.cohort.worker import restore_malloc_thresholds
+
+def faults() -> int:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(200):
+        block = np.ones(2**20 // 8)  # 1 MiB: a tile's softmax, above the 128 KiB the variable pins mmap at
+        del block
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+pinned = faults()
+print(pinned, restore_malloc_thresholds(), faults())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt, on Linux only")
+def test_a_worker_undoes_the_nannys_malloc_trim_threshold_so_arrays_stop_faulting_in_afresh() -> None:
+    faults = {}
+    for setting in ("65536", None):
+        env = environment()
+        env.pop("MALLOC_TRIM_THRESHOLD_", None)
+        if setting is not None:
+            env["MALLOC_TRIM_THRESHOLD_"] = setting  # what Dask's nanny gives each worker it starts
+        printed = subprocess.run([sys.executable, "-c", _PAGE_FAULTS], env=env, capture_output=True, text=True,
+                                 timeout=120, check=True).stdout.split()
+        faults[setting] = (int(printed[0]), printed[1], int(printed[2]))
+    pinned, undone, after = faults["65536"]
+    assert undone == "True" and pinned > 200 * 100 and after < pinned / 20, faults  # 256 pages a block, then reused
+    assert faults[None][1] == "False"  # nothing to undo where the variable is not set

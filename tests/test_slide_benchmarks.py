@@ -1,4 +1,4 @@
-"""The whole-slide benchmarks (benchmarks/bench_slide_{memory,throughput,background}.py) run: each
+"""The whole-slide benchmarks (benchmarks/bench_slide_{memory,throughput,background}.py, bench_cohort.py) run: each
 script's ``--smoke`` case (tiny slides and model, one process) prints figures that add up."""
 
 from __future__ import annotations
@@ -91,3 +91,26 @@ def test_background_smoke_reads_only_the_tissue_tiles_of_the_glass_slide(smoke: 
     assert float(time_ratio) == pytest.approx(float(rows["glass70"][0]) / float(rows["tissue"][0]), rel=0.05)
     assert float(cpu_ratio) == pytest.approx(float(rows["glass70"][1]) / float(rows["tissue"][1]), rel=0.05)
     assert float(tile_ratio) == round(tiles["glass70"] / tiles["tissue"], 2)
+
+
+def test_cohort_smoke_times_the_single_process_and_one_and_two_workers_on_the_same_slides(
+        smoke: Callable[[str], str]) -> None:
+    printed = smoke("bench_cohort.py")
+    runs = re.findall(r"^\[round 1\] (single|cohort1|cohort2) +" + NUMBER + r" s, startup +" + NUMBER
+                      + r" s, slide time +" + NUMBER + r" s, (\d+) slides", printed, re.M)
+    assert [side for side, *_ in runs] == ["single", "cohort1", "cohort2"]
+    for side, seconds, startup, slide_s, slides in runs:
+        assert int(slides) == 2 and 0 < float(slide_s) and float(startup) < float(seconds), side
+        assert (float(startup) == 0) == (side == "single")  # only a cohort starts a cluster
+    walls = {side: float(seconds) for side, seconds, *_ in runs}
+    rows = {row[0]: [float(v) for v in row[1:]] for row in (line.split() for line in printed.splitlines())
+            if row and row[0] in walls and len(row) == 6}
+    for side, (wall, per_hour, *_) in rows.items():
+        assert wall == pytest.approx(walls[side], abs=0.01) and per_hour == pytest.approx(7200 / wall, rel=0.01)
+    overhead = float(re.search(r"= ([+-][0-9.]+)% \(goal <= 5%\)$", printed, re.M)[1])  # type: ignore[index]
+    # from the unrounded medians: a smoke wall of a second or two printed to 0.01 s moves the ratio by 1%
+    assert overhead == pytest.approx(100 * (walls["cohort1"] / walls["single"] - 1), rel=0.02, abs=0.5)
+    speed_up, efficiency = (float(v) for v in re.search(  # type: ignore[union-attr]
+        r"^scaling 1 -> 2 workers: " + NUMBER + r"x slides per hour = efficiency " + NUMBER + "$", printed, re.M).groups())
+    assert speed_up == pytest.approx(walls["cohort1"] / walls["cohort2"], abs=0.01)
+    assert efficiency == pytest.approx(speed_up / 2, abs=0.01)

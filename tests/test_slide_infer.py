@@ -220,8 +220,13 @@ def band_peak_bytes(folder: Path, height: int, width: int = 512) -> int:
 
 
 def test_the_bands_memory_does_not_grow_with_the_slides_height(tmp_path: Path) -> None:
-    short, tall = band_peak_bytes(tmp_path, 512), band_peak_bytes(tmp_path, 4096)
-    assert tall <= 1.1 * short, (short, tall)
+    # the least of three runs each: the writer thread's and the read-ahead's share of the peak depends on
+    # when they ran (a single run's peak varied by 250 KB here); what must not appear is growth with the
+    # height, which for 3584 rows more would be 3584 x 512 x 3 x 4 bytes = 22 MB of softmax sums
+    short = min(band_peak_bytes(tmp_path, 512) for _ in range(3))
+    tall = min(band_peak_bytes(tmp_path, 4096) for _ in range(3))
+    one_band = 64 * 512 * 3 * 4
+    assert tall - short < one_band, (short, tall)
     assert short < 4 * 64 * 512 * 4 * 4 + 8 * 64 * 64 * 3 * 4  # a few bands and a batch, not a level
 
 

@@ -45,7 +45,8 @@ def infer_cohort(loaded: Project, slides: Path, out: Path | None, overwrite: boo
     from segkit.cohort.cluster import cohort_client, parse_scheduler, require_distributed
     from segkit.cohort.plan import plan_cohort
     from segkit.cohort.run import local_threads, run_cohort
-    from segkit.engine.infer_slides import interrupts_raised
+    from segkit.engine.infer_slides import InferInterrupted
+    from segkit.stop_signals import stop_signals_noted
 
     where = parse_scheduler(scheduler or "local")
     require_distributed(where.kind)
@@ -56,11 +57,13 @@ def infer_cohort(loaded: Project, slides: Path, out: Path | None, overwrite: boo
     already = f" ({done} already done, skipped)" if done else ""
     console.print(f"cohort: {len(plan.slides)} slide(s){already} → {plan.out}", markup=False, soft_wrap=True)
     threads = local_threads(count) if where.kind == "local" else None
-    with _stopped_cleanly(), interrupts_raised():
+    with _stopped_cleanly(), stop_signals_noted() as stop:
         with cohort_client(where, count) as client:
             _say_where(client, where.describe(count), bool(plan.todo))
             with _slide_bar(len(plan.todo), quiet) as on_row:
-                result = run_cohort(loaded, plan, client, on_row, threads)
+                result = run_cohort(loaded, plan, client, on_row, threads, stop)
+        if stop.requested:  # noted, not raised (see StopRequest): the table is written, the cluster closed
+            raise InferInterrupted(stop.name)
     _print_outcome(result)
 
 
@@ -81,8 +84,8 @@ def _stopped_cleanly() -> Iterator[None]:
 def _say_where(client: Any, described: str, working: bool) -> None:
     if not working:
         return
-    link = getattr(client, "dashboard_link", None)
-    dashboard = f"; Dask dashboard: {link}" if link else ""
+    serving = "dashboard" in client.scheduler_info().get("services", {})  # bokeh installed where it runs
+    dashboard = f"; Dask dashboard: {client.dashboard_link}" if serving else ""
     console.print(f"running on {described}{dashboard}", markup=False, soft_wrap=True)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,9 +27,12 @@ from segkit.cohort.worker import ModelPlugin, failed_row, segment_cohort_slide
 from segkit.project import Project
 from segkit.slides.outputs import read_slide_record, slide_complete
 from segkit.slides.summary import write_summary
+from segkit.stop_signals import StopRequest
 
 #: seconds between two writes of the table while slides finish
 TABLE_EVERY = 5.0
+#: seconds between two looks for finished slides and a stop signal
+POLL_EVERY = 0.1
 #: the statuses a row can have, in the order a summary counts them
 STATUSES = ("done", "skipped", "failed", "pending")
 
@@ -53,15 +56,14 @@ class CohortResult:
 
 
 def run_cohort(project: Project, plan: CohortPlan, client: Any, on_row: RowDone | None = None,
-               threads: int | None = None) -> CohortResult:
-    """Segment ``plan``'s slides not done yet on ``client``'s workers; the table of every slide."""
-    from distributed import as_completed
-
+               threads: int | None = None, stop: StopRequest | None = None) -> CohortResult:
+    """Segment ``plan``'s slides not done yet on ``client``'s workers; the table of every slide. A stop
+    noted in ``stop`` ends the run within :data:`POLL_EVERY` seconds, the slides not finished pending."""
     rows = {slide.path: _first_row(slide) for slide in plan.slides}
     start_writing(plan)
     table = _Table(plan, rows)
     todo = plan.todo
-    if not todo:
+    if not todo or (stop is not None and stop.requested):
         return CohortResult(table.write(), table.files)
     client.register_plugin(ModelPlugin(project, plan.options.folds, plan.digest, threads))
     run = uuid.uuid4().hex[:8]
@@ -70,7 +72,7 @@ def run_cohort(project: Project, plan: CohortPlan, client: Any, on_row: RowDone 
                for number, slide in enumerate(todo)}
     started = {future.key: time.monotonic() for future in futures}
     try:
-        for future in as_completed(futures):
+        for future in _completed(futures, stop or StopRequest()):
             slide = futures[future]
             rows[slide.path] = _finished_row(future, slide, time.monotonic() - started[future.key])
             if on_row is not None:
@@ -81,6 +83,18 @@ def run_cohort(project: Project, plan: CohortPlan, client: Any, on_row: RowDone 
         _finished_unheard(plan, rows)
         table.write()
     return CohortResult([rows[slide.path] for slide in plan.slides], table.files)
+
+
+def _completed(futures: Mapping[Any, CohortSlide], stop: StopRequest) -> Iterator[Any]:
+    """``futures`` as they finish, until all have or a stop is noted."""
+    from distributed import as_completed
+
+    finished = as_completed(futures)
+    while not finished.is_empty() and not stop.requested:
+        batch = finished.next_batch(block=False)
+        if not batch:
+            stop.wait(POLL_EVERY)
+        yield from batch
 
 
 def _finished_unheard(plan: CohortPlan, rows: dict[Path, dict[str, object]]) -> None:

@@ -11,7 +11,9 @@ retry on another worker.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -42,6 +44,7 @@ class ModelPlugin(WorkerPlugin):
         self.loads = 0
 
     def setup(self, worker: Any) -> None:
+        restore_malloc_thresholds()
         try:
             self.model = self._load()
             self.loads += 1
@@ -62,6 +65,28 @@ class ModelPlugin(WorkerPlugin):
             raise SegkitError(f"its model file has sha256 {seen[:12]}…, the cohort's {self.digest[:12]}… "
                               "(give every worker the same run folder, and do not retrain during a cohort)")
         return load_run_model(self.project, self.folds)
+
+
+#: glibc's mallopt parameters, and the thresholds put back (its own dynamic maximum for the mmap
+#: threshold on 64-bit, and twice that for trimming, as glibc pairs them)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD, _TRIM_THRESHOLD = 32 * 2**20, 64 * 2**20
+
+
+def restore_malloc_thresholds() -> bool:
+    """Undo ``MALLOC_TRIM_THRESHOLD_=65536``, which Dask's nanny gives every worker it starts: setting it
+    also pins glibc's mmap threshold at 128 KiB, so every tile- and band-sized array is a fresh mmap whose
+    pages fault in again, and a slide took 1.5x the CPU time on a worker (benchmarks/bench_cohort.py,
+    docs/cohorts-benchmarks.md). Only where that variable is set and glibc's ``mallopt`` exists; whether
+    it was undone."""
+    if "MALLOC_TRIM_THRESHOLD_" not in os.environ or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt): nothing to undo the same way
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
 
 
 def segment_cohort_slide(slide: Path, outputs: SlideOutputs, options: SlideOptions) -> dict[str, object]:
