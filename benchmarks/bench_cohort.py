@@ -48,12 +48,10 @@ SIDES = ("single", "cohort1", "cohort2")
 
 def one_model_thread() -> None:
     """TensorFlow on one thread in this process (before its first op; a no-op once it has started)."""
-    from segkit.engine.runtime import import_tensorflow
+    from segkit.engine.runtime import limit_model_threads
 
-    tf = import_tensorflow()
     try:
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
+        limit_model_threads(1)
     except RuntimeError:
         pass  # --smoke runs every side in one process whose TensorFlow already runs
 

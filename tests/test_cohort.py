@@ -200,7 +200,7 @@ def test_a_stop_noted_while_the_cluster_started_submits_nothing_and_leaves_every
     result = run_cohort(project, plan, client, stop=stop)
     assert [row["status"] for row in result.rows] == ["pending"] * len(STEMS)
     assert [row["status"] for row in table(plan.table)] == ["pending"] * len(STEMS)
-    assert not client.processing() or not any(client.processing().values())
+    assert not any(client.processing().values())  # no worker was given a slide
     assert not list(plan.out.glob("*.slide.json"))
 
 

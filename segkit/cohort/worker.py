@@ -53,13 +53,11 @@ class ModelPlugin(WorkerPlugin):
 
     def _load(self) -> Any:
         from segkit.cv.ensemble import load_run_model
-        from segkit.engine.runtime import import_tensorflow
+        from segkit.engine.runtime import limit_model_threads
         from segkit.engine.slide_plan import SlideOptions
 
-        tf = import_tensorflow()
         if self.threads:
-            tf.config.threading.set_intra_op_parallelism_threads(self.threads)
-            tf.config.threading.set_inter_op_parallelism_threads(self.threads)
+            limit_model_threads(self.threads)
         seen = SlideOptions(folds=self.folds).model_digest(self.project)
         if seen != self.digest:  # the worker sees another file than the client (another disk, or retrained)
             raise SegkitError(f"its model file has sha256 {seen[:12]}…, the cohort's {self.digest[:12]}… "
@@ -76,8 +74,8 @@ _MMAP_THRESHOLD, _TRIM_THRESHOLD = 32 * 2**20, 64 * 2**20
 def restore_malloc_thresholds() -> bool:
     """Undo ``MALLOC_TRIM_THRESHOLD_=65536``, which Dask's nanny gives every worker it starts: setting it
     also pins glibc's mmap threshold at 128 KiB, so every tile- and band-sized array is a fresh mmap whose
-    pages fault in again, and a slide took 1.5x the CPU time on a worker (benchmarks/bench_cohort.py,
-    docs/cohorts-benchmarks.md). Only where that variable is set and glibc's ``mallopt`` exists; whether
+    pages fault in again: a slide's time on a worker was 1.11x on one machine here and its CPU time
+    ~1.5x on another (docs/cohorts-benchmarks.md). Only where that variable is set and glibc's ``mallopt`` exists; whether
     it was undone."""
     if "MALLOC_TRIM_THRESHOLD_" not in os.environ or not sys.platform.startswith("linux"):
         return False

@@ -29,6 +29,14 @@ def import_tensorflow(verbose: bool = False) -> Any:
     return tf
 
 
+def limit_model_threads(threads: int) -> None:
+    """TensorFlow's op pools (within and between ops) at ``threads`` each, for processes that share the
+    cores (a cohort's workers). Before TensorFlow's first op: later, TensorFlow raises RuntimeError."""
+    tf = import_tensorflow()
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
 @contextlib.contextmanager
 def _stderr_silenced(active: bool) -> Iterator[None]:
     """Hide what TensorFlow's C++ side prints while loading (absl writes it before any log level applies)."""
